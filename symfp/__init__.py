@@ -1,0 +1,69 @@
+"""symfp: from a learning algorithm written as symbols to the PDE of its weights, and back.
+
+The pipeline (each stage inspectable, substitutable and printable as LaTeX)::
+
+    SGD / Recursion  ->  moments  ->  SDE (modified equation)  ->  FokkerPlanck  ->  weak form
+          |                                                                   |
+    particles (torch) --------------------- compare -------------------- FE solution (dolfinx)
+
+``import symfp`` needs neither dolfinx nor torch: both are imported only when a solve or a
+simulation is requested. Public names are resolved lazily (PEP 562).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "SymfpError": "symfp.errors",
+    "InputError": "symfp.errors",
+    "ExpressionError": "symfp.errors",
+    "DataError": "symfp.errors",
+    "MeshError": "symfp.errors",
+    "SolverError": "symfp.errors",
+    "DivergenceError": "symfp.errors",
+    "DependencyError": "symfp.errors",
+    "SDE": "symfp.sde",
+    "Dataset": "symfp.data",
+    "Population": "symfp.data",
+    "Recursion": "symfp.recursion",
+    "SGD": "symfp.recursion",
+    "exp": "symfp.functions",
+    "log": "symfp.functions",
+    "tanh": "symfp.functions",
+    "sigmoid": "symfp.functions",
+    "softplus": "symfp.functions",
+    "relu": "symfp.functions",
+    "sqrt": "symfp.functions",
+    "sin": "symfp.functions",
+    "cos": "symfp.functions",
+    "modified_equation": "symfp.backward_error",
+    "FokkerPlanck": "symfp.fokker_planck",
+    "latex_document": "symfp.latex",
+    "mean_exit_time": "symfp.fem.exit_time",
+    "compare": "symfp.compare",
+    "weak_error": "symfp.particles.weak_error",
+}
+_SUBMODULES = {"mesh", "fem", "particles", "weakform", "errors"}
+
+__all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        mod = importlib.import_module(f"symfp.{name}")
+        globals()[name] = mod
+        return mod
+    raise AttributeError(f"module 'symfp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,3 @@
+from symfp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Errors that symfp raises on bad input or failed numerics.
+
+Every error a user can trigger is a :class:`SymfpError` subclass whose message says what was wrong,
+where, and what to do. Catch :class:`SymfpError` to catch them all.
+"""
+
+from __future__ import annotations
+
+
+class SymfpError(Exception):
+    """Base class of every error symfp raises on purpose."""
+
+
+class InputError(SymfpError, ValueError):
+    """A user-supplied value (expression, number, array, option) is invalid."""
+
+
+class ExpressionError(InputError):
+    """An expression cannot be parsed, traced or translated (names the offending part)."""
+
+
+class DataError(InputError):
+    """A data set or population is malformed (unequal lengths, NaN/inf, not a random variable)."""
+
+
+class MeshError(InputError):
+    """A mesh is unsuitable (wrong dimension, unknown boundary name, unreadable file)."""
+
+
+class SolverError(SymfpError, RuntimeError):
+    """A numerical solve failed (KSP divergence, loss of mass or positivity)."""
+
+
+class DivergenceError(SolverError):
+    """A simulated recursion blew up (step, fraction of particles, the exploding quantity)."""
+
+
+class DependencyError(SymfpError, ImportError):
+    """An optional dependency (dolfinx, torch, slepc4py, gmsh) is missing for the requested feature."""
+
+
+def require(module: str, feature: str, hint: str = ""):
+    """Import ``module`` for ``feature`` or raise :class:`DependencyError` saying how to get it.
+
+    Args:
+        module: dotted module name to import.
+        feature: what the user asked for that needs it (for the message).
+        hint: extra advice appended to the message.
+
+    Returns:
+        The imported module.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        msg = f"{feature} needs the Python module '{module}', which cannot be imported ({exc})."
+        if hint:
+            msg += " " + hint
+        else:
+            msg += " Run scripts/setup (Debian 12) or use environment.yml (conda-forge)."
+        raise DependencyError(msg) from exc

@@ -1,0 +1,41 @@
+"""Shared pytest configuration.
+
+Tests marked ``mpi`` run in the serial suite and again under ``mpirun -n 2`` (see scripts/test);
+they must give the same observables on every rank. Tests marked ``fem`` are skipped with a clear
+reason when dolfinx cannot be imported (e.g. a pip-only install).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+HAS_DOLFINX = _has("dolfinx")
+HAS_TORCH = _has("torch")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_fem = pytest.mark.skip(reason="dolfinx is not importable (run scripts/setup)")
+    skip_torch = pytest.mark.skip(reason="torch is not importable (run scripts/setup)")
+    for item in items:
+        if "fem" in item.keywords and not HAS_DOLFINX:
+            item.add_marker(skip_fem)
+        if "torch" in item.keywords and not HAS_TORCH:
+            item.add_marker(skip_torch)
+
+
+@pytest.fixture(scope="session")
+def comm():
+    """The MPI world communicator (size 1 in the serial suite)."""
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
