@@ -141,7 +141,7 @@ class SDE(Stage):
 
     def subs(self, mapping: Mapping[Any, Any] | None = None, **kwargs: Any) -> SDE:
         """Substitute numbers or expressions for parameters; returns a new SDE."""
-        m = sympify_mapping({**(mapping or {}), **kwargs}, "SDE.subs")
+        m = sympify_mapping({**(mapping or {}), **kwargs}, "SDE.subs", self.parameters | set(self.state))
         bad = [k for k in m if k in self.state]
         if bad:
             raise InputError(f"SDE.subs: cannot substitute for state variables {bad}")

@@ -14,16 +14,21 @@ import sympy as sp
 from .errors import InputError
 
 
-def sympify_mapping(mapping: Mapping[Any, Any] | None, where: str) -> dict[sp.Basic, sp.Basic]:
+def sympify_mapping(
+    mapping: Mapping[Any, Any] | None, where: str, symbols: Any = ()
+) -> dict[sp.Basic, sp.Basic]:
     """Turn a user substitution mapping into ``{Symbol: sympy value}``, with clear errors.
 
     Args:
-        mapping: ``{symbol or name: value}``; names are turned into plain symbols.
+        mapping: ``{symbol or name: value}``.
         where: the call that received it (for error messages).
+        symbols: the symbols of the stage; a name key resolves to the one with that name (whatever
+            its assumptions), else to a plain symbol.
     """
+    by_name = {str(s): s for s in symbols}
     out: dict[sp.Basic, sp.Basic] = {}
     for key, value in (mapping or {}).items():
-        k = sp.Symbol(key) if isinstance(key, str) else key
+        k = by_name.get(key, sp.Symbol(key)) if isinstance(key, str) else key
         if not isinstance(k, sp.Basic):
             raise InputError(f"{where}: substitution key {key!r} is not a symbol or a name")
         try:
