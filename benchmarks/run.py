@@ -1,0 +1,85 @@
+"""Benchmark harness: runs every ``benchmarks/bench_*.py`` and writes ``benchmarks/RESULTS.md``.
+
+Each module exposes ``run(quick: bool = False) -> list[dict]`` whose rows carry the keys
+``benchmark``, ``case``, ``value``, ``unit`` and ``note``. Usage::
+
+    python benchmarks/run.py            # full sizes
+    python benchmarks/run.py --quick    # small sizes (smoke run)
+    python benchmarks/run.py fem cli    # only bench_fem.py and bench_cli.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KEYS = ("benchmark", "case", "value", "unit", "note")
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of benchmark rows."""
+    lines = ["| " + " | ".join(KEYS) + " |", "|" + "---|" * len(KEYS)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(k, "")) for k in KEYS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("only", nargs="*", help="topics to run (bench_<topic>.py); default all")
+    ap.add_argument("--quick", action="store_true", help="small sizes")
+    ap.add_argument("--out", default=str(HERE / "RESULTS.md"), help="markdown file to write")
+    args = ap.parse_args(argv)
+    files = sorted(HERE.glob("bench_*.py"))
+    if args.only:
+        files = [f for f in files if f.stem.removeprefix("bench_") in args.only]
+    sections = []
+    failed = 0
+    for f in files:
+        t0 = time.perf_counter()
+        try:
+            rows = list(_load(f).run(quick=args.quick))
+        except Exception:  # a broken benchmark is reported, the others still run
+            failed += 1
+            sections.append(f"## {f.stem}\n\nFAILED:\n\n```\n{traceback.format_exc()}```\n")
+            print(f"{f.stem}: FAILED", file=sys.stderr)
+            continue
+        took = time.perf_counter() - t0
+        text = table(rows)
+        print(f"\n== {f.stem} ({took:.1f} s)\n{text}")
+        sections.append(f"## {f.stem}\n\n{text}\n\n({took:.1f} s for this module)\n")
+    head = (
+        "# Benchmark results\n\n"
+        f"Written by `benchmarks/run.py{' --quick' if args.quick else ''}` on "
+        f"{dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, {platform.node()}, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}. "
+        "Ratios are taken within one run; absolute times depend on the machine.\n\n"
+    )
+    Path(args.out).write_text(head + "\n".join(sections))
+    print(f"\nwrote {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
