@@ -1,0 +1,24 @@
+// Basin domain for the double well f = (x^2 - 1)^2/4 + y^2/2 (minima at (+-1, 0), saddle at 0):
+// the ellipse x^2/2.2^2 + y^2/1.6^2 < 1, split at x = 0 into the basins "left" and "right".
+// Boundary "wall" (the ellipse). Regenerate the .msh with: python meshes/regenerate.py
+lc = 0.08;
+a = 2.2;
+b = 1.6;
+Point(1) = {0, 0, 0, lc};
+Point(2) = {a, 0, 0, lc};
+Point(3) = {0, b, 0, lc};
+Point(4) = {-a, 0, 0, lc};
+Point(5) = {0, -b, 0, lc};
+Ellipse(1) = {2, 1, 2, 3};
+Ellipse(2) = {3, 1, 4, 4};
+Ellipse(3) = {4, 1, 4, 5};
+Ellipse(4) = {5, 1, 2, 2};
+Line(5) = {5, 1};
+Line(6) = {1, 3};
+Curve Loop(1) = {4, 1, -6, -5};
+Plane Surface(1) = {1};
+Curve Loop(2) = {2, 3, 5, 6};
+Plane Surface(2) = {2};
+Physical Curve("wall", 1) = {1, 2, 3, 4};
+Physical Surface("right", 1) = {1};
+Physical Surface("left", 2) = {2};
