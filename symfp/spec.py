@@ -19,15 +19,18 @@ name            meaning
 ``t_end``       final time (t = kη: an SGD step is dt = η). Needed by ``solve`` and ``simulate``.
 ``dt``          FE time step. Needed by ``solve``.
 ``particles``   ``dict(n=10_000, init=..., seed=0, method="recursion" | "sde", dt=...)``: the particle
-                simulation. ``init`` defaults to ``p0``; ``method`` defaults to ``"recursion"`` (the exact
-                algorithm) when there is a ``model`` and ``"sde"`` otherwise.
+                simulation. ``init``: a point, ``{symbol: sympy.stats random variable}``, an (n, d) array
+                or a callable ``f(n, generator)`` (default ``p0``, which then must be a point);
+                ``method`` defaults to ``"recursion"`` (the exact algorithm) when there is a ``model``,
+                else ``"sde"`` (Euler–Maruyama with step ``dt``).
 ``observables`` optional ``{name: SymPy expression in the state}``: expectations reported over time.
 ``basins``      optional ``{name: SymPy relation in the state}`` (e.g. ``{"left": th < 0}``): mass per basin.
-``absorbing``   optional list of boundary names of ``exit_mesh`` (default ``mesh``) where the mean exit time
-                τ = 0; enables the exit-time analysis (FE :func:`symfp.mean_exit_time` against particle
-                exit times started at ``exit_start``).
-``exit_mesh``   optional mesh (or callable) for the exit-time problem.
-``exit_start``  optional start point of the exit-time particles (default: ``particles["init"]``).
+``exit_time``   optional ``dict(mesh=..., absorbing=["xmax"], start=[...], set=..., n=2000, t_max=...)``:
+                mean exit time from FE (:func:`symfp.mean_exit_time` on ``mesh`` — default the main mesh —
+                with τ = 0 on the ``absorbing`` boundary parts, the others reflecting) against the exit
+                times of ``n`` particles started at ``start`` and absorbed in ``set`` (a
+                ``symfp.particles`` absorbing set, or a callable returning one so that ``derive`` never
+                imports torch; default: leaving the mesh), censored at ``t_max``.
 ``weak_error``  optional ``dict(lrs=[...], observable=expr, t_end=...)``: weak-error study (log–log plot).
 ``title``       optional one-line title of the report; ``description`` optional paragraph.
 =============== ============================================================================================
