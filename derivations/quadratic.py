@@ -23,6 +23,7 @@ model = symfp.SGD(
     data=symfp.Population({xi: sympy.stats.Normal("xi", 0, s)}),
     lr=eta,
     batch_size=1,
+    constants=(a,),
 )
 params = {a: 1, s: 1, eta: sp.Rational(1, 10)}
 order = 1

@@ -34,13 +34,13 @@ def to_jsonable(obj: Any) -> Any:
     try:  # SymPy number
         import sympy as sp
 
+        if isinstance(obj, sp.MatrixBase):
+            return [[to_jsonable(e) for e in row] for row in obj.tolist()]
         if isinstance(obj, sp.Basic):
             if obj.is_Integer:
                 return int(obj)
             if obj.is_number and obj.is_real:
                 return float(obj)
-            if isinstance(obj, sp.MatrixBase):
-                return [[to_jsonable(e) for e in row] for row in obj.tolist()]
             return str(obj)
     except ImportError:  # pragma: no cover
         pass
