@@ -135,7 +135,6 @@ def test_size_from_environment(monkeypatch):
 
 @pytest.mark.parametrize("name", ["quadratic", "double_well"])
 def test_gallery_specs_are_small_by_default_and_large_on_request(monkeypatch, name):
-    pytest.importorskip("symfp.sme", reason="model.sme() has not landed")
     monkeypatch.delenv("SYMFP_SIZE", raising=False)
     small = load(ROOT / "derivations" / f"{name}.py")
     monkeypatch.setenv("SYMFP_SIZE", "large")

@@ -100,7 +100,9 @@ def derive(spec: Spec, order: int | None = None, tex: str | Path | None = None, 
 
 
 def _derive_text(spec: Spec, sde: Any, fp: Any, out: dict) -> str:
-    lines = [f"spec: {spec.path}  (modified equation of order {out['order']})"]
+    lines = [f"spec: {spec.path}"]
+    if spec.given_sde is None:
+        lines[0] += f"  (stochastic modified equation of order {out['order']})"
     if spec.model is not None:
         rec = getattr(spec.model, "recursion", None)
         lines += ["", "Recursion:", "  " + str(rec if rec is not None else spec.model).replace("\n", "\n  ")]
@@ -113,7 +115,8 @@ def _derive_text(spec: Spec, sde: Any, fp: Any, out: dict) -> str:
         else:
             for s, b in zip(out["state"], num["drift"], strict=True):
                 lines.append(f"  drift[{s}] = {b}")
-            lines.append(f"  D = {num['diffusion']}")
+            rows = ", ".join("[" + ", ".join(row) + "]" for row in num["diffusion"])
+            lines.append(f"  D = [{rows}]")
     if out["stationary_density"] is not None:
         lines += ["", f"Stationary density ∝ {out['stationary_density']}"]
     elif out.get("stationary_reason"):
