@@ -1,0 +1,67 @@
+"""Particles split over MPI ranks: local counts, per-rank seeds and reductions with mpi4py.
+
+Each rank simulates its own share of the particles with its own seed stream (``seed`` and the rank
+number feed a numpy SeedSequence, so ranks draw independent numbers); statistics are sums reduced
+with ``allreduce``, so every rank gets the same answer. With no communicator (or mpi4py absent) all
+of this degenerates to the serial case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def world(comm: Any = None) -> Any:
+    """The communicator to use: ``comm``, else MPI.COMM_WORLD when mpi4py is importable, else None."""
+    if comm is not None:
+        return comm
+    try:
+        from mpi4py import MPI
+    except ImportError:  # pragma: no cover - mpi4py is a dependency
+        return None
+    return MPI.COMM_WORLD
+
+
+def rank_size(comm: Any) -> tuple[int, int]:
+    """(rank, size) of ``comm`` ((0, 1) for None)."""
+    return (0, 1) if comm is None else (comm.rank, comm.size)
+
+
+def local_count(n: int, comm: Any, even: bool = False) -> int:
+    """This rank's share of ``n`` particles (shares differ by at most one, or two when ``even``)."""
+    rank, size = rank_size(comm)
+    unit = 2 if even else 1
+    units = n // unit
+    share = units // size + (1 if rank < units % size else 0)
+    return share * unit
+
+
+def rank_seed(seed: int | None, comm: Any) -> int | None:
+    """An independent seed for this rank derived from ``seed`` (the seed itself on one rank)."""
+    rank, size = rank_size(comm)
+    if seed is None or size == 1:
+        return seed
+    return int(np.random.SeedSequence([int(seed), rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def allsum(value: Any, comm: Any) -> Any:
+    """Sum of a number or numpy array over all ranks (the value itself without MPI)."""
+    if comm is None or comm.size == 1:
+        return value
+    from mpi4py import MPI
+
+    if np.isscalar(value):
+        return comm.allreduce(value, op=MPI.SUM)
+    arr = np.ascontiguousarray(value, dtype=np.float64)
+    out = np.empty_like(arr)
+    comm.Allreduce(arr, out, op=MPI.SUM)
+    return out
+
+
+def allgather_rows(arr: np.ndarray, comm: Any) -> np.ndarray:
+    """Concatenate per-rank arrays along axis 0 on every rank."""
+    if comm is None or comm.size == 1:
+        return arr
+    return np.concatenate(comm.allgather(arr), axis=0)
