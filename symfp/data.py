@@ -252,6 +252,20 @@ class Population(_DataModel):
         ) == len(rvs)
         self._cache: dict[tuple[int, ...], sp.Expr] = {}
 
+    @property
+    def parameters(self) -> set[sp.Symbol]:
+        """Free symbols of the distributions (e.g. a variance ``s``)."""
+        out: set[sp.Symbol] = set()
+        for v in self.variables.values():
+            for r in st.random_symbols(v):
+                out |= r.pspace.free_symbols - {r.symbol}
+            out |= v.free_symbols - {r.symbol for r in st.random_symbols(v)}
+        return out
+
+    def subs(self, mapping: Mapping[Any, Any]) -> Population:
+        """A Population with distribution parameters substituted."""
+        return Population({k: v.subs(dict(mapping)) for k, v in self.variables.items()})
+
     def __repr__(self) -> str:
         return f"Population({', '.join(f'{s}~{v}' for s, v in self.variables.items())})"
 

@@ -29,6 +29,7 @@ from functools import cached_property
 from typing import Any
 
 import sympy as sp
+from sympy.stats import random_symbols as random_symbols_of
 from sympy.stats.rv import is_random
 
 from .data import Dataset, Population
@@ -175,6 +176,11 @@ class Recursion(Stage):
             if isinstance(spec, BatchMean):
                 syms |= spec.expr.free_symbols | sp.sympify(spec.batch_size).free_symbols
                 syms -= set(spec.data.symbols)
+                if isinstance(spec.data, Population):
+                    syms |= spec.data.parameters
+            elif not isinstance(spec, StandardNormal):
+                for r in random_symbols_of(spec):
+                    syms |= r.pspace.free_symbols - {r.symbol}
         if self.lr is not None:
             syms |= self.lr.free_symbols
         return syms - set(self.state) - set(self.inputs)
@@ -202,6 +208,8 @@ class Recursion(Stage):
             if isinstance(spec, BatchMean):
                 spec = BatchMean(spec.symbols, spec.expr.subs(m), spec.data,
                                  sp.sympify(spec.batch_size).subs(m), spec.replacement)
+            elif not isinstance(spec, StandardNormal):
+                spec = spec.subs(m)
             rnd[key] = spec
         return Recursion(self.state, self.update.subs(m), rnd, None if self.lr is None else self.lr.subs(m))
 
@@ -255,12 +263,13 @@ def _number_check(value: Any, name: str, positive: bool = False, nonneg: bool = 
         raise InputError(f"SGD: {name} = {value!r} is not a number or a SymPy expression") from exc
     if not isinstance(v, sp.Expr):
         raise InputError(f"SGD: {name} = {value!r} is not a scalar")
+    shown = value if isinstance(value, (int, float)) else v
     if v.is_real is False:
-        raise InputError(f"SGD: {name} = {v} is not real")
+        raise InputError(f"SGD: {name} = {shown} is not real")
     if positive and (v.is_positive is False):
-        raise InputError(f"SGD: {name} = {v} must be > 0")
+        raise InputError(f"SGD: {name} = {shown} must be > 0")
     if nonneg and (v.is_nonnegative is False):
-        raise InputError(f"SGD: {name} = {v} must be >= 0")
+        raise InputError(f"SGD: {name} = {shown} must be >= 0")
     return v
 
 
@@ -337,7 +346,9 @@ class SGD(Stage):
         B = self.batch_size
         if B.is_number:
             if not B.is_integer:
-                raise InputError(f"SGD: batch_size = {B} must be a whole number")
+                if B != int(B):
+                    raise InputError(f"SGD: batch_size = {batch_size} must be a whole number")
+                B = self.batch_size = sp.Integer(int(B))
             if isinstance(data, Dataset) and B > data.n:
                 raise InputError(
                     f"SGD: batch_size = {B} exceeds the number of samples N = {data.n}; use B <= N"
@@ -420,6 +431,8 @@ class SGD(Stage):
         for v in (self.momentum, self.weight_decay, self.noise):
             if v is not None:
                 syms |= v.free_symbols
+        if isinstance(self.data, Population):
+            syms |= self.data.parameters
         return syms
 
     def moments(self):
@@ -450,8 +463,11 @@ class SGD(Stage):
         bad = [k for k in m if k in set(self.state) or (self.data is not None and k in self.data.symbols)]
         if bad:
             raise InputError(f"SGD.subs: cannot substitute for parameters, velocities or data symbols {bad}")
+        data = self.data
+        if isinstance(data, Population) and set(m) & data.parameters:
+            data = data.subs(m)
         return SGD(
-            self.loss.subs(m), self.params, self.data, self.lr.subs(m), self.batch_size.subs(m),
+            self.loss.subs(m), self.params, data, self.lr.subs(m), self.batch_size.subs(m),
             self.replacement, None if self.momentum is None else self.momentum.subs(m),
             self.weight_decay.subs(m), self.noise.subs(m),
             [c for c in self.constants if c not in m],
