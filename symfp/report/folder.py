@@ -146,7 +146,7 @@ def write_report(
             labels = [str(s) for s in spec.state]
             run.add(figures.save(figures.density_figure(snaps, labels), out / "density.png"))
         if run.rank0:
-            fe_obs = dict(data["fe"]["observables"])
+            fe_obs = fe_series(data["fe"]["observables"])
             part = _particle_series(data.get("particles"))
             fig = figures.observables_figure(fe_obs, part, [str(s) for s in spec.state])
             run.add(figures.save(fig, out / "observables.png"))
@@ -223,6 +223,16 @@ def _particle_series(p: dict | None) -> dict | None:
     return out
 
 
+def fe_series(obs: dict) -> dict:
+    """FE observables for the observables figure: ``region_mass`` (T×regions) with ``region_names``
+    become ``basins`` {name: (T,)}."""
+    out = dict(obs)
+    if "region_mass" in obs and obs.get("region_names") is not None and "basins" not in obs:
+        rm = np.asarray(obs["region_mass"], float).reshape(len(obs["t"]), -1)
+        out["basins"] = {str(n): rm[:, i] for i, n in enumerate(obs["region_names"])}
+    return out
+
+
 def _mesh_bounds(mesh: Any) -> np.ndarray:
     """(d, 2) bounding box of a symfp/dolfinx mesh over all ranks."""
     m = getattr(mesh, "mesh", mesh)
@@ -238,10 +248,8 @@ def _mesh_bounds(mesh: Any) -> np.ndarray:
 
 
 def density_snapshots(spec: Spec, sol: Any, cloud: Any = None) -> list[dict]:
-    """The FE density at t = 0 (p0, when it is an expression) and at the final time, on a grid, with the
+    """The FE density on a grid at up to three stored times (first, one in between, last), with the
     particle samples at the final time (collective: every rank evaluates)."""
-    import sympy as sp
-
     mesh = getattr(sol, "mesh", None) or spec.mesh("run")
     box = _mesh_bounds(mesh)
     d = box.shape[0]
@@ -256,30 +264,33 @@ def density_snapshots(spec: Spec, sol: Any, cloud: Any = None) -> list[dict]:
         shape_grid = (X, Y)
     else:
         return []
-    snaps = []
-    p0 = spec.get("p0")
-    if isinstance(p0, sp.Basic) and not p0.is_number:
-        f = sp.lambdify(spec.state, p0, "numpy")
-        v = np.broadcast_to(np.asarray(f(*[pts[:, i] for i in range(d)]), float), (len(pts),))
-        snaps.append(
-            {
-                "t": 0.0,
-                "grid": shape_grid,
-                "fe": v.reshape(np.shape(shape_grid[0]) if d == 2 else -1),
-                "samples": None,
-            }
-        )
-    fe = np.asarray(sol.eval(pts), float).reshape(len(pts))
     theta = None if cloud is None else np.asarray(cloud.theta, float).reshape(len(cloud.theta), -1)
     t_final = float(np.asarray(sol.times)[-1])
-    snaps.append(
-        {
-            "t": t_final,
-            "grid": shape_grid,
-            "fe": fe.reshape(np.shape(shape_grid[0]) if d == 2 else -1),
-            "samples": theta,
-        }
-    )
+    stored = sorted(float(t) for t in (getattr(sol, "snapshots", None) or {}))
+    if len(stored) > 3:
+        stored = [stored[0], stored[len(stored) // 3], stored[-1]]
+    snaps = []
+    for t in stored or [None]:
+        fe = np.asarray(sol.eval(pts) if t is None else sol.eval(pts, t=t), float).reshape(len(pts))
+        last = t is None or abs(t - t_final) <= 1e-9 * max(1.0, t_final)
+        snaps.append(
+            {
+                "t": t_final if t is None else t,
+                "grid": shape_grid,
+                "fe": fe.reshape(np.shape(shape_grid[0]) if d == 2 else -1),
+                "samples": theta if last else None,
+            }
+        )
+    if not any(abs(sn["t"] - t_final) <= 1e-9 * max(1.0, t_final) for sn in snaps):
+        fe = np.asarray(sol.eval(pts), float).reshape(len(pts))
+        snaps.append(
+            {
+                "t": t_final,
+                "grid": shape_grid,
+                "fe": fe.reshape(np.shape(shape_grid[0]) if d == 2 else -1),
+                "samples": theta,
+            }
+        )
     return snaps
 
 
