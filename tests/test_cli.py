@@ -247,6 +247,19 @@ def test_simulate_quadratic_json_matches_exact_sgd(capsys):
     assert abs(out["basins"]["positive"] - p) < 4 * np.sqrt(p * (1 - p) / 10_000)
 
 
+@pytest.mark.torch
+def test_simulate_given_sde_json_matches_euler_maruyama_exactly(capsys, ou_spec):
+    # dX = −2X dt + dW from X₀ = 0.5, Euler–Maruyama with dt = 0.01, K = 100 steps: the discrete moments are
+    # E X_K = 0.5 q^K and Var X_K = dt (1 − q^{2K})/(1 − q²) with q = 1 − 2 dt (no time-step tolerance needed)
+    out = cli_json(capsys, "simulate", str(ou_spec), "--particles", "20000")
+    assert out["method"] == "sde" and out["n"] == 20_000 and out["steps"] == 100
+    q, dt, k = 1 - 2 * 0.01, 0.01, 100
+    mean, var = 0.5 * q**k, dt * (1 - q ** (2 * k)) / (1 - q**2)
+    assert abs(out["mean"][0] - mean) < 4 * out["mean_stderr"][0]
+    assert abs(out["var"][0] - var) < 4 * out["var_stderr"][0]
+    assert out["mean_stderr"][0] == pytest.approx(np.sqrt(var / 20_000), rel=0.05)
+
+
 # ------------------------------------------------------------------------------------------ validate, run
 @pytest.mark.fem
 @pytest.mark.torch
