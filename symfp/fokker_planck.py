@@ -41,12 +41,55 @@ from .weakform import (
 WEAK_FORM_KINDS = ("forward", "symmetrised", "exit_time", "stationary")
 
 
+#: relative tolerance of zero tests on expressions with floating-point coefficients (data moments)
+FLOAT_RTOL = 1e-9
+
+
+def _sample_points(exprs: Sequence[sp.Expr], n: int = 4) -> list[dict[sp.Symbol, float]]:
+    """A few fixed pseudo-random points in [0.5, 1.5] for every free symbol of ``exprs``."""
+    import numpy as np
+
+    syms = sorted(set().union(*[sp.sympify(e).free_symbols for e in exprs]), key=str)
+    rng = np.random.default_rng(20240607)
+    return [dict(zip(syms, map(float, rng.uniform(0.5, 1.5, len(syms))), strict=True)) for _ in range(n)]
+
+
+def _cancels(a: sp.Expr, b: sp.Expr) -> bool:
+    """True when ``a - b`` is 0: exactly (simplify), or, with float coefficients, to a relative tolerance.
+
+    Floats come from empirical data moments and carry round-off (1e-19 where exact arithmetic gives 0),
+    so then ``|a - b| <= FLOAT_RTOL (|a| + |b|)`` is tested at a few fixed points.
+    """
+    a, b = sp.sympify(a), sp.sympify(b)
+    diff = a - b
+    if diff == 0:
+        return True
+    if not diff.has(sp.Float):
+        return sp.simplify(diff) == 0
+    for pt in _sample_points([a, b]):
+        va, vb = complex(a.evalf(subs=pt)), complex(b.evalf(subs=pt))
+        if abs(va - vb) > FLOAT_RTOL * (abs(va) + abs(vb)) + 1e-300:
+            return False
+    return True
+
+
 def _is_zero(e: sp.Expr) -> bool:
     """True when ``e`` simplifies to 0 (cheap tests first)."""
-    e = sp.sympify(e)
-    if e == 0:
-        return True
-    return sp.simplify(e) == 0
+    return _cancels(e, sp.S.Zero)
+
+
+def _is_singular(D: sp.Matrix) -> bool:
+    """True when det D = 0: exactly, or with floats relative to Hadamard's bound prod_i |row_i|."""
+    det = D.det()
+    if not sp.sympify(det).has(sp.Float):
+        return _is_zero(det)
+    import numpy as np
+
+    for pt in _sample_points(list(D)):
+        M = np.array(D.subs(pt).evalf(), dtype=float)
+        if abs(np.linalg.det(M)) > FLOAT_RTOL * float(np.prod(np.linalg.norm(M, axis=1))):
+            return False
+    return True
 
 
 def _exp_of_minus(phi: sp.Expr, state: Sequence[sp.Symbol]) -> sp.Expr:
@@ -236,7 +279,7 @@ class FokkerPlanck(Stage):
             return self._cache["db"]
         st, d = self._state, self.dim
         D = sp.Matrix(self._D)
-        if _is_zero(D.det()):
+        if _is_singular(D):
             res = DetailedBalance(
                 False,
                 None,
@@ -249,14 +292,16 @@ class FokkerPlanck(Stage):
         F = (D.inv() * self.effective_drift).applyfunc(sp.cancel)
         for i in range(d):
             for j in range(i + 1, d):
-                curl = sp.diff(F[j], st[i]) - sp.diff(F[i], st[j])
-                if not _is_zero(curl):
+                dij, dji = sp.diff(F[j], st[i]), sp.diff(F[i], st[j])
+                if not _cancels(dij, dji):
+                    shown = str(dij - dji if (dij - dji).has(sp.Float) else sp.simplify(dij - dji))
+                    shown = shown if len(shown) <= 120 else shown[:120] + " ..."
                     res = DetailedBalance(
                         False,
                         F,
                         None,
                         "detailed balance fails: F = D^{-1}(b - div D) is not a gradient, its curl "
-                        f"component d{st[i]} F_{st[j]} - d{st[j]} F_{st[i]} = {sp.simplify(curl)} "
+                        f"component d{st[i]} F_{st[j]} - d{st[j]} F_{st[i]} = {shown} "
                         "is not 0 (rotational drift); "
                         "the stationary density, if any, has non-zero flux",
                     )
@@ -270,6 +315,8 @@ class FokkerPlanck(Stage):
         phi = sp.S.Zero
         for k in range(d):
             r = sp.simplify(-F[k] - sp.diff(phi, st[k]))
+            if r.has(sp.Float):  # the curl vanished, so terms in earlier coordinates are round-off
+                r = sp.Add(*[t for t in sp.Add.make_args(sp.expand(r)) if t.free_symbols.isdisjoint(st[:k])])
             phi = phi + sp.integrate(r, st[k])
         res = DetailedBalance(True, F, phi, "detailed balance holds: D^{-1}(b - div D) = -grad Phi")
         self._cache["db"] = res

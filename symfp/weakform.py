@@ -315,8 +315,8 @@ class WeakForm(Stage):
             description=self.description,
         )
 
-    def latex(self) -> str:
-        r"""LaTeX: the variational equation, then the boundary conditions and constraint."""
+    def equation_latex(self) -> str:
+        r"""LaTeX of the variational equation alone: :math:`\int m\,\partial_t u\,v + a(u,v) = L(v)`."""
         u, v = self.unknown, "v"
         lhs: list[str] = []
         if self.mass is not None:
@@ -324,12 +324,22 @@ class WeakForm(Stage):
             lhs.append(rf"\int_\Omega {w}\,\partial_t {u}\, {v}\,dx")
         lhs.extend(t.latex(u, v) for t in self.bilinear)
         rhs = " + ".join(t.latex(u, v) for t in self.linear) or "0"
-        out = " + ".join(lhs) + " = " + rhs + rf" \quad \forall {v}"
+        return " + ".join(lhs) + " = " + rhs + rf" \quad \forall {v}"
+
+    def conditions_latex(self) -> list[str]:
+        """LaTeX of each boundary condition, the constraint and the change of unknown, one per item."""
+        u = self.unknown
         extras = [bc.latex(u) for bc in self.boundary]
         if self.constraint is not None:
             extras.append(self.constraint.latex(u))
         if self.density_factor is not None:
             extras.append(rf"p = \left({sp.latex(self.density_factor)}\right) {u}")
+        return extras
+
+    def latex(self) -> str:
+        r"""LaTeX: the variational equation, then the boundary conditions and constraint."""
+        extras = self.conditions_latex()
+        out = self.equation_latex()
         if extras:
             out += r",\qquad " + r",\quad ".join(extras)
         return out

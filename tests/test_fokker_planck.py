@@ -107,6 +107,40 @@ def test_rotational_drift_3d_and_degenerate_noise_fail():
     assert "singular" in fpm.stationary_reason
 
 
+def test_float_coefficients_from_data_round_off_is_not_mistaken_for_rotation():
+    # SGD on (w1 w2 x - y)^2/2 over a finite data set: Σ_1 ∝ (w2, w1)(w2, w1)^T is rank one, but the
+    # empirical moments are floats, so det D is ~1e-19 instead of 0: it must still be seen as singular
+    import numpy as np
+
+    import symfp
+
+    w1, w2, xd, yd = sp.symbols("w1 w2 x y", real=True)
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=30)
+    model = symfp.SGD(
+        loss=(w1 * w2 * xd - yd) ** 2 / 2, params=[w1, w2],
+        data=symfp.Dataset({xd: xs, yd: 0.5 * xs + 0.1 * rng.normal(size=30)}), lr=0.1, batch_size=4,
+    )
+    fp = model.sme(order=1).fokker_planck()
+    assert not fp.detailed_balance().holds
+    assert "singular" in fp.stationary_reason
+    # and a float-coefficient gradient drift with isotropic noise passes, with the Gibbs density
+    f = 0.1 * x**4 + 0.7 * x * y + 0.3 * y**2 + 0.2 * x**2
+    fpg = FokkerPlanck(SDE([x, y], -grad(f, (x, y)) * 0.35, 0.35))
+    rho = fpg.stationary_density()
+    assert rho is not None
+    g = sp.log(rho) + f  # constant: rho ∝ exp(-f)
+    assert abs(float(g.subs({x: 0.3, y: -1.2}) - g.subs({x: 0, y: 0}))) < 1e-12
+
+
+def test_float_zero_test_tolerance():
+    from symfp.fokker_planck import _cancels
+
+    assert _cancels(0.1 * x + 0.2 * x, 0.3 * x)
+    assert not _cancels(0.3 * x, 0.31 * x)
+    assert not _cancels(x * eps, x)
+
+
 def test_1d_always_detailed_balance():
     fp = FokkerPlanck(SDE([x], 1 - x**3, 2 + x**2))
     db = fp.detailed_balance()
