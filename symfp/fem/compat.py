@@ -505,3 +505,17 @@ def owned_cells(msh: Any) -> int:
 def num_global_dofs(V: Any) -> int:
     """Global number of dofs (times the block size) of a function space."""
     return V.dofmap.index_map.size_global * V.dofmap.index_map_bs
+
+
+def cell_vertex_coordinates(msh: Any) -> np.ndarray:
+    """Coordinates of the geometry nodes of the owned cells, shape (n_owned_cells, nodes, gdim)."""
+    dm = msh.geometry.dofmap
+    n = owned_cells(msh)
+    arr = np.asarray(dm.array).reshape(-1, len(dm.links(0))) if hasattr(dm, "links") else np.asarray(dm)
+    return msh.geometry.x[arr[:n], : msh.geometry.dim]
+
+
+def set_bc_values(b: Any, bcs: Sequence[Any]) -> None:
+    """Set the Dirichlet values of ``bcs`` in the owned entries of the PETSc Vec ``b``."""
+    if bcs:
+        dolfinx_modules().fem_petsc.set_bc(b, list(bcs))

@@ -1,0 +1,419 @@
+r"""The forward Fokker–Planck solver: :math:`\partial_t p = -\nabla\cdot J`, :math:`J = bp - \nabla\cdot(Dp)`.
+
+Space: P1 Lagrange on the mesh; the weak form comes from :func:`symfp.weakform.forward_form`
+(flux form :math:`\int \partial_t p\, v + \int (D\nabla p)\cdot\nabla v - \int p\, c\cdot\nabla v = 0`,
+:math:`c = b - \nabla\cdot D`). Zero flux is the natural condition (nothing is imposed, mass is
+conserved); absorbing boundary parts, named, get :math:`p = 0` (rows of the system replaced by the
+identity). Stabilisation is chosen by the cell Péclet number (see :mod:`symfp.fem.stabilise`).
+
+Time: with mass matrix M and operator matrix K (assembled once),
+
+- ``"euler"`` (backward Euler, order 1): :math:`(M + \Delta t K) p^{n+1} = M p^n`;
+- ``"cn"`` (Crank–Nicolson, order 2):
+  :math:`(M + \tfrac{\Delta t}2 K) p^{n+1} = (M - \tfrac{\Delta t}2 K)p^n`;
+- ``"bdf2"`` (order 2, L-stable): :math:`(\tfrac32 M + \Delta t K)p^{n+1} = M(2p^n - \tfrac12 p^{n-1})`,
+  started by one backward-Euler step (local error :math:`O(\Delta t^2)`, so the order stays 2).
+
+One KSP per system matrix, built once and reused every step (GMRES + block Jacobi/ILU by default: the
+time-step matrix is well conditioned, and this measured 4× faster than BoomerAMG on 2.6·10⁵ dofs);
+``petsc_options`` override the defaults. The tolerance is tight (rtol 1e-12) because the discrete
+mass :math:`\mathbf 1^\top M p` changes exactly by the summed residual: it is what keeps mass at
+round-off. The SDE is time-homogeneous, so no re-assembly is needed during the run.
+
+After every step the mass (when nothing absorbs) and the positivity are checked: a relative mass
+change above ``mass_tol`` or a nodal density below ``-negative_tol × max p`` raises
+:class:`~symfp.errors.SolverError` naming the step. Observables are recorded every ``output_every``
+steps and at the end (:mod:`symfp.fem.observables`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..errors import InputError, MeshError, SolverError
+from . import compat
+from .initial import interpolate_density
+from .mesh import Mesh, as_mesh
+from .observables import ObservableRecorder
+from .solution import Solution
+from .stabilise import cell_peclet, choose, discrete_upwind
+from .translate import to_ufl
+
+SCHEMES = ("euler", "cn", "bdf2")
+
+#: default PETSc options of the time-step solver (see the module docstring)
+DEFAULT_PETSC_OPTIONS: dict[str, Any] = {
+    "ksp_type": "gmres",
+    "pc_type": "bjacobi",
+    "sub_pc_type": "ilu",
+    "ksp_rtol": 1e-12,
+    "ksp_atol": 1e-50,
+    "ksp_max_it": 2000,
+}
+
+_SOLVER_COUNT = 0
+
+
+def _as_fokker_planck(fp: Any) -> Any:
+    if hasattr(fp, "stationary_density") and hasattr(fp, "sde"):
+        return fp
+    if hasattr(fp, "fokker_planck"):
+        return fp.fokker_planck()
+    raise InputError(f"solve: expected a symfp.FokkerPlanck or symfp.SDE, got {type(fp).__name__}")
+
+
+def _check_times(t_end: Any, dt: Any) -> tuple[float, float, int]:
+    try:
+        t_end, dt = float(t_end), float(dt)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"solve: t_end and dt must be numbers, got t_end={t_end!r}, dt={dt!r}") from exc
+    if not (math.isfinite(dt) and dt > 0):
+        raise InputError(f"solve: dt = {dt!r} must be a positive finite number")
+    if not math.isfinite(t_end) or t_end < dt * (1 - 1e-12):
+        raise InputError(f"solve: t_end = {t_end!r} must be at least dt = {dt!r}; lower dt or raise t_end")
+    n = max(1, int(round(t_end / dt)))
+    return t_end, t_end / n, n
+
+
+def _ufl_coefficients(D: sp.Matrix, c: sp.Matrix, state: tuple[sp.Symbol, ...], x: Any) -> tuple[Any, Any]:
+    ufl = compat.dolfinx_modules().ufl
+    d = len(state)
+    Dm = ufl.as_matrix([[to_ufl(D[i, j], state, x) for j in range(d)] for i in range(d)])
+    cm = ufl.as_vector([to_ufl(c[i], state, x) for i in range(d)])
+    return Dm, cm
+
+
+def _lambdified(expr: sp.Matrix, state: tuple[sp.Symbol, ...]) -> Any:
+    return sp.lambdify(state, expr.tolist(), "numpy")
+
+
+def solve(
+    fp: Any,
+    mesh: Any,
+    p0: Any,
+    t_end: float,
+    dt: float,
+    scheme: str | None = None,
+    absorbing: str | Sequence[str] | None = None,
+    petsc_options: Mapping[str, Any] | None = None,
+    output_every: int = 1,
+    stabilisation: str = "auto",
+    progress: bool = True,
+    expectations: Mapping[str, Any] | None = None,
+    keep: str = "final",
+    mass_tol: float = 1e-9,
+    negative_tol: float = 1e-6,
+) -> Solution:
+    r"""Solve the forward Fokker–Planck equation of ``fp`` on ``mesh`` from ``p0`` up to ``t_end``.
+
+    Args:
+        fp: a :class:`symfp.FokkerPlanck` (or a :class:`symfp.SDE`), numeric (no free parameters).
+        mesh: a :class:`symfp.fem.mesh.Mesh`, a dolfinx mesh or a gmsh file path; its dimension must
+            equal the number of state variables.
+        p0: initial density: SymPy expression in the state, callable ``f(X)`` with X of shape (d, n), or
+            a point (smoothed delta); normalised to unit mass.
+        t_end: final time (≥ dt); dt is adjusted down so that a whole number of steps reaches t_end.
+        dt: time step (> 0).
+        scheme: "bdf2" (default), "cn" or "euler"; with the "upwind" stabilisation the default is
+            "euler", the only one of the three for which positivity is guaranteed.
+        absorbing: boundary part name(s) where p = 0 (the process is killed); the rest reflects.
+        petsc_options: PETSc options for the time-step KSP (override :data:`DEFAULT_PETSC_OPTIONS`).
+        output_every: record observables every this many steps (and at the final time).
+        stabilisation: "auto", "none", "gibbs", "upwind" (alias "fitted") or "supg"; see
+            :mod:`symfp.fem.stabilise` for what each does and when "auto" picks it.
+        progress: show a tqdm progress bar on rank 0 (runs of 200 steps or more).
+        expectations: ``{name: SymPy expression in the state}`` recorded as ``E[name]``.
+        keep: "final" stores the final density; "all" stores it at every output time (for
+            ``Solution.eval(points, t)`` and the XDMF series).
+        mass_tol: allowed relative mass change (no absorbing parts) before a SolverError.
+        negative_tol: allowed negative nodal density relative to the maximum before a SolverError.
+
+    Returns:
+        :class:`symfp.fem.solution.Solution`.
+
+    Raises:
+        MeshError: dimension mismatch, unknown absorbing part (the message lists the parts).
+        InputError: dt ≤ 0, t_end < dt, unknown scheme/stabilisation, bad p0, free parameters.
+        SolverError: KSP divergence (PETSc's reason), mass loss or negativity beyond tolerance (step).
+    """
+    from ..weakform import forward_form
+
+    m = compat.dolfinx_modules()
+    ufl, fem = m.ufl, m.fem
+    fp = _as_fokker_planck(fp)
+    sde = fp.sde
+    state = tuple(sde.state)
+    d = len(state)
+    msh: Mesh = as_mesh(mesh)
+    if msh.dim != d:
+        raise MeshError(f"solve: the mesh is {msh.dim}-D but the SDE has {d} state variables "
+                        f"({', '.join(map(str, state))}); give a {d}-D mesh")
+    t_end, dt, n_steps = _check_times(t_end, dt)
+    if scheme is not None and scheme not in SCHEMES:
+        raise InputError(f"solve: scheme={scheme!r} is not one of {', '.join(SCHEMES)}")
+    if not isinstance(output_every, int) or output_every < 1:
+        raise InputError(f"solve: output_every={output_every!r} must be a positive int (steps)")
+    if keep not in ("final", "all"):
+        raise InputError(f"solve: keep={keep!r} must be 'final' or 'all'")
+    parts = () if absorbing is None else ((absorbing,) if isinstance(absorbing, str) else tuple(absorbing))
+    for name in parts:
+        msh.boundary_facets(name)  # raises MeshError listing the names it has
+    wf = forward_form(sde)
+    if wf.parameters:
+        raise InputError(f"solve: the Fokker–Planck equation still has free parameters "
+                         f"{sorted(map(str, wf.parameters))}; substitute numbers with .subs({{...}}) first")
+    D = sp.Matrix(sde.diffusion)
+    c = -sp.Matrix(next(t for t in wf.bilinear if t.kind == "advection").coefficient)
+
+    # ---- stabilisation choice by the cell Péclet number
+    report = cell_peclet(msh.mesh, _lambdified(c, state), _lambdified(D, state), d)
+    gibbs_wf = None
+    convective = report.max_peclet > 1 and not report.degenerate
+    if stabilisation == "gibbs" or (stabilisation == "auto" and convective):
+        try:
+            gibbs_wf = forward_form(sde, symmetrised=True)
+        except InputError as exc:
+            if stabilisation == "gibbs":
+                raise InputError(f"solve: stabilisation='gibbs' is not available: {exc}") from exc
+    method, why = choose(stabilisation, report, gibbs_wf is not None)
+    if scheme is None:
+        scheme = "euler" if method == "upwind" else "bdf2"
+
+    # ---- spaces, coefficients, stationary density (for relative entropy)
+    V = compat.function_space(msh.mesh)
+    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
+    x = ufl.SpatialCoordinate(msh.mesh)
+    Dm, cm = _ufl_coefficients(D, c, state, x)
+    dofx = V.tabulate_dof_coordinates()[:, :d]
+    n_owned = V.dofmap.index_map.size_local
+    log_pi = None
+    rho_nodes = None
+    weight = None
+    try:
+        rho = fp.stationary_density()
+    except Exception:  # noqa: BLE001 - a closed form is optional
+        rho = None
+    if rho is not None:
+        log_rho = sp.expand_log(sp.log(sp.sympify(rho)), force=True)
+        lr = sp.lambdify(state, log_rho, "numpy")
+        vals = np.broadcast_to(np.asarray(lr(*dofx.T), dtype=float), (len(dofx),))
+        shift = msh.comm.allreduce(float(vals[:n_owned].max()) if n_owned else -np.inf, op=m.MPI.MAX)
+        rho_s = ufl.exp(to_ufl(log_rho, state, x) - shift)
+        Zs = compat.scalar_integral(rho_s, msh.mesh)
+        log_pi = to_ufl(log_rho, state, x) - shift - math.log(Zs)
+        if method == "gibbs":
+            weight = rho_s
+            rho_nodes = np.exp(vals - shift)
+
+    # ---- forms and matrices (assembled once)
+    if method == "gibbs":
+        a_mass = weight * u * v * ufl.dx
+        a_op = weight * ufl.inner(Dm * ufl.grad(u), ufl.grad(v)) * ufl.dx
+    else:
+        a_mass = u * v * ufl.dx
+        a_op = (ufl.inner(Dm * ufl.grad(u), ufl.grad(v)) - u * ufl.inner(cm, ufl.grad(v))) * ufl.dx
+        if method == "supg":
+            h = ufl.CellDiameter(msh.mesh)
+            speed = ufl.sqrt(ufl.inner(cm, cm) + 1e-300)
+            lam = ufl.inner(cm, Dm * cm) / (speed * speed) + 1e-300
+            pe = speed * h / (2 * lam)
+            tau = h / (2 * speed) * ufl.min_value(1.0, pe / 3.0)
+            divc = to_ufl(sum(sp.diff(c[i], s) for i, s in enumerate(state)), state, x)
+            divD = ufl.as_vector([to_ufl(sum(sp.diff(D[i, j], state[j]) for j in range(d)), state, x)
+                                  for i in range(d)])
+            test = tau * ufl.inner(cm, ufl.grad(v))
+            a_mass = a_mass + test * u * ufl.dx
+            residual = ufl.inner(cm, ufl.grad(u)) + divc * u - ufl.inner(divD, ufl.grad(u))
+            a_op = a_op + test * residual * ufl.dx
+    t0 = time.perf_counter()
+    K = compat.assemble_matrix(compat.form(a_op))
+    if method == "upwind":
+        K = discrete_upwind(K)
+        ml = compat.assemble_vector(compat.form(v * ufl.dx))
+        M = K.duplicate(copy=False)
+        M.zeroEntries()
+        M.setDiagonal(ml)
+        M.assemble()
+    else:
+        M = compat.assemble_matrix(compat.form(a_mass))
+    assemble_s = time.perf_counter() - t0
+
+    # absorbing parts: owned dofs, global numbering
+    bc_rows = np.zeros(0, dtype=np.int32)
+    if parts:
+        facets = np.concatenate([msh.boundary_facets(n) for n in parts]).astype(np.int32)
+        msh.mesh.topology.create_connectivity(d - 1, d)
+        local = fem.locate_dofs_topological(V, d - 1, np.unique(facets))
+        local = np.asarray(local)[np.asarray(local) < n_owned]
+        bc_rows = (local + V.dofmap.index_map.local_range[0]).astype(np.int32)
+
+    def system(alpha: float, beta: float) -> Any:
+        A = M.copy()
+        A.scale(alpha)
+        A.axpy(beta, K)
+        if parts:  # collective: every rank calls it, possibly with no rows
+            A.zeroRows(bc_rows, diag=1.0)
+        return A
+
+    global _SOLVER_COUNT
+    opts = dict(DEFAULT_PETSC_OPTIONS)
+    if method == "gibbs":
+        # the weight rho spans many decades: scale the system symmetrically by its diagonal so that
+        # ILU's zero-pivot test and the Krylov residual see an O(1) matrix
+        opts.update(ksp_diagonal_scale=True, ksp_diagonal_scale_fix=True)
+    opts.update(petsc_options or {})
+
+    def ksp_for(A: Any) -> Any:
+        global _SOLVER_COUNT
+        _SOLVER_COUNT += 1
+        ksp = compat.make_ksp(A, msh.comm, opts, prefix=f"symfp_fp{_SOLVER_COUNT}_")
+        if ksp.getType() != "preonly":
+            ksp.setInitialGuessNonzero(True)
+        return ksp
+
+    if scheme == "euler":
+        A_main = system(1.0, dt)
+        rhs_ops = [(M, 1.0)]
+    elif scheme == "cn":
+        A_main = system(1.0, 0.5 * dt)
+        B = M.copy()
+        B.axpy(-0.5 * dt, K)
+        rhs_ops = [(B, 1.0)]
+    else:
+        A_main = system(1.5, dt)
+        rhs_ops = [(M, 2.0), (M, -0.5)]
+    ksp_main = ksp_for(A_main)
+    ksp_first = ksp_for(system(1.0, dt)) if scheme == "bdf2" else ksp_main
+
+    # ---- initial state
+    p_init = interpolate_density(p0, V, state, where="solve")
+    uh = fem.Function(V)
+    uh.name = "density"
+    if method == "gibbs":
+        uh.x.array[:] = p_init.x.array / rho_nodes
+    else:
+        uh.x.array[:] = p_init.x.array
+    u_vec = compat.petsc_vec(uh)
+    u_prev = u_vec.copy()
+    b = u_vec.duplicate()
+    tmp = u_vec.duplicate()
+
+    regions = dict(msh.regions) if msh.cell_tags is not None else {}
+    rec = ObservableRecorder(V, state, weight=weight, expectations=expectations, regions=regions,
+                             cell_tags=msh.cell_tags, log_stationary=log_pi)
+    mass_w = rec._vectors["mass"]
+
+    def nodal_density() -> np.ndarray:
+        arr = u_vec.array  # the owned entries
+        return arr * rho_nodes[:n_owned] if rho_nodes is not None else arr
+
+    snapshots: dict[float, np.ndarray] = {}
+    times: list[float] = []
+
+    def output(step: int) -> None:
+        t = step * dt
+        pn = nodal_density()
+        rec.record(t, u_vec, pn)
+        times.append(t)
+        if keep == "all" or step == n_steps:
+            snapshots[t] = pn.copy()
+
+    # unit mass of the discrete density actually evolved (for Gibbs ∫ rho I_h(p0/rho) ≠ ∫ I_h(p0) exactly)
+    u_vec.scale(1.0 / mass_w.dot(u_vec))
+    uh.x.scatter_forward()
+    mass0 = mass_w.dot(u_vec)
+    output(0)
+    iterations = 0
+    bar = None
+    if progress and msh.comm.rank == 0 and n_steps >= 200:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_steps, desc="Fokker-Planck", unit="step", leave=False)
+    t_loop = time.perf_counter()
+    try:
+        for step in range(1, n_steps + 1):
+            first = scheme == "bdf2" and step == 1
+            if first:
+                M.mult(u_vec, b)
+            else:
+                op, coef = rhs_ops[0]
+                op.mult(u_vec, b)
+                if coef != 1.0:
+                    b.scale(coef)
+                if len(rhs_ops) > 1:
+                    op2, coef2 = rhs_ops[1]
+                    op2.mult(u_prev, tmp)
+                    b.axpy(coef2, tmp)
+            if parts:
+                b.setValues(bc_rows, np.zeros(len(bc_rows)))
+                b.assemble()
+            if scheme == "bdf2":
+                u_vec.copy(u_prev)
+            ksp = ksp_first if first else ksp_main
+            iterations += compat.solve_checked(ksp, b, u_vec, f"solve: time step {step} (t = {step * dt:g})")
+            uh.x.scatter_forward()
+            _check_step(step, dt, mass_w.dot(u_vec), mass0, nodal_density(), msh.comm, parts, mass_tol,
+                        negative_tol, method)
+            if step % output_every == 0 or step == n_steps:
+                output(step)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    loop_s = time.perf_counter() - t_loop
+
+    density = fem.Function(V)
+    density.name = "density"
+    pn = nodal_density()
+    density.x.array[: len(pn)] = pn
+    density.x.scatter_forward()
+    info = {
+        "scheme": scheme,
+        "stabilisation": method,
+        "stabilisation_reason": why,
+        "max_cell_peclet": report.max_peclet,
+        "degenerate_diffusion": report.degenerate,
+        "dt": dt,
+        "steps": n_steps,
+        "ksp_iterations": iterations,
+        "assemble_seconds": assemble_s,
+        "loop_seconds": loop_s,
+        "seconds_per_step": loop_s / n_steps,
+        "dofs": compat.num_global_dofs(V),
+        "absorbing": ",".join(parts),
+        "ranks": msh.comm.size,
+    }
+    for ksp in {id(ksp_main): ksp_main, id(ksp_first): ksp_first}.values():
+        ksp.destroy()
+    return Solution(times=np.array(times), observables=rec.arrays(), mesh=msh, sde=sde, density=density,
+                    snapshots=snapshots, info=info)
+
+
+def _check_step(step: int, dt: float, mass: float, mass0: float, p_nodal: np.ndarray, comm: Any,
+                parts: tuple[str, ...], mass_tol: float, negative_tol: float, method: str) -> None:
+    """Raise SolverError on mass drift (no absorbing parts) or negativity beyond tolerance."""
+    MPI = compat.dolfinx_modules().MPI
+    if not parts and abs(mass - mass0) > mass_tol * abs(mass0):
+        raise SolverError(
+            f"solve: mass drifted from {mass0:.15g} to {mass:.15g} (relative "
+            f"{abs(mass - mass0) / abs(mass0):.2e} > mass_tol {mass_tol:g}) at time step {step} "
+            f"(t = {step * dt:g}). Tighten the solver (petsc_options={{'ksp_rtol': 1e-14}}) or use a direct "
+            "solver ('ksp_type': 'preonly', 'pc_type': 'lu')")
+    lo = np.array([-(p_nodal.min() if len(p_nodal) else np.inf), p_nodal.max() if len(p_nodal) else -np.inf])
+    glob = np.empty(2)
+    comm.Allreduce(lo, glob, op=MPI.MAX)
+    pmin, pmax = -glob[0], glob[1]
+    if pmin < -negative_tol * pmax:
+        hint = ("use stabilisation='upwind' with scheme='euler' (positivity preserving)"
+                if method != "upwind" else "use scheme='euler', or a smaller dt")
+        raise SolverError(
+            f"solve: negative density {pmin:.3e} (max {pmax:.3e}, relative {-pmin / pmax:.2e} > negative_tol "
+            f"{negative_tol:g}) at time step {step} (t = {step * dt:g}) with stabilisation '{method}'; "
+            f"{hint}, refine the mesh, or raise negative_tol")

@@ -1,0 +1,119 @@
+r"""Observables of a finite-element density at every output time.
+
+With :math:`p_h = w\,\sum_j u_j\varphi_j` (:math:`w = 1` for the plain and upwind forms,
+:math:`w = \rho` for the Gibbs-symmetrised one), every linear functional
+:math:`\int g\,p_h = \sum_j u_j \int g\,w\,\varphi_j` is a dot product with a weight vector assembled
+once. So mass, mean, second moments, :math:`E[f]` and the mass of each named region cost one
+collective dot product each per output; they are exact integrals of the discrete density (up to
+quadrature of g w). Entropy :math:`-\int p\ln p` and relative entropy
+:math:`\int p \ln(p/\pi)` (:math:`\pi` the stationary density normalised on the mesh) are assembled as
+forms. ``min`` is the smallest nodal value of the density (positivity monitor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from . import compat
+from .translate import to_ufl
+
+
+class ObservableRecorder:
+    """Accumulates observables of the unknown at output times (collective).
+
+    Args:
+        V: the P1 space of the unknown.
+        state: state symbols.
+        weight: UFL weight w (None for 1) with :math:`p = w u`.
+        expectations: ``{name: SymPy expression}`` recorded as ``E[name]``.
+        regions: ``{name: cell tag}`` with the cell tags ``cell_tags``.
+        log_stationary: UFL :math:`\\ln\\pi` of the normalised stationary density, or None.
+    """
+
+    def __init__(self, V: Any, state: tuple[sp.Symbol, ...], weight: Any = None,
+                 expectations: Mapping[str, Any] | None = None, regions: Mapping[str, int] | None = None,
+                 cell_tags: Any = None, log_stationary: Any = None, density_expr: Any = None):
+        m = compat.dolfinx_modules()
+        ufl = m.ufl
+        self.V = V
+        self.msh = V.mesh
+        self.d = len(state)
+        x = ufl.SpatialCoordinate(self.msh)
+        v = ufl.TestFunction(V)
+        w = 1.0 if weight is None else weight
+        dx = ufl.Measure("dx", domain=self.msh, subdomain_data=cell_tags)
+        self._vectors: dict[str, Any] = {}
+
+        def vec(key: str, g: Any, measure: Any = dx) -> None:
+            self._vectors[key] = compat.assemble_vector(compat.form(g * w * v * measure))
+
+        vec("mass", 1.0)
+        for i in range(self.d):
+            vec(f"x{i}", x[i])
+            for j in range(i, self.d):
+                vec(f"x{i}x{j}", x[i] * x[j])
+        self.expectations = dict(expectations or {})
+        for name, expr in self.expectations.items():
+            vec(f"E[{name}]", to_ufl(expr, state, x))
+        self.regions = dict(regions or {})
+        for name, tag in self.regions.items():
+            vec(f"region:{name}", 1.0, dx(tag))
+        self._u = m.fem.Function(V)
+        p = density_expr if density_expr is not None else self._u * w
+        tiny = 1e-300
+        safe = ufl.max_value(p, tiny)
+        self._entropy = compat.form(-ufl.conditional(ufl.gt(p, tiny), p * ufl.ln(safe), 0.0) * ufl.dx)
+        self._relent = None
+        if log_stationary is not None:
+            self._relent = compat.form(
+                ufl.conditional(ufl.gt(p, tiny), p * (ufl.ln(safe) - log_stationary), 0.0) * ufl.dx)
+        self._density_expr = p
+        keys = ("t", "mass", "mean", "cov", "min", "max", "entropy")
+        self.rows: dict[str, list[Any]] = {k: [] for k in keys}
+        if self._relent is not None:
+            self.rows["relative_entropy"] = []
+        for name in self.expectations:
+            self.rows[f"E[{name}]"] = []
+        self.rows["region_mass"] = []
+
+    @property
+    def unknown(self) -> Any:
+        """The Function whose values are measured (copy the unknown into ``.x.array`` first)."""
+        return self._u
+
+    def record(self, t: float, u_vec: Any, p_nodal: np.ndarray) -> dict[str, Any]:
+        """Record observables of unknown ``u_vec`` (PETSc Vec) with owned nodal density ``p_nodal``."""
+        MPI = compat.dolfinx_modules().MPI
+        dots = {k: w.dot(u_vec) for k, w in self._vectors.items()}
+        mass = dots["mass"]
+        mean = np.array([dots[f"x{i}"] / mass for i in range(self.d)])
+        second = np.empty((self.d, self.d))
+        for i in range(self.d):
+            for j in range(i, self.d):
+                second[i, j] = second[j, i] = dots[f"x{i}x{j}"] / mass
+        cov = second - np.outer(mean, mean)
+        comm = self.msh.comm
+        pmin = comm.allreduce(float(p_nodal.min()) if len(p_nodal) else np.inf, op=MPI.MIN)
+        pmax = comm.allreduce(float(p_nodal.max()) if len(p_nodal) else -np.inf, op=MPI.MAX)
+        self._u.x.array[: len(u_vec.array)] = u_vec.array
+        self._u.x.scatter_forward()
+        row: dict[str, Any] = {"t": t, "mass": mass, "mean": mean, "cov": cov, "min": pmin, "max": pmax,
+                               "entropy": compat.assemble_scalar(self._entropy, comm)}
+        if self._relent is not None:
+            row["relative_entropy"] = compat.assemble_scalar(self._relent, comm)
+        for name in self.expectations:
+            row[f"E[{name}]"] = dots[f"E[{name}]"] / mass
+        row["region_mass"] = np.array([dots[f"region:{r}"] for r in self.regions])
+        for k, val in row.items():
+            self.rows[k].append(val)
+        return row
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The recorded observables as numpy arrays (T, T×d, T×d×d, T×regions)."""
+        out = {k: np.array(v) for k, v in self.rows.items()}
+        out["region_names"] = np.array(list(self.regions), dtype=object)
+        return out
