@@ -1,0 +1,172 @@
+r"""Fast mini-batch means :math:`\hat g = \frac1B\sum_{i\in\text{batch}} e(\theta;\xi_i)` for particles.
+
+Batch indices are drawn in bulk for all particles: with replacement (uniform integers), without
+replacement (Floyd's algorithm, vectorised over particles: B draws, each O(B)), or by random
+reshuffling (one permutation per particle and epoch, consecutive batches of it; the incomplete last
+batch of an epoch is dropped).
+
+When e is a polynomial in the data symbols, :math:`e_i(\theta;\xi) = \sum_k c_{ik}(\theta)\, m_k(\xi)`,
+the batch mean is :math:`\hat g_i = \sum_k c_{ik}(\theta)\,\overline{m_k}` with
+:math:`\overline{m_k}` the batch mean of the precomputed data monomials, gathered and averaged in one
+``embedding_bag`` kernel: no (n, B) tensor of per-sample gradients is formed. Otherwise e is
+evaluated on the gathered samples (n, B) and averaged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sympy as sp
+import torch
+import torch.nn.functional as F
+
+from ..errors import DataError, InputError
+from .lambdify import torch_function
+from .noise import Noise
+from .samplers import sampler
+
+
+def _batch_size(spec: Any, where: str) -> int:
+    try:
+        B = int(spec.batch_size)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{where}: batch_size {spec.batch_size} is not a number; substitute it first"
+        ) from None
+    if B < 1 or B != sp.sympify(spec.batch_size):
+        raise InputError(f"{where}: batch_size must be a positive integer, got {spec.batch_size}")
+    return B
+
+
+class BatchSource:
+    """Draws the batch means of one ``BatchMean`` spec for a block of particles.
+
+    Args:
+        spec: the ``symfp.recursion.BatchMean`` (symbols, expr, data, batch_size, replacement).
+        state: the state symbols.
+        device, dtype: where the data live.
+        reshuffle: random reshuffling by epoch (Dataset only).
+        where: caller for errors.
+    """
+
+    def __init__(
+        self, spec: Any, state: tuple, device: torch.device, dtype: torch.dtype, reshuffle: bool, where: str
+    ):
+        self.symbols = tuple(spec.symbols)
+        self.B = _batch_size(spec, where)
+        self.replacement = bool(spec.replacement)
+        self.reshuffle = bool(reshuffle)
+        data = spec.data
+        self.data_syms = tuple(data.symbols)
+        expr = sp.Matrix(spec.expr)
+        self.m = expr.rows
+        self.finite = getattr(data, "n", None) is not None
+        self.state = tuple(state)
+        if self.finite:
+            self.N = int(data.n)
+            if not self.replacement and self.B > self.N:
+                raise InputError(
+                    f"{where}: batch_size {self.B} exceeds the data set size {self.N} "
+                    "(sampling without replacement)"
+                )
+            cols = np.stack([np.asarray(data.arrays[s], dtype=float) for s in self.data_syms], axis=1)
+        elif reshuffle:
+            raise InputError(f"{where}: reshuffle=True needs a finite Dataset, not a Population")
+        else:
+            self._init_population(data, device, dtype, where)
+        poly = all(e.is_polynomial(*self.data_syms) for e in expr)
+        if poly:
+            monos: list[sp.Expr] = []
+            coeffs: list[dict[sp.Expr, sp.Expr]] = []
+            for e in expr:
+                p = sp.Poly(sp.expand(e), *self.data_syms)
+                c = {}
+                for powers, coef in p.terms():
+                    mono = sp.Mul(*[s**k for s, k in zip(self.data_syms, powers, strict=True)])
+                    if mono not in monos:
+                        monos.append(mono)
+                    c[mono] = coef
+                coeffs.append(c)
+            if not monos:
+                monos = [sp.Integer(1)]
+            C = sp.Matrix([[c.get(mo, 0) for mo in monos] for c in coeffs])
+            self.coef = torch_function(C, self.state, f"{where} (gradient coefficients)")
+            self.monos = monos
+            self.mono_fn = torch_function(sp.Matrix(monos), self.data_syms, f"{where} (data monomials)")
+            if self.finite:
+                feats = self.mono_fn(*torch.as_tensor(cols, dtype=torch.float64).unbind(1))
+                self.table = feats.reshape(self.N, len(monos)).to(device=device, dtype=dtype)
+        else:
+            self.expr_fn = torch_function(expr, (*self.state, *self.data_syms), where)
+            if self.finite:
+                self.data = torch.as_tensor(cols, device=device, dtype=dtype)
+        self.poly = poly
+
+    def _init_population(self, data: Any, device, dtype, where: str) -> None:
+        from sympy.stats.rv import random_symbols
+
+        rvs: list[Any] = []
+        for s in self.data_syms:
+            for r in random_symbols(data.variables[s]):
+                if r not in rvs:
+                    rvs.append(r)
+        self.rv_samplers = [sampler(r, f"{where} (Population of {r})") for r in rvs]
+        dummies = [sp.Dummy(str(r)) for r in rvs]
+        rep = dict(zip(rvs, dummies, strict=True))
+        self.var_fn = torch_function(
+            sp.Matrix([data.variables[s].xreplace(rep) for s in self.data_syms]),
+            dummies,
+            f"{where} (Population)",
+        )
+
+    # ------------------------------------------------------------------ indices
+    def start(self, nz: Noise) -> dict:
+        """Per-block state (the current epoch's permutations)."""
+        return {"perm": None, "pos": 0}
+
+    def indices(self, nz: Noise, ctx: dict) -> torch.Tensor:
+        """(n, B) batch indices for this step."""
+        n, B, N = nz.n, self.B, self.N
+        if self.reshuffle:
+            if ctx["perm"] is None or ctx["pos"] + B > N:
+                ctx["perm"] = torch.argsort(nz.uniform(N), dim=1)
+                ctx["pos"] = 0
+            idx = ctx["perm"][:, ctx["pos"] : ctx["pos"] + B]
+            ctx["pos"] += B
+            return idx
+        if self.replacement:
+            return nz.integers(N, B)
+        u = nz.uniform(B).to(torch.float64)
+        S = torch.empty((n, B), dtype=torch.long, device=nz.device)
+        for i in range(B):  # Floyd: a uniformly random B-subset of range(N)
+            j = N - B + i
+            t = (u[:, i] * (j + 1)).long().clamp_max(j)
+            dup = (S[:, :i] == t[:, None]).any(dim=1) if i else torch.zeros_like(t, dtype=torch.bool)
+            S[:, i] = torch.where(dup, j, t)
+        return S
+
+    # ------------------------------------------------------------------ batch mean
+    def _coef(self, cols) -> torch.Tensor:
+        return self.coef(*cols).reshape(len(cols[0]), self.m, len(self.monos))
+
+    def mean(self, theta: torch.Tensor, nz: Noise, ctx: dict) -> torch.Tensor:
+        """(n, m) batch means of e(θ; ξ) over this step's batch."""
+        cols = theta.unbind(1)
+        if self.finite:
+            idx = self.indices(nz, ctx)
+            if self.poly:
+                fbar = F.embedding_bag(idx, self.table, mode="mean")  # (n, q)
+                return (self._coef(cols) @ fbar[..., None])[..., 0]
+            xi = self.data[idx]  # (n, B, p)
+            th = [c[:, None].expand(-1, self.B) for c in cols]
+            return self.expr_fn(*th, *xi.unbind(-1)).mean(dim=1)
+        draws = [s(nz, (self.B,)) for s in self.rv_samplers]
+        xi = self.var_fn(*draws) if draws else None  # (n, B, p)
+        if xi is None:
+            raise DataError("Population without random variables")
+        if self.poly:
+            fbar = self.mono_fn(*xi.unbind(-1)).mean(dim=1)
+            return (self._coef(cols) @ fbar[..., None])[..., 0]
+        th = [c[:, None].expand(-1, self.B) for c in cols]
+        return self.expr_fn(*th, *xi.unbind(-1)).mean(dim=1)
