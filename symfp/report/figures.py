@@ -157,7 +157,7 @@ def observables_figure(
                 _points(
                     axes["basin mass"],
                     {
-                        "t": particles["t"],
+                        "t": particles.get("basins_t", particles["t"]),
                         "b": particles["basins"][name],
                         "b_stderr": (particles.get("basins_stderr") or {}).get(name),
                     },

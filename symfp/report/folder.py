@@ -103,7 +103,9 @@ def write_report(
         data["derivation"] = {k: v for k, v in derived.items() if not k.startswith("_")}
 
     # FE solve
-    solved = run.step("solve (finite elements)", lambda: pipeline.solve(spec, order=order))
+    solved = run.step(
+        "solve (finite elements)", lambda: pipeline.solve(spec, order=order, snapshots=20, progress=progress)
+    )
     sol = None
     if solved is not None:
         sol, s_out = solved
@@ -133,7 +135,7 @@ def write_report(
     if spec.get("exit_time"):
         ex = run.step("exit time (FE and particles)", lambda: exit_time_study(spec, order=order))
         if ex is not None:
-            data["exit_time"] = {k: v for k, v in ex.items() if k != "times"}
+            data["exit_time"] = {k: v for k, v in ex.items() if k not in ("times", "exited")}
             if run.rank0:
                 fig = figures.exit_time_figure(ex["times"][ex["exited"]], ex["fe_tau"], ex["start"])
                 run.add(figures.save(fig, out / "exit_time.png"))
@@ -224,9 +226,12 @@ def _particle_series(p: dict | None) -> dict | None:
 
 
 def fe_series(obs: dict) -> dict:
-    """FE observables for the observables figure: ``region_mass`` (T×regions) with ``region_names``
-    become ``basins`` {name: (T,)}."""
+    """FE observables for the observables figure: ``E[basin:name]`` series, or ``region_mass``
+    (T×regions) with ``region_names``, become ``basins`` {name: (T,)}."""
     out = dict(obs)
+    basins = pipeline.fe_basins(obs)
+    if basins:
+        out["basins"] = basins
     if "region_mass" in obs and obs.get("region_names") is not None and "basins" not in obs:
         rm = np.asarray(obs["region_mass"], float).reshape(len(obs["t"]), -1)
         out["basins"] = {str(n): rm[:, i] for i, n in enumerate(obs["region_names"])}

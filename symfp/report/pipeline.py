@@ -140,23 +140,52 @@ def write_latex(spec: Spec, sde: Any, fp: Any, tex: str | Path, pdf: bool = Fals
 
 
 # ---------------------------------------------------------------------------------------------- solve
-def solve(spec: Spec, order: int | None = None) -> tuple[Any, dict]:
+def _fe_solver() -> Any:
+    """The FE forward solver's signature target (``symfp.fem.forward.solve``, the target of ``fp.solve``)."""
+    from ..fem import forward
+
+    return forward.solve
+
+
+def solve(
+    spec: Spec, order: int | None = None, snapshots: int = 0, progress: bool = False
+) -> tuple[Any, dict]:
     """Finite-element solve of the Fokker–Planck equation with the spec's mesh, p0, t_end, dt.
+
+    The spec's ``observables`` are recorded as ``E[name]`` and its ``basins`` as ``E[basin:name]`` (the
+    expectation of the basin's indicator), when the solver takes ``expectations``.
+
+    Args:
+        spec: the loaded spec.
+        order: order of the modified equation.
+        snapshots: store about this many densities over time (for figures and the XDMF series); 0: the
+            final one only.
+        progress: the solver's progress bar.
 
     Returns:
         The FE solution and a summary: ``observables`` (every series as lists), ``final`` (t, mass, mean,
-        var at the final time), ``dofs`` when known, ``seconds``.
+        var, basins at the final time), ``seconds``.
     """
+    import sympy as sp
+
     t0 = time.perf_counter()
     t_end, dt = spec.number("t_end", "solve"), spec.number("dt", "solve")
     p0 = spec.require("p0", "solve")
     sde = spec.numeric_sde(order)
     fp = sde.fokker_planck()
     mesh = spec.mesh("solve")
+    solver = _fe_solver()
     kwargs: dict[str, Any] = {}
-    for name in ("observables", "basins"):
-        if spec.get(name) and _accepts(fp.solve, name):
-            kwargs[name] = spec.get(name)
+    expect = {str(k): v for k, v in dict(spec.get("observables") or {}).items()}
+    for name, rel in dict(spec.get("basins") or {}).items():
+        expect[f"basin:{name}"] = sp.Piecewise((1, rel), (0, True))
+    if expect and _accepts(solver, "expectations"):
+        kwargs["expectations"] = expect
+    if _accepts(solver, "progress"):
+        kwargs["progress"] = progress
+    if snapshots and _accepts(solver, "keep") and _accepts(solver, "output_every"):
+        steps = max(1, int(round(t_end / dt)))
+        kwargs.update(keep="all", output_every=max(1, steps // snapshots))
     sol = fp.solve(mesh, p0, t_end=t_end, dt=dt, **kwargs)
     obs = dict(sol.observables)
     summary: dict[str, Any] = {
@@ -167,7 +196,19 @@ def solve(spec: Spec, order: int | None = None) -> tuple[Any, dict]:
         "final": final_moments(obs),
         "seconds": time.perf_counter() - t0,
     }
+    info = getattr(sol, "info", None)
+    if info:
+        summary["info"] = info
     return sol, summary
+
+
+def fe_basins(obs: dict) -> dict:
+    """{name: (T,) array} of the basin masses recorded as ``E[basin:name]``."""
+    return {
+        k[len("E[basin:") : -1]: np.asarray(v, float)
+        for k, v in obs.items()
+        if k.startswith("E[basin:") and k.endswith("]")
+    }
 
 
 def final_moments(obs: dict) -> dict:
@@ -182,14 +223,18 @@ def final_moments(obs: dict) -> dict:
         "cov": cov.reshape(len(cov), d, d)[-1].tolist(),
     }
     out["var"] = np.diag(np.asarray(out["cov"])).tolist()
-    for key in ("basins", "entropy"):
-        if key in obs and obs[key] is not None:
-            val = obs[key]
-            out[key] = (
-                {k: float(np.asarray(v)[-1]) for k, v in val.items()}
-                if isinstance(val, dict)
-                else float(np.asarray(val)[-1])
-            )
+    basins = fe_basins(obs)
+    if basins:
+        out["basins"] = {k: float(v[-1]) for k, v in basins.items()}
+    expect = {
+        k[2:-1]: float(np.asarray(v)[-1])
+        for k, v in obs.items()
+        if k.startswith("E[") and not k.startswith("E[basin:")
+    }
+    if expect:
+        out["observables"] = expect
+    if obs.get("entropy") is not None:
+        out["entropy"] = float(np.asarray(obs["entropy"])[-1])
     return out
 
 
