@@ -232,7 +232,7 @@ def fe_series(obs: dict) -> dict:
     basins = pipeline.fe_basins(obs)
     if basins:
         out["basins"] = basins
-    if "region_mass" in obs and obs.get("region_names") is not None and "basins" not in obs:
+    if "region_mass" in obs and obs.get("region_names") and "basins" not in out:
         rm = np.asarray(obs["region_mass"], float).reshape(len(obs["t"]), -1)
         out["basins"] = {str(n): rm[:, i] for i, n in enumerate(obs["region_names"])}
     return out
