@@ -139,6 +139,10 @@ def test_float_zero_test_tolerance():
     assert _cancels(0.1 * x + 0.2 * x, 0.3 * x)
     assert not _cancels(0.3 * x, 0.31 * x)
     assert not _cancels(x * eps, x)
+    # float rotational drift: rejected by the numeric curl test, with the component named
+    rot = FokkerPlanck(SDE([x, y], [-0.5 * x - 0.7 * y, 0.7 * x - 0.5 * y], 0.3))
+    assert not rot.detailed_balance().holds
+    assert "dx F_y - dy F_x is not 0 (relative size 2 at" in rot.detailed_balance().reason
 
 
 def test_1d_always_detailed_balance():
