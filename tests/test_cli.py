@@ -203,6 +203,15 @@ def test_derive_text_and_speed():
     assert took < 6.0, f"symfp derive took {took:.2f} s (goal < 3 s; 6 s allows a busy machine)"
 
 
+def test_derive_imports_neither_torch_nor_dolfinx():
+    code = (
+        f"import sys; from symfp.cli import main; rc = main(['derive', {QUAD!r}, '--json']); "
+        "print(rc, 'torch' in sys.modules, 'dolfinx' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "0 False False False", r.stderr
+
+
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 def test_derive_writes_tex_and_pdf(capsys, tmp_path):
     tex = tmp_path / "quad.tex"
@@ -271,6 +280,22 @@ def test_validate_quadratic_passes_with_exit_code_0(capsys):
     assert data["solve"]["final"]["mass"] == pytest.approx(1.0, abs=1e-8)
     # exact SGD (0.0526) against the order-1 SDE (0.05) at 10⁴ particles: within the statistical floor
     assert data["simulate"]["var"][0] == pytest.approx(data["solve"]["final"]["var"][0], rel=0.1)
+
+
+@pytest.mark.fem
+@pytest.mark.torch
+def test_validate_exits_1_when_fe_and_particles_disagree(capsys, tmp_path):
+    # the FE density starts at 0.5, the particles at 1.5: after t = 1 the means differ by e^{-2} ≈ 0.135,
+    # hundreds of standard errors
+    p = tmp_path / "wrong.py"
+    p.write_text(textwrap.dedent(OU_SPEC) + "particles = dict(n=4000, init=[1.5])\n")
+    rc, out, err = cli(capsys, "validate", str(p), "--json")
+    assert rc == 1, err
+    data = json.loads(out)
+    assert data["passed"] is False
+    assert data["simulate"]["mean"][0] - data["solve"]["final"]["mean"][0] == pytest.approx(
+        np.exp(-2), abs=0.03
+    )
 
 
 @pytest.mark.fem
