@@ -38,20 +38,12 @@ from .sde import SDE
 __all__ = ["sde_step_moments", "match_moments", "sgd_sme", "recursion_sme"]
 
 
-def _trunc(expr: sp.Expr, h: sp.Symbol, kmax: int) -> sp.Expr:
-    """Terms of ``expr`` (polynomial in h) up to :math:`h^{kmax}`."""
-    e = sp.expand(expr)
-    if kmax < 0:
-        return sp.Integer(0)
-    return sp.Add(*[e.coeff(h, k) * h**k for k in range(kmax + 1)])
-
-
-def _coeff(expr: sp.Expr, h: sp.Symbol, k: int) -> sp.Expr:
-    r"""The coefficient of :math:`h^k` in ``expr`` (a polynomial in h, or its Taylor series)."""
+def _coeffs(expr: sp.Expr, h: sp.Symbol, kmax: int) -> list[sp.Expr]:
+    r"""Coefficients of :math:`h^0..h^{kmax}` of ``expr`` (a polynomial in h, or its Taylor series)."""
     e = sp.expand(expr)
     if not e.is_polynomial(h):
-        e = sp.expand(sp.series(e, h, 0, k + 1).removeO())
-    return e.coeff(h, k)
+        e = sp.expand(sp.series(e, h, 0, kmax + 1).removeO())
+    return [e.coeff(h, k) for k in range(kmax + 1)]
 
 
 def sde_step_moments(
@@ -60,40 +52,83 @@ def sde_step_moments(
     r"""The SDE's one-step :math:`\mathbb E[\Delta]`, :math:`\mathbb E[\Delta\Delta^\top]` through h^kmax.
 
     ``b`` and ``D`` may themselves depend on h (the modified equation's series); terms beyond
-    :math:`h^{kmax}` are dropped at every application of :math:`\mathcal L`.
+    :math:`h^{kmax}` are dropped at every application of :math:`\mathcal L`. When b and D are
+    polynomial in the state and h the computation runs in SymPy's polynomial rings (fast);
+    otherwise on general expressions.
     """
     d = len(state)
     y = sp.symbols(f"_y0:{d}", real=True)
-    to_y = dict(zip(state, y, strict=True))
+    gens = (*state, *y, h)
+    try:
+        # one common coefficient domain for all polynomials: no conversions in the loop
+        polys, _ = sp.parallel_poly_from_expr([*b, *D, sp.Integer(1)], *gens)
+        dom = polys[0].domain
+        fast = not any(set(p.free_symbols_in_domain) & set(gens) for p in polys)
+        bp = polys[:d]
+        Dp = [[polys[d + i * d + j] for j in range(d)] for i in range(d)]
+    except (sp.PolynomialError, sp.GeneratorsNeeded):
+        fast = False
+    hpos = len(gens) - 1
 
-    def gen(phi: sp.Expr) -> sp.Expr:
-        out = sp.Integer(0)
-        grads = [sp.diff(phi, s) for s in state]
-        for i in range(d):
-            if grads[i] != 0:
-                out += b[i] * grads[i]
+    if fast:
+        def gen(phi: sp.Poly) -> sp.Poly:
+            out = sp.Poly(0, *gens, domain=dom)
+            for i in range(d):
+                gi = phi.diff(state[i])
+                if gi.is_zero:
+                    continue
+                out += bp[i] * gi
+                for j in range(d):
+                    if not Dp[i][j].is_zero:
+                        out += Dp[i][j] * gi.diff(state[j])
+            return out
+
+        def trunc(p: sp.Poly, kmax: int) -> sp.Poly:
+            return sp.Poly.from_dict({m: c for m, c in p.terms() if m[hpos] <= kmax}, *gens,
+                                     domain=p.domain) if not p.is_zero else p
+
+        def lift(e: sp.Expr) -> sp.Poly:
+            return sp.Poly(e, *gens, domain=dom)
+
+        def lower(p: sp.Poly) -> sp.Expr:
+            return p.as_expr()
+    else:
+        def gen(phi: sp.Expr) -> sp.Expr:
+            out = sp.Integer(0)
+            for i in range(d):
+                gi = sp.diff(phi, state[i])
+                if gi == 0:
+                    continue
+                out += b[i] * gi
                 for j in range(d):
                     if D[i, j] != 0:
-                        out += D[i, j] * sp.diff(grads[i], state[j])
-        return out
+                        out += D[i, j] * sp.diff(gi, state[j])
+            return out
+
+        def trunc(e: sp.Expr, kmax: int) -> sp.Expr:
+            return sp.Add(*[c * h**k for k, c in enumerate(_coeffs(e, h, kmax))])
+
+        lift = lower = sp.sympify
+
+    to_y = dict(zip(state, y, strict=True))
+    back = dict(zip(y, state, strict=True))
 
     def expand_phi(phi: sp.Expr) -> sp.Expr:
         total = sp.Integer(0)
-        term = phi
+        term = lift(phi)
         for n in range(1, kmax + 1):
-            term = _trunc(gen(term), h, kmax - n)
-            if term == 0:
+            term = trunc(gen(term), kmax - n)
+            if term.is_zero:
                 break
-            total += h**n / sp.factorial(n) * term
-        return sp.expand(total.xreplace(to_y))  # evaluate at x = x0 (x0 renamed back below)
+            total += h**n / sp.factorial(n) * lower(term).xreplace(to_y)  # at x = x0
+        return sp.expand(total).xreplace(back)
 
     delta = [s - to_y[s] for s in state]
-    back = {v: k for k, v in to_y.items()}
-    m1 = sp.Matrix([expand_phi(delta[i]).xreplace(back) for i in range(d)])
+    m1 = sp.Matrix([expand_phi(delta[i]) for i in range(d)])
     m2 = sp.zeros(d, d)
     for i in range(d):
         for j in range(i, d):
-            m2[i, j] = m2[j, i] = expand_phi(delta[i] * delta[j]).xreplace(back)
+            m2[i, j] = m2[j, i] = expand_phi(delta[i] * delta[j])
     return m1, m2
 
 
@@ -113,30 +148,31 @@ def match_moments(
         ``([b_0, b_1, ...], [D_0, D_1, ...])``.
     """
     d = len(state)
-    mean, second = sp.Matrix(mean), sp.Matrix(second)
+    mean_c = [_coeffs(e, h, n_orders) for e in sp.Matrix(mean)]
+    second = sp.Matrix(second)
+    pairs = [(i, j) for i in range(d) for j in range(i, d)]
+    second_c = {(i, j): _coeffs(second[i, j], h, n_orders) for (i, j) in pairs}
     bs: list[sp.Matrix] = []
     Ds: list[sp.Matrix] = []
+    pb = sp.Matrix(sp.symbols(f"_pb0:{d}"))
+    pd_syms = {(i, j): sp.Symbol(f"_pd{i}_{j}") for (i, j) in pairs}
+    pd = sp.zeros(d, d)
+    for (i, j), sym in pd_syms.items():
+        pd[i, j] = pd[j, i] = sym
+    unknowns = [*pb, *pd_syms.values()]
     for k in range(n_orders):
-        pb = sp.Matrix(sp.symbols(f"_pb0:{d}"))
-        pd_syms = {}
-        pd = sp.zeros(d, d)
-        for i in range(d):
-            for j in range(i, d):
-                pd_syms[(i, j)] = sp.Symbol(f"_pd{i}_{j}")
-                pd[i, j] = pd[j, i] = pd_syms[(i, j)]
         b = sum((h**j * bs[j] for j in range(k)), sp.zeros(d, 1)) + h**k * pb
         D = sum((h**j * Ds[j] for j in range(k)), sp.zeros(d, d)) + h**k * pd
         m1, m2 = sde_step_moments(state, b, D, h, k + 1)
-        eqs = [_coeff(m1[i], h, k + 1) - _coeff(mean[i], h, k + 1) for i in range(d)]
-        eqs += [_coeff(m2[i, j], h, k + 1) - _coeff(second[i, j], h, k + 1) for (i, j) in pd_syms]
-        unknowns = [*pb, *pd_syms.values()]
+        eqs = [sp.expand(m1[i]).coeff(h, k + 1) - mean_c[i][k + 1] for i in range(d)]
+        eqs += [sp.expand(m2[i, j]).coeff(h, k + 1) - second_c[(i, j)][k + 1] for (i, j) in pairs]
         A, rhs = sp.linear_eq_to_matrix(eqs, unknowns)
         if A.det() == 0:  # pragma: no cover - the structure makes A diagonal (1 and 2)
-            raise InputError("moment matching: singular system at order {k}")
+            raise InputError(f"moment matching: singular system at order {k}")
         sol = A.LUsolve(rhs).applyfunc(sp.expand)
         bs.append(sp.Matrix(sol[:d]))
         Dk = sp.zeros(d, d)
-        for n, (i, j) in enumerate(pd_syms):
+        for n, (i, j) in enumerate(pairs):
             Dk[i, j] = Dk[j, i] = sol[d + n]
         Ds.append(Dk)
     return bs, Ds
@@ -222,7 +258,7 @@ def recursion_sme(rec: Any, order: int = 1, lr: Any = None) -> SDE:
         )
     mom = one_step_moments(rec)
     for what, mat in (("E[Delta]", mom.mean), ("E[Delta Delta^T]", mom.second)):
-        lead = sp.Matrix(mat).applyfunc(lambda e: sp.simplify(_coeff(e, lr, 0)))
+        lead = sp.Matrix(mat).applyfunc(lambda e: sp.simplify(_coeffs(e, lr, 0)[0]))
         if any(e != 0 for e in lead):
             raise InputError(
                 f"Recursion.sme: {what} does not vanish as {lr} -> 0 ({lead.tolist()}); the increment "
