@@ -40,6 +40,10 @@ particles = dict(
 )
 observables = {"theta^2": theta**2}
 basins = {"positive": theta > 0}
+# weak error of the order-1/2 SDEs against exact SGD (REFERENCE_CASES.md item 4: slopes 1 and 2)
+weak_error = dict(
+    lrs=[0.1, 0.05, 0.025, 0.0125], observable=theta, t_end=1.0, init=[1.0], n=100_000 if LARGE else 20_000
+)
 title = "Quadratic loss: SGD, its SDE and the Fokker–Planck equation"
 
 if __name__ == "__main__":

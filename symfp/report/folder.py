@@ -140,6 +140,19 @@ def write_report(
                 fig = figures.exit_time_figure(ex["times"][ex["exited"]], ex["fe_tau"], ex["start"])
                 run.add(figures.save(fig, out / "exit_time.png"))
 
+    # weak-error study
+    if spec.get("weak_error"):
+        we = run.step("weak error (SDE orders vs exact recursion)", lambda: weak_error_study(spec))
+        if we is not None:
+            data["weak_error"] = we
+            if run.rank0:
+                fig, _ = figures.weak_error_figure(
+                    we["lrs"],
+                    {f"order-{p} SDE": e for p, e in we["errors"].items()},
+                    {f"order-{p} SDE": e for p, e in we["stderr"].items()},
+                )
+                run.add(figures.save(fig, out / "weak_error.png"))
+
     # figures
     figs: list[tuple[str, str]] = []
     if sol is not None:
@@ -180,7 +193,7 @@ def _strip(data: dict) -> dict:
     """Drop private objects (keys starting with '_') and text blobs that JSON readers do not need."""
     out = {}
     for k, v in data.items():
-        if k.startswith("_"):
+        if isinstance(k, str) and k.startswith("_"):
             continue
         out[k] = _strip(v) if isinstance(v, dict) else v
     return out
@@ -355,6 +368,35 @@ def exit_time_study(spec: Spec, order: int | None = None) -> dict:
     }
 
 
+def weak_error_study(spec: Spec) -> dict:
+    """``symfp.weak_error`` of the spec's model with its ``weak_error`` settings (the learning rate is the
+    one parameter left symbolic); returns the result's dict plus slopes refitted by the report."""
+    import symfp
+
+    from .figures import fit_slope
+
+    cfg = dict(spec.get("weak_error"))
+    unknown = set(cfg) - {"lrs", "observable", "t_end", "init", "orders", "n", "substeps", "seed"}
+    if unknown:
+        raise InputError(f"{spec.path}: unknown keys in `weak_error`: {sorted(unknown)}")
+    if spec.model is None:
+        raise InputError(f"{spec.path}: `weak_error` needs a `model` (the recursion to compare with)")
+    for key in ("lrs", "observable", "t_end"):
+        if key not in cfg:
+            raise InputError(f"{spec.path}: `weak_error` needs `{key}`")
+    lr = spec.model.lr
+    model = spec.model.subs({k: v for k, v in spec.params.items() if str(k) != str(lr)})
+    kwargs = {k: cfg[k] for k in ("init", "orders", "substeps", "seed") if k in cfg}
+    if "n" in cfg:
+        kwargs["n_particles"] = int(cfg["n"])
+    res = symfp.weak_error(
+        model, observable=cfg["observable"], lrs=cfg["lrs"], t_end=float(cfg["t_end"]), **kwargs
+    )
+    out = res.to_dict()
+    out["slopes_fit"] = {p: fit_slope(out["lrs"], e) for p, e in out["errors"].items()}
+    return out
+
+
 def _sections(spec: Spec, data: dict) -> list[tuple[str, str]]:
     from .html import pre, table
 
@@ -411,6 +453,14 @@ def _sections(spec: Spec, data: dict) -> list[tuple[str, str]]:
                 ),
             )
         )
+    if "weak_error" in data:
+        w = data["weak_error"]
+        rows = [
+            {"η": lr, **{f"error order {p}": w["errors"][p][i] for p in w["errors"]}}
+            for i, lr in enumerate(w["lrs"])
+        ]
+        rows.append({"η": "fitted slope", **{f"error order {p}": w["slopes"][p] for p in w["errors"]}})
+        sec.append(("Weak error", table(rows)))
     if data.get("skipped"):
         sec.append(("Skipped", "<ul>" + "".join(f"<li>{s}</li>" for s in data["skipped"]) + "</ul>"))
     sec.append(
