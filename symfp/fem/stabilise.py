@@ -80,10 +80,9 @@ def cell_peclet(msh: Any, c: Callable[..., Any], D: Callable[..., Any], d: int) 
         h = np.sqrt((diffs**2).sum(-1)).max(axis=(1, 2))
         X = [mid[:, i] for i in range(d)]
         n = len(mid)
-        cv = np.array([np.broadcast_to(np.asarray(ci, float), (n,)) for ci in np.asarray(c(*X), dtype=object)
-                       .reshape(-1)])
-        Dv = np.array([np.broadcast_to(np.asarray(Dij, float), (n,)) for Dij in
-                       np.asarray(D(*X), dtype=object).reshape(-1)]).reshape(d, d, n)
+        cv = np.array([np.broadcast_to(np.asarray(ci, float), (n,)) for ci in _flat(c(*X))])
+        Dv = np.array([np.broadcast_to(np.asarray(Dij, float), (n,)) for Dij in _flat(D(*X))])
+        Dv = Dv.reshape(d, d, n)
         lam = np.linalg.eigvalsh(np.moveaxis(Dv, -1, 0))  # (n, d) ascending
         lmin, lmax = lam[:, 0], lam[:, -1]
         degenerate = bool(np.any(lmin <= 1e-12 * np.maximum(lmax, 1e-300)))
@@ -94,6 +93,13 @@ def cell_peclet(msh: Any, c: Callable[..., Any], D: Callable[..., Any], d: int) 
         pe_max = float(pe.max())
     comm = msh.comm
     return PecletReport(comm.allreduce(pe_max, op=MPI.MAX), bool(comm.allreduce(degenerate, op=MPI.LOR)))
+
+
+def _flat(nested: Any) -> list[Any]:
+    """Entries of a lambdified nested list (each a scalar or an array over the points), row-major."""
+    if isinstance(nested, (list, tuple)):
+        return [e for item in nested for e in _flat(item)]
+    return [nested]
 
 
 def choose(requested: str, report: PecletReport, gibbs_available: bool) -> tuple[str, str]:
