@@ -30,7 +30,8 @@ name            meaning
                 with τ = 0 on the ``absorbing`` boundary parts, the others reflecting) against the exit
                 times of ``n`` particles started at ``start`` and absorbed in ``set`` (a
                 ``symfp.particles`` absorbing set, or a callable returning one so that ``derive`` never
-                imports torch; default: leaving the mesh), censored at ``t_max``.
+                imports torch; default: leaving the mesh), censored at ``t_max``; ``method``
+                "recursion" (default with a ``model``) or "sde" (with step ``dt``).
 ``weak_error``  optional ``dict(lrs=[...], observable=expr, t_end=...)``: weak-error study (log–log plot).
 ``title``       optional one-line title of the report; ``description`` optional paragraph.
 =============== ============================================================================================

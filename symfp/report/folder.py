@@ -322,7 +322,7 @@ def exit_time_study(spec: Spec, order: int | None = None) -> dict:
     import symfp
 
     cfg = dict(spec.get("exit_time"))
-    unknown = set(cfg) - {"mesh", "absorbing", "start", "set", "n", "t_max", "seed"}
+    unknown = set(cfg) - {"mesh", "absorbing", "start", "set", "n", "t_max", "seed", "method", "dt"}
     if unknown:
         raise InputError(f"{spec.path}: unknown keys in `exit_time`: {sorted(unknown)}")
     if "start" not in cfg:
@@ -343,13 +343,15 @@ def exit_time_study(spec: Spec, order: int | None = None) -> dict:
     n = int(cfg.get("n", 2000))
     t_max = float(cfg.get("t_max", 100.0))
     seed = int(cfg.get("seed", 1))
-    pcfg = spec.particles("run")
-    if pcfg["method"] == "recursion":
+    method = cfg.get("method", "recursion" if spec.model is not None else "sde")
+    if method not in ("recursion", "sde"):
+        raise InputError(f"{spec.path}: exit_time method {method!r}: use 'recursion' or 'sde'")
+    if method == "recursion":
         model = spec.numeric_model()
         steps = max(1, int(round(t_max / float(model.lr))))
         cloud = model.simulate(n_particles=n, steps=steps, init=start, seed=seed, absorbing=absorbing_set)
     else:
-        dt = float(pcfg.get("dt") or spec.number("dt", "run"))
+        dt = float(cfg.get("dt") or spec.particles("run").get("dt") or spec.number("dt", "run"))
         cloud = sde.simulate(
             n_particles=n, t_end=t_max, dt=dt, init=start, seed=seed, absorbing=absorbing_set
         )
@@ -363,6 +365,7 @@ def exit_time_study(spec: Spec, order: int | None = None) -> dict:
         "censored_fraction": ex.censored_fraction,
         "n": n,
         "t_max": t_max,
+        "method": method,
         "times": np.asarray(ex.times, float),
         "exited": np.asarray(ex.exited, bool),
     }
