@@ -319,6 +319,15 @@ def test_run_writes_the_report_folder(capsys, tmp_path):
     assert abs(p["mean"][0] - m) < 4 * p["mean_stderr"][0]
     html = (out_dir / "report.html").read_text()
     assert "density.png" in html and "observables.png" in html and "Comparison" in html
+    assert data["passed"] is True and data["skipped"] == []
+    # the weak-error study of the spec reproduces REFERENCE_CASES.md item 4 (antithetic pairs: no MC noise)
+    w = saved["weak_error"]
+    np.testing.assert_allclose(w["errors"]["1"], [1.920e-2, 9.394e-3, 4.647e-3, 2.311e-3], rtol=0.02)
+    np.testing.assert_allclose(w["errors"]["2"], [1.259e-3, 3.105e-4, 7.71e-5, 1.92e-5], rtol=0.03)
+    assert w["slopes"]["1"] == pytest.approx(1.0, abs=0.05) and w["slopes"]["2"] == pytest.approx(
+        2.0, abs=0.05
+    )
+    assert (out_dir / "weak_error.png").stat().st_size > 1000 and "Weak error" in html
 
 
 # ------------------------------------------------------------------------------------------ MPI

@@ -245,9 +245,10 @@ def fe_series(obs: dict) -> dict:
     basins = pipeline.fe_basins(obs)
     if basins:
         out["basins"] = basins
-    if "region_mass" in obs and obs.get("region_names") and "basins" not in out:
+    names = obs.get("region_names")
+    if "region_mass" in obs and names is not None and len(names) > 0 and "basins" not in out:
         rm = np.asarray(obs["region_mass"], float).reshape(len(obs["t"]), -1)
-        out["basins"] = {str(n): rm[:, i] for i, n in enumerate(obs["region_names"])}
+        out["basins"] = {str(n): rm[:, i] for i, n in enumerate(names)}
     return out
 
 
