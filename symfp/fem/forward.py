@@ -365,7 +365,7 @@ def solve(
             if scheme == "bdf2":
                 u_vec.copy(u_prev)
             ksp = ksp_first if first else ksp_main
-            iterations += compat.solve_checked(ksp, b, u_vec, f"solve: time step {step} (t = {step * dt:g})")
+            iterations += _solve_step(ksp, b, u_vec, step, dt, opts)
             uh.x.scatter_forward()
             _check_step(step, dt, mass_w.dot(u_vec), mass0, nodal_density(), msh.comm, parts, mass_tol,
                         negative_tol, method)
@@ -405,6 +405,45 @@ def solve(
                     snapshots=snapshots, info=info)
 
 
+def _ksp_advice(reason_name: str, opts: Mapping[str, Any]) -> str:
+    """What to try when the time-step KSP stopped with ``reason_name`` under options ``opts``."""
+    direct = "a direct solver (petsc_options={'ksp_type': 'preonly', 'pc_type': 'lu'})"
+    if reason_name in ("DIVERGED_ITS", "DIVERGED_MAX_IT"):
+        return (f"raise petsc_options['ksp_max_it'] (now {opts.get('ksp_max_it')}) or loosen 'ksp_rtol' "
+                f"(now {opts.get('ksp_rtol')}; mass is conserved only to about that), use a stronger "
+                f"preconditioner than pc_type={opts.get('pc_type')!r} (e.g. 'bjacobi' with 'sub_pc_type': "
+                f"'ilu', or 'hypre'), or {direct}")
+    if reason_name in ("DIVERGED_PC_FAILED", "DIVERGED_INDEFINITE_PC", "DIVERGED_BREAKDOWN",
+                       "DIVERGED_BREAKDOWN_BICG"):
+        return (f"the preconditioner {opts.get('pc_type')!r} failed (a zero pivot?): use {direct}, or "
+                "'ksp_diagonal_scale': True, or a smaller dt")
+    return f"use {direct}, a smaller dt, or a finer mesh; check that p0 and the coefficients are finite"
+
+
+def _solve_step(ksp: Any, b: Any, u_vec: Any, step: int, dt: float, opts: Mapping[str, Any]) -> int:
+    r"""One KSP solve of a time step; SolverError with PETSc's reason and advice when it fails.
+
+    PETSc never raises on its own when a Krylov solve stops early (``ksp_error_if_not_converged`` is
+    off), so the converged reason is read after every solve: a negative reason (``DIVERGED_ITS`` when
+    ``ksp_max_it`` is reached before :math:`\|r\| \le \max(\mathrm{rtol}\,\|b\|, \mathrm{atol})`,
+    ``DIVERGED_PC_FAILED``, ``DIVERGED_NANORINF``, ...) is an error. Note that a solve whose initial
+    guess (the previous step) already satisfies the test converges in 0 iterations with a positive
+    reason, whatever ``ksp_max_it`` is: e.g. a run started at the stationary density.
+    """
+    ksp.solve(b, u_vec)
+    reason = ksp.getConvergedReason()
+    its = ksp.getIterationNumber()
+    if reason < 0:
+        name = compat.ksp_reason_name(reason)
+        rnorm = ksp.getResidualNorm()
+        raise SolverError(
+            f"solve: the time-step linear solver did not converge at time step {step} (t = {step * dt:g}): "
+            f"PETSc reason {name} after {its} iterations (residual norm {rnorm:.3e}, ‖b‖ = {b.norm():.3e}, "
+            f"ksp_type={ksp.getType()!r}, pc_type={ksp.getPC().getType()!r}). What to try: "
+            f"{_ksp_advice(name, opts)}")
+    return its
+
+
 def _check_step(step: int, dt: float, mass: float, mass0: float, p_nodal: np.ndarray, comm: Any,
                 parts: tuple[str, ...], mass_tol: float, negative_tol: float, method: str) -> None:
     """Raise SolverError on mass drift (no absorbing parts) or negativity beyond tolerance."""
@@ -413,8 +452,10 @@ def _check_step(step: int, dt: float, mass: float, mass0: float, p_nodal: np.nda
         raise SolverError(
             f"solve: mass drifted from {mass0:.15g} to {mass:.15g} (relative "
             f"{abs(mass - mass0) / abs(mass0):.2e} > mass_tol {mass_tol:g}) at time step {step} "
-            f"(t = {step * dt:g}). Tighten the solver (petsc_options={{'ksp_rtol': 1e-14}}) or use a direct "
-            "solver ('ksp_type': 'preonly', 'pc_type': 'lu')")
+            f"(t = {step * dt:g}) with no absorbing boundary part, where the zero-flux scheme conserves mass "
+            f"up to the linear-solver residual. Tighten the solver (petsc_options={{'ksp_rtol': 1e-14}}) or "
+            "use a direct solver ('ksp_type': 'preonly', 'pc_type': 'lu'); if the drift is round-off "
+            "(~1e-14 per step), raise mass_tol")
     lo = np.array([-(p_nodal.min() if len(p_nodal) else np.inf), p_nodal.max() if len(p_nodal) else -np.inf])
     glob = np.empty(2)
     comm.Allreduce(lo, glob, op=MPI.MAX)
