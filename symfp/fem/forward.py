@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ import sympy as sp
 
 from ..errors import InputError, MeshError, SolverError
 from . import compat
+from .domain import DomainWarning, auto_domain, boundary_dofs
 from .initial import interpolate_density
 from .mesh import Mesh, as_mesh
 from .observables import ObservableRecorder
@@ -81,6 +83,13 @@ def _check_times(t_end: Any, dt: Any) -> tuple[float, float, int]:
     return t_end, t_end / n, n
 
 
+def _is_number(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
 def _ufl_coefficients(D: sp.Matrix, c: sp.Matrix, state: tuple[sp.Symbol, ...], x: Any) -> tuple[Any, Any]:
     ufl = compat.dolfinx_modules().ufl
     d = len(state)
@@ -109,13 +118,16 @@ def solve(
     keep: str = "final",
     mass_tol: float = 1e-9,
     negative_tol: float = 1e-3,
+    wall_tol: float = 1e-6,
+    domain_options: Mapping[str, Any] | None = None,
 ) -> Solution:
     r"""Solve the forward Fokker–Planck equation of ``fp`` on ``mesh`` from ``p0`` up to ``t_end``.
 
     Args:
         fp: a :class:`symfp.FokkerPlanck` (or a :class:`symfp.SDE`), numeric (no free parameters).
         mesh: a :class:`symfp.fem.mesh.Mesh`, a dolfinx mesh or a gmsh file path; its dimension must
-            equal the number of state variables.
+            equal the number of state variables. ``None`` or ``"auto"``: a box derived from p0 and the
+            stationary law (:func:`symfp.fem.domain.auto_domain`; ``info["domain"]`` says how).
         p0: initial density: SymPy expression in the state, callable ``f(X)`` with X of shape (d, n), or
             a point (smoothed delta); normalised to unit mass.
         t_end: final time (≥ dt); dt is adjusted down so that a whole number of steps reaches t_end.
@@ -134,6 +146,12 @@ def solve(
         mass_tol: allowed relative mass change (no absorbing parts) before a SolverError.
         negative_tol: allowed negative nodal density relative to the maximum before a SolverError
             (consistent-mass Galerkin undershoots by ~1e-4 of the maximum in steep transients).
+        wall_tol: at every output time the largest density on the reflecting boundary over the largest
+            density is recorded (observable ``"wall"``); above ``wall_tol`` a
+            :class:`symfp.fem.domain.DomainWarning` says the domain is too small. (1e-6 is the value of
+            a Gaussian ≈ 5.3 σ from its mean: the mass beyond the wall is then ≲ 1e-7.)
+        domain_options: options of :func:`symfp.fem.domain.estimate` for the automatic box
+            (``mass_tol``, ``min_std``, ``cells_per_std``, ``min_cells``, ``max_dofs``).
 
     Returns:
         :class:`symfp.fem.solution.Solution`.
@@ -151,6 +169,11 @@ def solve(
     sde = fp.sde
     state = tuple(sde.state)
     d = len(state)
+    domain_note = None
+    if mesh is None or (isinstance(mesh, str) and mesh == "auto"):
+        mesh, est = auto_domain(fp, p0, t_end=float(t_end) if _is_number(t_end) else None,
+                                **dict(domain_options or {}))
+        domain_note = est.describe()
     msh: Mesh = as_mesh(mesh)
     if msh.dim != d:
         raise MeshError(f"solve: the mesh is {msh.dim}-D but the SDE has {d} state variables "
@@ -324,11 +347,17 @@ def solve(
 
     snapshots: dict[float, np.ndarray] = {}
     times: list[float] = []
+    wall_idx = boundary_dofs(V, msh, exclude=parts)
+    wall: list[float] = []
 
     def output(step: int) -> None:
         t = step * dt
         pn = nodal_density()
-        rec.record(t, u_vec, pn)
+        row = rec.record(t, u_vec, pn)
+        # density on the reflecting walls relative to the maximum (one reduction per output)
+        on_wall = msh.comm.allreduce(float(np.abs(pn[wall_idx]).max()) if len(wall_idx) else 0.0,
+                                     op=m.MPI.MAX)
+        wall.append(on_wall / row["max"] if row["max"] > 0 else 0.0)
         times.append(t)
         if keep == "all" or step == n_steps:
             snapshots[t] = pn.copy()
@@ -377,13 +406,25 @@ def solve(
         if bar is not None:
             bar.close()
     loop_s = time.perf_counter() - t_loop
+    wall_arr = np.array(wall)
+    if len(wall_arr) and wall_arr.max() > wall_tol:
+        i = int(np.argmax(wall_arr > wall_tol))
+        warnings.warn(DomainWarning(
+            f"solve: probability mass reached the wall of the domain: the density on the reflecting "
+            f"boundary is {wall_arr.max():.2e} of its maximum (> wall_tol {wall_tol:g}; first at t = "
+            f"{times[i]:g}), so the zero-flux wall changes the law. Use a larger domain (mesh='auto' sizes "
+            "one from p0 and the stationary law) or raise wall_tol; see observables['wall']"), stacklevel=2)
 
     density = fem.Function(V)
     density.name = "density"
     pn = nodal_density()
     density.x.array[: len(pn)] = pn
     density.x.scatter_forward()
+    observables = rec.arrays()
+    observables["wall"] = wall_arr
     info = {
+        "domain": domain_note or str(msh),
+        "max_wall_ratio": float(wall_arr.max()) if len(wall_arr) else 0.0,
         "scheme": scheme,
         "stabilisation": method,
         "stabilisation_reason": why,
@@ -401,7 +442,7 @@ def solve(
     }
     for ksp in {id(ksp_main): ksp_main, id(ksp_first): ksp_first}.values():
         ksp.destroy()
-    return Solution(times=np.array(times), observables=rec.arrays(), mesh=msh, sde=sde, density=density,
+    return Solution(times=np.array(times), observables=observables, mesh=msh, sde=sde, density=density,
                     snapshots=snapshots, info=info)
 
 
