@@ -5,10 +5,48 @@ Importing this package does not import dolfinx; the sub-modules do, when a solve
 - :mod:`symfp.fem.compat`: one spelling for dolfinx 0.5.2 … 0.11 (feature detection);
 - :mod:`symfp.fem.translate`: SymPy → UFL;
 - :mod:`symfp.fem.mesh`: built-in boxes and gmsh meshes with named boundary parts and regions;
+- :mod:`symfp.fem.domain`: the automatic box when no mesh is given, and :class:`DomainWarning`;
 - :mod:`symfp.fem.forward`: the forward Fokker–Planck stepper, returning a
-  :class:`symfp.fem.solution.Solution`.
+  :class:`symfp.fem.solution.Solution`;
+- :mod:`symfp.fem.exit_time`, :mod:`symfp.fem.stationary`, :mod:`symfp.fem.spectral`: the steady
+  solvers (mean exit time :math:`-\\mathcal L\\tau = 1`, stationary density, generator spectrum).
 
-The FE layer never imports torch.
+The names below are re-exported lazily (PEP 562): ``from symfp.fem import solve`` imports
+:mod:`symfp.fem.forward` (and dolfinx) only then. The FE layer never imports torch.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name → defining sub-module
+_LAZY = {
+    "solve": "forward",
+    "Solution": "solution",
+    "auto_domain": "domain",
+    "DomainWarning": "domain",
+    "SymfpWarning": "domain",
+    "mean_exit_time": "exit_time",
+    "ExitTime": "exit_time",
+    "stationary_density": "stationary",
+    "StationarySolution": "stationary",
+    "spectrum": "spectral",
+    "spectral_gap": "spectral",
+    "Spectrum": "spectral",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'symfp.fem' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
