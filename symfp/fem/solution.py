@@ -44,6 +44,11 @@ class Solution:
         density: the dolfinx Function of the density at the final time (None when loaded).
         snapshots: ``{t: owned nodal values}`` of the stored densities.
         info: how it was solved (scheme, stabilisation and why, Péclet number, KSP iterations...).
+        timings: wall-clock seconds on this rank: ``setup`` (Péclet test, forms, JIT, assembly, KSP
+            and observable set-up, p0), ``assemble`` (the operator matrices alone), and per time step
+            (arrays of length steps) ``step`` (the whole step: right-hand side, solve, checks,
+            observables), ``ksp`` (the linear solve alone) and ``output`` (observables; 0 when not an
+            output step). Empty when loaded from disk.
     """
 
     times: np.ndarray
@@ -53,6 +58,7 @@ class Solution:
     density: Any = None
     snapshots: dict[float, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
 
     def _function_at(self, t: float | None) -> Any:
         if self.density is None:
