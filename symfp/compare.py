@@ -94,8 +94,10 @@ def _bounds(solution: Any, d: int) -> np.ndarray:
     comm = msh.comm
     from mpi4py import MPI
 
-    lo, hi = comm.allreduce(lo, op=MPI.MIN), comm.allreduce(hi, op=MPI.MAX)
-    return np.stack([lo, hi], axis=1)
+    glo, ghi = np.empty_like(lo), np.empty_like(hi)
+    comm.Allreduce(np.ascontiguousarray(lo), glo, op=MPI.MIN)
+    comm.Allreduce(np.ascontiguousarray(hi), ghi, op=MPI.MAX)
+    return np.stack([glo, ghi], axis=1)
 
 
 def density_metric(

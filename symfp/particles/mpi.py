@@ -43,7 +43,7 @@ def rank_seed(seed: int | None, comm: Any) -> int | None:
     rank, size = rank_size(comm)
     if seed is None or size == 1:
         return seed
-    return int(np.random.SeedSequence([int(seed), rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence([int(seed), rank]).generate_state(1, dtype=np.uint64)[0]) >> 1
 
 
 def allsum(value: Any, comm: Any) -> Any:
