@@ -165,8 +165,21 @@ class MeshComplement(AbsorbingSet):
     def absorbed(self, theta):
         from .histogram import locate_cells
 
-        cells = locate_cells(self.mesh, theta.detach().cpu().numpy().astype(np.float64))
-        return torch.as_tensor(cells < 0, device=theta.device)
+        pts = theta.detach().cpu().numpy().astype(np.float64)
+        comm = self.mesh.comm
+        if comm.size == 1:
+            return torch.as_tensor(locate_cells(self.mesh, pts) < 0, device=theta.device)
+        # distributed mesh: every rank locates everybody's particles in its own cells (collective;
+        # all ranks must call this equally often, i.e. the same number of particle blocks)
+        parts = comm.allgather(pts)
+        allp = np.concatenate(parts)
+        found = (locate_cells(self.mesh, allp) >= 0).astype(np.int32)
+        tot = np.empty_like(found)
+        from mpi4py import MPI
+
+        comm.Allreduce(found, tot, op=MPI.SUM)
+        start = sum(len(q) for q in parts[: comm.rank])
+        return torch.as_tensor(tot[start : start + len(pts)] == 0, device=theta.device)
 
     def margin_normal(self, theta):
         m = torch.where(self.absorbed(theta), -1.0, 1.0).to(theta.dtype)
