@@ -1,0 +1,185 @@
+"""Particle-engine benchmarks: exact mini-batch SGD vs a naive torch loop, SDE vs torchsde, peak memory.
+
+``run(quick)`` returns rows {"benchmark", "case", "value", "unit", "note"} for benchmarks/run.py.
+Timings are wall-clock on whatever device ``device="auto"`` picks; never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import sympy as sp
+
+MEM_SCRIPT = """
+import resource, sympy as sp, symfp
+x, y = sp.symbols("x y", real=True)
+sde = symfp.SDE([x, y], [-x, -y], 0.1)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sde.simulate(n_particles={n}, t_end=0.05, dt=0.01, init=[0.0, 0.0], dtype="float32", outputs=2,
+             chunk_size={chunk})
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _sgd_problem(N: int = 1000):
+    import symfp
+
+    w1, w2, x, y = sp.symbols("w1 w2 x y", real=True)
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=N)
+    ys = 0.8 * xs + 0.1 * rng.normal(size=N)
+    model = symfp.SGD(
+        loss=(w1 * w2 * x - y) ** 2 / 2,
+        params=[w1, w2],
+        data=symfp.Dataset({x: xs, y: ys}),
+        lr=0.05,
+        batch_size=32,
+    )
+    return model, xs, ys
+
+
+def _naive_sgd(xs, ys, n, steps, B, lr, device):
+    import torch
+
+    X = torch.as_tensor(xs, device=device)
+    Y = torch.as_tensor(ys, device=device)
+    w = torch.full((n, 2), 0.5, dtype=torch.float64, device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+    for _ in range(steps):
+        idx = torch.randint(len(xs), (n, B), generator=g, device=device)
+        xb, yb = X[idx], Y[idx]
+        r = w[:, :1] * w[:, 1:] * xb - yb
+        grad = torch.stack([(r * w[:, 1:] * xb).mean(1), (r * w[:, :1] * xb).mean(1)], dim=1)
+        w = w - lr * grad
+    return w
+
+
+def _timed(f, repeat: int = 2) -> float:
+    best = np.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def run(quick: bool = False) -> list[dict]:
+    import torch
+
+    import symfp
+    from symfp.particles.backend import resolve_device
+
+    dev = resolve_device("auto")
+    rows: list[dict] = []
+    n = 20_000 if quick else 200_000
+    steps = 5 if quick else 20
+    model, xs, ys = _sgd_problem()
+    t_ours = _timed(lambda: model.simulate(n, steps, init=[0.5, 0.5], outputs=2, device=dev))
+    t_naive = _timed(lambda: _naive_sgd(xs, ys, n, steps, 32, 0.05, dev))
+    ps_ours, ps_naive = n * steps / t_ours, n * steps / t_naive
+    note = f"d=2, B=32, N=1000, {n} particles, {steps} steps, {dev}, {torch.get_num_threads()} threads"
+    rows += [
+        {
+            "benchmark": "exact SGD",
+            "case": "symfp",
+            "value": ps_ours,
+            "unit": "particle-steps/s",
+            "note": note,
+        },
+        {
+            "benchmark": "exact SGD",
+            "case": "naive gather loop",
+            "value": ps_naive,
+            "unit": "particle-steps/s",
+            "note": note,
+        },
+        {
+            "benchmark": "exact SGD",
+            "case": "speed-up",
+            "value": ps_ours / ps_naive,
+            "unit": "x",
+            "note": "aim >= 3",
+        },
+    ]
+    # SDE (OU, d = 2, diagonal noise) vs torchsde euler
+    x1, x2 = sp.symbols("x1 x2", real=True)
+    sde = symfp.SDE([x1, x2], [-x1, -x2], 0.05)
+    ns, ks = (20_000, 20) if quick else (200_000, 100)
+    t_sde = _timed(lambda: sde.simulate(ns, ks * 0.01, 0.01, init=[1.0, 1.0], outputs=2, device=dev))
+    rows.append(
+        {
+            "benchmark": "SDE Euler",
+            "case": "symfp",
+            "value": ns * ks / t_sde,
+            "unit": "particle-steps/s",
+            "note": f"OU d=2, {ns} particles, {ks} steps, {dev}",
+        }
+    )
+    try:
+        import torchsde
+
+        class OU(torch.nn.Module):
+            noise_type, sde_type = "diagonal", "ito"
+
+            def f(self, t, y):
+                return -y
+
+            def g(self, t, y):
+                return torch.full_like(y, np.sqrt(0.1))
+
+        y0 = torch.ones(ns, 2, dtype=torch.float64, device=dev)
+        ts = torch.tensor([0.0, ks * 0.01], dtype=torch.float64, device=dev)
+        t_ts = _timed(lambda: torchsde.sdeint(OU(), y0, ts, method="euler", dt=0.01), repeat=1)
+        rows.append(
+            {
+                "benchmark": "SDE Euler",
+                "case": "torchsde sdeint euler",
+                "value": ns * ks / t_ts,
+                "unit": "particle-steps/s",
+                "note": f"torchsde {torchsde.__version__}",
+            }
+        )
+        rows.append(
+            {
+                "benchmark": "SDE Euler",
+                "case": "speed-up vs torchsde",
+                "value": t_ts / t_sde,
+                "unit": "x",
+                "note": "aim >= 10",
+            }
+        )
+    except ImportError:
+        rows.append(
+            {
+                "benchmark": "SDE Euler",
+                "case": "torchsde sdeint euler",
+                "value": float("nan"),
+                "unit": "particle-steps/s",
+                "note": "torchsde not installed",
+            }
+        )
+    nm = 1_000_000 if quick else 10_000_000
+    out = subprocess.run(
+        [sys.executable, "-c", MEM_SCRIPT.format(n=nm, chunk=1_000_000)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    rows.append(
+        {
+            "benchmark": "peak memory",
+            "case": f"{nm:.0e} particles, SDE d=2 float32, chunks of 1e6",
+            "value": (int(out[1]) - int(out[0])) / 1024,
+            "unit": "MiB",
+            "note": "growth of max RSS over the interpreter with symfp imported",
+        }
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    for r in run(quick="--quick" in sys.argv):
+        print(f"{r['benchmark']:<12} {r['case']:<45} {r['value']:>14.4g} {r['unit']:<18} {r['note']}")
