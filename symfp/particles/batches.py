@@ -7,8 +7,8 @@ batch of an epoch is dropped).
 
 When e is a polynomial in the data symbols, :math:`e_i(\theta;\xi) = \sum_k c_{ik}(\theta)\, m_k(\xi)`,
 the batch mean is :math:`\hat g_i = \sum_k c_{ik}(\theta)\,\overline{m_k}` with
-:math:`\overline{m_k}` the batch mean of the precomputed data monomials, gathered and averaged in one
-``embedding_bag`` kernel: no (n, B) tensor of per-sample gradients is formed. Otherwise e is
+:math:`\overline{m_k}` the batch mean of the precomputed data monomials, gathered and summed with one
+``torch.take`` per monomial: no (n, B) tensor of per-sample gradients is formed. Otherwise e is
 evaluated on the gathered samples (n, B) and averaged.
 """
 
@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import sympy as sp
 import torch
-import torch.nn.functional as F
 
 from ..errors import DataError, InputError
 from .lambdify import torch_function
@@ -96,7 +95,8 @@ class BatchSource:
             self.mono_fn = torch_function(sp.Matrix(monos), self.data_syms, f"{where} (data monomials)")
             if self.finite:
                 feats = self.mono_fn(*torch.as_tensor(cols, dtype=torch.float64).unbind(1))
-                self.table = feats.reshape(self.N, len(monos)).to(device=device, dtype=dtype)
+                table = feats.reshape(self.N, len(monos)).to(device=device, dtype=dtype)
+                self.columns = [table[:, k].contiguous() for k in range(len(monos))]
         else:
             self.expr_fn = torch_function(expr, (*self.state, *self.data_syms), where)
             if self.finite:
@@ -156,7 +156,8 @@ class BatchSource:
         if self.finite:
             idx = self.indices(nz, ctx)
             if self.poly:
-                fbar = F.embedding_bag(idx, self.table, mode="mean")  # (n, q)
+                # one gather per data monomial (faster on CPU than embedding_bag or table[idx])
+                fbar = torch.stack([torch.take(col, idx).sum(dim=1) for col in self.columns], 1) / self.B
                 return (self._coef(cols) @ fbar[..., None])[..., 0]
             xi = self.data[idx]  # (n, B, p)
             th = [c[:, None].expand(-1, self.B) for c in cols]
