@@ -4,7 +4,8 @@ Space: P1 Lagrange on the mesh; the weak form comes from :func:`symfp.weakform.f
 (flux form :math:`\int \partial_t p\, v + \int (D\nabla p)\cdot\nabla v - \int p\, c\cdot\nabla v = 0`,
 :math:`c = b - \nabla\cdot D`). Zero flux is the natural condition (nothing is imposed, mass is
 conserved); absorbing boundary parts, named, get :math:`p = 0` (rows of the system replaced by the
-identity). Stabilisation is chosen by the cell Péclet number (see :mod:`symfp.fem.stabilise`).
+identity). Stabilisation is chosen by the cell Péclet number (see :mod:`symfp.fem.stabilise`);
+``"fct"`` runs its own two-solve step (:mod:`symfp.fem.fct`).
 
 Time: with mass matrix M and operator matrix K (assembled once),
 
@@ -40,6 +41,7 @@ import sympy as sp
 from ..errors import InputError, MeshError, SolverError
 from . import compat
 from .domain import DomainWarning, auto_domain, boundary_dofs
+from .fct import FluxCorrectedStep
 from .initial import interpolate_density
 from .mesh import Mesh, as_mesh
 from .observables import ObservableRecorder
@@ -133,11 +135,14 @@ def solve(
         t_end: final time (≥ dt); dt is adjusted down so that a whole number of steps reaches t_end.
         dt: time step (> 0).
         scheme: "bdf2" (default), "cn" or "euler"; with the "upwind" and "gibbs" stabilisations
-            (lumped mass) the default is "euler", the only one of the three that keeps p ≥ 0.
+            (lumped mass) the default is "euler", the only one of the three that keeps p ≥ 0. With
+            "fct" the scheme is that of the high-order target: "cn" (default) or "euler" (the
+            low-order predictor is always backward Euler; "bdf2" is refused).
         absorbing: boundary part name(s) where p = 0 (the process is killed); the rest reflects.
         petsc_options: PETSc options for the time-step KSP (override :data:`DEFAULT_PETSC_OPTIONS`).
         output_every: record observables every this many steps (and at the final time).
-        stabilisation: "auto", "none", "gibbs", "upwind" (alias "fitted") or "supg"; see
+        stabilisation: "auto", "none", "gibbs", "fct" (alias "afc"), "upwind" (alias "fitted") or
+            "supg"; see
             :mod:`symfp.fem.stabilise` for what each does and when "auto" picks it.
         progress: show a tqdm progress bar on rank 0 (runs of 200 steps or more).
         expectations: ``{name: SymPy expression in the state}`` recorded as ``E[name]``.
@@ -210,7 +215,11 @@ def solve(
     if scheme is None:
         # lumped M-matrix systems keep p ≥ 0 under backward Euler only (BDF2's 2p^n - p^{n-1}/2 and
         # CN's explicit half step can undershoot): the positivity-preserving methods default to it
-        scheme = "euler" if method in ("upwind", "gibbs") else "bdf2"
+        scheme = "euler" if method in ("upwind", "gibbs") else ("cn" if method == "fct" else "bdf2")
+    if method == "fct" and scheme == "bdf2":
+        raise InputError("solve: stabilisation='fct' takes scheme='cn' (default, second order) or 'euler' "
+                         "as its high-order target; 'bdf2' needs u^{n-1} in the flux decomposition and is "
+                         "not supported")
 
     # ---- spaces, coefficients, stationary density (for relative entropy)
     V = compat.function_space(msh.mesh)
@@ -260,10 +269,15 @@ def solve(
     t0 = time.perf_counter()
     K = compat.assemble_matrix(compat.form(a_op))
     ml = None
-    if method in ("upwind", "gibbs"):
+    K_high = M_high = None
+    if method == "fct":
+        # the Galerkin pair (target) is kept; the low-order pair (lumped, upwinded) is built below
+        K_high = K
+        M_high = compat.assemble_matrix(compat.form(a_mass))
+    if method in ("upwind", "gibbs", "fct"):
         # lumped (row-sum) mass: diagonal, positive, and with column sums equal to the mass weights
         # ∫ w φ_i used by the observables, so the recorded mass is conserved to the KSP residual
-        if method == "upwind":
+        if method in ("upwind", "fct"):
             K = discrete_upwind(K)
         ml = compat.assemble_vector(compat.form((weight if weight is not None else 1.0) * v * ufl.dx))
         M = K.duplicate(copy=False)
@@ -307,7 +321,33 @@ def solve(
             ksp.setInitialGuessNonzero(True)
         return ksp
 
-    if scheme == "euler":
+    fct_step = None
+    if method == "fct":
+        theta = 0.5 if scheme == "cn" else 1.0
+        A_low = system(1.0, dt)
+        A_high = M_high.copy()
+        A_high.axpy(theta * dt, K_high)
+        if parts:
+            A_high.zeroRows(bc_rows, diag=1.0)
+        B_high = None
+        if theta < 1:
+            B_high = M_high.copy()
+            B_high.axpy(-(1 - theta) * dt, K_high)
+        ksp_low, ksp_high = ksp_for(A_low), ksp_for(A_high)
+        fct_counter = [0]
+
+        def _fct_solver(ksp: Any) -> Any:
+            def run(rhs: Any, x_vec: Any) -> int:
+                if parts:
+                    rhs.setValues(bc_rows, np.zeros(len(bc_rows)))
+                    rhs.assemble()
+                return _solve_step(ksp, rhs, x_vec, fct_counter[0], dt, opts)
+            return run
+
+    if method == "fct":
+        A_main = A_low
+        rhs_ops = [(M, 1.0)]
+    elif scheme == "euler":
         A_main = system(1.0, dt)
         rhs_ops = [(M, 1.0)]
     elif scheme == "cn":
@@ -318,8 +358,11 @@ def solve(
     else:
         A_main = system(1.5, dt)
         rhs_ops = [(M, 2.0), (M, -0.5)]
-    ksp_main = ksp_for(A_main)
-    ksp_first = ksp_for(system(1.0, dt)) if scheme == "bdf2" else ksp_main
+    if method == "fct":
+        ksp_main = ksp_first = ksp_low
+    else:
+        ksp_main = ksp_for(A_main)
+        ksp_first = ksp_for(system(1.0, dt)) if scheme == "bdf2" else ksp_main
 
     # ---- initial state
     p_init = interpolate_density(p0, V, state, where="solve")
@@ -367,6 +410,9 @@ def solve(
     u_vec.scale(1.0 / mass_w.dot(u_vec))
     uh.x.scatter_forward()
     mass0 = mass_w.dot(u_vec)
+    if method == "fct":
+        fct_step = FluxCorrectedStep(V, M_high, K_high, ml, dt, theta, _fct_solver(ksp_low),
+                                     _fct_solver(ksp_high), B_high, bc_rows)
     output(0)
     iterations = 0
     bar = None
@@ -384,27 +430,33 @@ def solve(
         for step in range(1, n_steps + 1):
             t_step = clock()
             first = scheme == "bdf2" and step == 1
-            if first:
-                M.mult(u_vec, b)
+            if fct_step is not None:
+                fct_counter[0] = step
+                t_ksp = clock()
+                iterations += fct_step.step(uh, u_vec)
+                ksp_s[step - 1] = clock() - t_ksp  # both solves and the flux correction
             else:
-                op, coef = rhs_ops[0]
-                op.mult(u_vec, b)
-                if coef != 1.0:
-                    b.scale(coef)
-                if len(rhs_ops) > 1:
-                    op2, coef2 = rhs_ops[1]
-                    op2.mult(u_prev, tmp)
-                    b.axpy(coef2, tmp)
-            if parts:
-                b.setValues(bc_rows, np.zeros(len(bc_rows)))
-                b.assemble()
-            if scheme == "bdf2":
-                u_vec.copy(u_prev)
-            ksp = ksp_first if first else ksp_main
-            t_ksp = clock()
-            iterations += _solve_step(ksp, b, u_vec, step, dt, opts)
-            ksp_s[step - 1] = clock() - t_ksp
-            uh.x.scatter_forward()
+                if first:
+                    M.mult(u_vec, b)
+                else:
+                    op, coef = rhs_ops[0]
+                    op.mult(u_vec, b)
+                    if coef != 1.0:
+                        b.scale(coef)
+                    if len(rhs_ops) > 1:
+                        op2, coef2 = rhs_ops[1]
+                        op2.mult(u_prev, tmp)
+                        b.axpy(coef2, tmp)
+                if parts:
+                    b.setValues(bc_rows, np.zeros(len(bc_rows)))
+                    b.assemble()
+                if scheme == "bdf2":
+                    u_vec.copy(u_prev)
+                ksp = ksp_first if first else ksp_main
+                t_ksp = clock()
+                iterations += _solve_step(ksp, b, u_vec, step, dt, opts)
+                ksp_s[step - 1] = clock() - t_ksp
+                uh.x.scatter_forward()
             _check_step(step, dt, mass_w.dot(u_vec), mass0, nodal_density(), msh.comm, parts, mass_tol,
                         negative_tol, method)
             if step % output_every == 0 or step == n_steps:
@@ -453,6 +505,9 @@ def solve(
         "absorbing": ",".join(parts),
         "ranks": msh.comm.size,
     }
+    if fct_step is not None:
+        info["fct_mean_alpha"] = fct_step.mean_alpha(msh.comm)
+        ksp_high.destroy()
     for ksp in {id(ksp_main): ksp_main, id(ksp_first): ksp_first}.values():
         ksp.destroy()
     return Solution(times=np.array(times), observables=observables, mesh=msh, sde=sde, density=density,
@@ -517,8 +572,8 @@ def _check_step(step: int, dt: float, mass: float, mass0: float, p_nodal: np.nda
     comm.Allreduce(lo, glob, op=MPI.MAX)
     pmin, pmax = -glob[0], glob[1]
     if pmin < -negative_tol * pmax:
-        hint = ("use stabilisation='upwind' with scheme='euler' (positivity preserving)"
-                if method != "upwind" else "use scheme='euler', or a smaller dt")
+        hint = ("use stabilisation='fct' (positivity preserving, second order where smooth)"
+                if method not in ("upwind", "fct") else "use scheme='euler', or a smaller dt")
         raise SolverError(
             f"solve: negative density {pmin:.3e} (max {pmax:.3e}, relative {-pmin / pmax:.2e} > negative_tol "
             f"{negative_tol:g}) at time step {step} (t = {step * dt:g}) with stabilisation '{method}'; "
