@@ -259,7 +259,8 @@ class Population(_DataModel):
         for v in self.variables.values():
             for r in st.random_symbols(v):
                 out |= r.pspace.free_symbols - {r.symbol}
-            out |= v.free_symbols - {r.symbol for r in st.random_symbols(v)}
+            rvs = st.random_symbols(v)
+            out |= v.free_symbols - set(rvs) - {r.symbol for r in rvs}
         return out
 
     def subs(self, mapping: Mapping[Any, Any]) -> Population:

@@ -99,3 +99,11 @@ def test_population_bad_input():
         Population({x: 3})
     with pytest.raises(DataError, match="entry for y is y"):
         Population({y: y})
+
+
+def test_population_parameters_are_distribution_parameters_only():
+    s, m = sp.symbols("s m", positive=True)
+    # the Population's own random variables are not parameters; their distribution parameters are
+    assert Population({x: st.Normal("X", 0, s)}).parameters == {s}
+    assert Population({x: 2 * st.Normal("X", 0, s) + m}).parameters == {s, m}
+    assert Population({x: st.Normal("X", 0, 2), y: st.Bernoulli("Y", sp.Rational(1, 3))}).parameters == set()

@@ -35,10 +35,7 @@ def _recursion_of(model: Any, where: str) -> Any:
     rec = getattr(model, "recursion", model)
     if not (hasattr(rec, "update") and hasattr(rec, "randomness") and hasattr(rec, "state")):
         raise InputError(f"{where}: {model!r} is not a symfp recursion or SGD model")
-    from sympy.stats.rv import RandomSymbol
-
     params = getattr(model, "parameters", set()) | getattr(rec, "parameters", set())
-    params = {p for p in params if not isinstance(p, RandomSymbol)}  # a Population's own variables
     if params:
         names = ", ".join(sorted(map(str, params)))
         raise InputError(
