@@ -139,12 +139,19 @@ class FluxCorrectedStep:
         solve_high: ``solve_high(b, x)`` solves :math:`(M_C + \theta\Delta t K)x = b`.
         rhs_high: PETSc Mat :math:`M_C - (1-\theta)\Delta t K` (None for θ = 1: :math:`M_C`).
         bc_rows: owned global rows with p = 0 (absorbing): set to 0 after the correction.
+        max_iterations: limiter passes per step (see step 4 of the module docstring).
+        tol: stop the passes when one moves less than ``tol`` × the raw flux :math:`\sum|f_{ij}|`.
     """
 
     def __init__(self, V: Any, M: Any, K: Any, ml: Any, dt: float, theta: float,
                  solve_low: Callable[[Any, Any], int], solve_high: Callable[[Any, Any], int],
-                 rhs_high: Any, bc_rows: np.ndarray):
-        fem = compat.dolfinx_modules().fem
+                 rhs_high: Any, bc_rows: np.ndarray, max_iterations: int = 50, tol: float = 1e-3):
+        mods = compat.dolfinx_modules()
+        fem = mods.fem
+        self._MPI = mods.MPI
+        self._comm = V.mesh.comm
+        self.max_iterations, self.tol = int(max_iterations), float(tol)
+        self.iterations = 0
         self.dt, self.theta = float(dt), float(theta)
         self.solve_low, self.solve_high = solve_low, solve_high
         self.M, self.rhs_high = M, rhs_high
@@ -209,36 +216,51 @@ class FluxCorrectedStep:
         w = uL - (th * uH + (1.0 - th) * un)
         f = self.m_ij * (delta[i] - delta[j]) + dt * self.d_ij * (uL[i] - uL[j]) \
             + dt * (self.k_ij * w[j] - self.k_ji * w[i])
-        # 4. Zalesak's limiter with bounds from u^L and u^n over the stencil (diagonal included)
-        ext_hi = np.maximum(uL, un)
-        ext_lo = np.minimum(uL, un)
-        umax = np.maximum.reduceat(ext_hi[j], self.starts)
-        umin = np.minimum.reduceat(ext_lo[j], self.starts)
-        P_plus = np.add.reduceat(np.maximum(f, 0.0), self.starts)
-        P_minus = np.add.reduceat(np.minimum(f, 0.0), self.starts)
-        Q_plus = ml * (umax - uL[:n])
-        Q_minus = ml * (umin - uL[:n])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            R_plus = np.where(P_plus > 0, np.minimum(1.0, Q_plus / P_plus), 1.0)
-            R_minus = np.where(P_minus < 0, np.minimum(1.0, Q_minus / P_minus), 1.0)
-        R_plus = np.clip(R_plus, 0.0, 1.0)
-        R_minus = np.clip(R_minus, 0.0, 1.0)
-        if len(self.bc_local):
-            R_plus[self.bc_local] = 1.0
-            R_minus[self.bc_local] = 1.0
-        Rp_f, Rm_f = self._R
-        Rp_f.x.array[:n] = R_plus
-        Rm_f.x.array[:n] = R_minus
-        Rp_f.x.scatter_forward()
-        Rm_f.x.scatter_forward()
-        Rp, Rm = Rp_f.x.array, Rm_f.x.array
-        alpha = np.where(f > 0, np.minimum(Rp[i], Rm[j]), np.minimum(Rm[i], Rp[j]))
-        af = alpha * f
-        self._sum_af += float(np.abs(af).sum())
-        self._sum_f += float(np.abs(f).sum())
-        # 5. correction
-        corr = np.add.reduceat(af, self.starts)
-        new = uL[:n] + corr / ml
+        # 4.-5. Zalesak's limiter against bounds over the stencil (diagonal included), iterated on the
+        # remaining fluxes (1 - alpha) f with the bounds of the corrected solution
+        cur_f = self._w
+        cur_f.x.array[:] = uL
+        cur = cur_f.x.array
+        comm = self._comm
+        f_total = None
+        for it in range(self.max_iterations):
+            ext_hi = np.maximum(cur, un)
+            ext_lo = np.minimum(cur, un)
+            umax = np.maximum.reduceat(ext_hi[j], self.starts)
+            umin = np.minimum.reduceat(ext_lo[j], self.starts)
+            P_plus = np.add.reduceat(np.maximum(f, 0.0), self.starts)
+            P_minus = np.add.reduceat(np.minimum(f, 0.0), self.starts)
+            Q_plus = ml * (umax - cur[:n])
+            Q_minus = ml * (umin - cur[:n])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                R_plus = np.where(P_plus > 0, np.minimum(1.0, Q_plus / P_plus), 1.0)
+                R_minus = np.where(P_minus < 0, np.minimum(1.0, Q_minus / P_minus), 1.0)
+            R_plus = np.clip(R_plus, 0.0, 1.0)
+            R_minus = np.clip(R_minus, 0.0, 1.0)
+            if len(self.bc_local):
+                R_plus[self.bc_local] = 1.0
+                R_minus[self.bc_local] = 1.0
+            Rp_f, Rm_f = self._R
+            Rp_f.x.array[:n] = R_plus
+            Rm_f.x.array[:n] = R_minus
+            Rp_f.x.scatter_forward()
+            Rm_f.x.scatter_forward()
+            Rp, Rm = Rp_f.x.array, Rm_f.x.array
+            alpha = np.where(f > 0, np.minimum(Rp[i], Rm[j]), np.minimum(Rm[i], Rp[j]))
+            af = alpha * f
+            local = np.array([float(np.abs(af).sum()), float(np.abs(f).sum()) if it == 0 else 0.0])
+            moved, first = comm.allreduce(local, op=self._MPI.SUM)
+            if it == 0:
+                f_total = first
+                self._sum_f += float(local[1])
+            self._sum_af += float(local[0])
+            self.iterations += 1
+            cur[:n] = cur[:n] + np.add.reduceat(af, self.starts) / ml
+            f = f - af
+            if it + 1 == self.max_iterations or moved <= self.tol * f_total:
+                break
+            cur_f.x.scatter_forward()
+        new = cur[:n]
         if len(self.bc_local):
             new[self.bc_local] = 0.0
         u_vec.array[:] = new
