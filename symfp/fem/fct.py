@@ -42,10 +42,11 @@ second-order Galerkin solution. Cost: two KSP solves and O(nnz) vector work per 
 
 **MPI.** Everything is row-wise over the locally owned rows of the PETSc matrices: the CSR of K,
 :math:`M_C` and of their transposes (for :math:`k_{ji}`, :math:`m_{ji}` of rows owned elsewhere) is
-read once; values at off-process columns come from the dolfinx ghost layer (``scatter_forward``)
-for :math:`u^L, u^n, u^H` and, after the owned :math:`R^\pm` are computed, for :math:`R^\pm`. The
-only collective operations are the two KSP solves and two ghost updates; the result equals the
-serial one up to the KSP round-off.
+read once; values at off-process columns (of :math:`u^L, u^n, u^H`, the iterate and :math:`R^\pm`)
+come through a PETSc ghosted Vec over exactly those columns (not the dolfinx ghost layer: with
+``shared_facet`` ghosting a cell that shares only a vertex with the partition is not ghosted, yet its
+dofs are in the row). Besides the two KSP solves the collectives are these ghost updates and one
+reduction per limiter pass; the result equals the serial one up to the KSP round-off.
 """
 
 from __future__ import annotations
@@ -157,19 +158,21 @@ class FluxCorrectedStep:
         self.M, self.rhs_high = M, rhs_high
         Kc = csr_with_transpose(K)
         Mc = csr_with_transpose(M, pattern=Kc)
-        imap = V.dofmap.index_map
-        self.n_owned = imap.size_local
-        r0 = imap.local_range[0]
-        ghosts = np.asarray(imap.ghosts, dtype=np.int64)
-        # global column -> local (owned, then ghost) index of the dolfinx array
+        PETSc = mods.PETSc
+        r0, r1 = K.getOwnershipRange()
+        self.n_owned = r1 - r0
+        # off-process columns of the owned rows: NOT the dolfinx ghosts (with ghost_mode=shared_facet a
+        # cell sharing only a vertex across the partition is not ghosted, but its dofs are in the row),
+        # so a PETSc ghosted Vec with exactly these columns carries the values (owned, then ghosts)
         cols = Kc.ja.astype(np.int64)
-        owned = (cols >= r0) & (cols < r0 + self.n_owned)
+        owned = (cols >= r0) & (cols < r1)
+        needed = np.unique(cols[~owned])
+        self._gx = PETSc.Vec().createGhost(needed.astype(PETSc.IntType), size=(self.n_owned, PETSc.DECIDE),
+                                           comm=K.getComm())
+        self._insert, self._forward = PETSc.InsertMode.INSERT, PETSc.ScatterMode.FORWARD
         loc = np.empty(len(cols), dtype=np.int64)
         loc[owned] = cols[owned] - r0
-        if np.any(~owned):
-            order = np.argsort(ghosts)
-            pos = np.searchsorted(ghosts[order], cols[~owned])
-            loc[~owned] = self.n_owned + order[pos]
+        loc[~owned] = self.n_owned + np.searchsorted(needed, cols[~owned])
         self.col = loc
         self.row = (Kc.rows - r0).astype(np.int64)
         off = Kc.rows != Kc.ja
@@ -182,34 +185,38 @@ class FluxCorrectedStep:
         self.k_ji = np.where(off, Kc.at, 0.0)
         self.ml = ml.array[: self.n_owned].copy()
         self.bc_local = np.asarray(bc_rows, dtype=np.int64) - r0
-        # work Functions (owned + ghost values)
-        self._uL, self._un, self._uH, self._w = (fem.Function(V) for _ in range(4))
-        self._R = fem.Function(V), fem.Function(V)
-        self._vec_L = compat.petsc_vec(self._uL)
-        self._vec_H = compat.petsc_vec(self._uH)
+        # work vectors of the two solves
+        self._vec_L = compat.petsc_vec(fem.Function(V)).duplicate()
+        self._vec_H = self._vec_L.duplicate()
         self._b = self._vec_L.duplicate()
         self._sum_af = 0.0
         self._sum_f = 0.0
+
+    def _with_ghosts(self, owned: np.ndarray) -> np.ndarray:
+        """Owned values → owned + off-process column values (collective)."""
+        g = self._gx
+        g.array[:] = owned
+        g.ghostUpdate(addv=self._insert, mode=self._forward)
+        with g.localForm() as loc:
+            return loc.array.copy()
 
     def step(self, u: Any, u_vec: Any) -> int:
         """Advance ``u`` (a dolfinx Function whose PETSc Vec is ``u_vec``) by one step; returns KSP its."""
         n = self.n_owned
         dt, th = self.dt, self.theta
-        self._un.x.array[:] = u.x.array
-        self._un.x.scatter_forward()
+        un = self._with_ghosts(u_vec.array[:n])
         # 1. low-order predictor
         ml = self.ml
         b = self._b
         b.array[:] = ml * u_vec.array[:n]
         self._vec_L.array[:] = u_vec.array[:n]
         its = self.solve_low(b, self._vec_L)
-        self._uL.x.scatter_forward()
+        uL = self._with_ghosts(self._vec_L.array)
         # 2. high-order target
         (self.M if self.rhs_high is None else self.rhs_high).mult(u_vec, b)
         self._vec_H.array[:] = u_vec.array[:n]
         its += self.solve_high(b, self._vec_H)
-        self._uH.x.scatter_forward()
-        uL, un, uH = self._uL.x.array, self._un.x.array, self._uH.x.array
+        uH = self._with_ghosts(self._vec_H.array)
         # 3. raw antidiffusive fluxes on the owned rows
         i, j = self.row, self.col
         delta = uH - un
@@ -218,9 +225,7 @@ class FluxCorrectedStep:
             + dt * (self.k_ij * w[j] - self.k_ji * w[i])
         # 4.-5. Zalesak's limiter against bounds over the stencil (diagonal included), iterated on the
         # remaining fluxes (1 - alpha) f with the bounds of the corrected solution
-        cur_f = self._w
-        cur_f.x.array[:] = uL
-        cur = cur_f.x.array
+        cur = uL.copy()
         comm = self._comm
         f_total = None
         for it in range(self.max_iterations):
@@ -240,12 +245,7 @@ class FluxCorrectedStep:
             if len(self.bc_local):
                 R_plus[self.bc_local] = 1.0
                 R_minus[self.bc_local] = 1.0
-            Rp_f, Rm_f = self._R
-            Rp_f.x.array[:n] = R_plus
-            Rm_f.x.array[:n] = R_minus
-            Rp_f.x.scatter_forward()
-            Rm_f.x.scatter_forward()
-            Rp, Rm = Rp_f.x.array, Rm_f.x.array
+            Rp, Rm = self._with_ghosts(R_plus), self._with_ghosts(R_minus)
             alpha = np.where(f > 0, np.minimum(Rp[i], Rm[j]), np.minimum(Rm[i], Rp[j]))
             af = alpha * f
             local = np.array([float(np.abs(af).sum()), float(np.abs(f).sum()) if it == 0 else 0.0])
@@ -259,7 +259,7 @@ class FluxCorrectedStep:
             f = f - af
             if it + 1 == self.max_iterations or moved <= self.tol * f_total:
                 break
-            cur_f.x.scatter_forward()
+            cur = self._with_ghosts(cur[:n])
         new = cur[:n]
         if len(self.bc_local):
             new[self.bc_local] = 0.0
