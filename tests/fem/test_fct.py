@@ -33,7 +33,8 @@ def _exact(t: float):
     def rhs(_, z):
         m, S = z[:2], z[2:].reshape(2, 2)
         return np.concatenate([-A @ m, (-A @ S - S @ A.T + 2 * DIFF).ravel()])
-    z = solve_ivp(rhs, (0, t), np.concatenate([M0, (S0 * np.eye(2)).ravel()]), rtol=1e-12, atol=1e-14).y[:, -1]
+    z0 = np.concatenate([M0, (S0 * np.eye(2)).ravel()])
+    z = solve_ivp(rhs, (0, t), z0, rtol=1e-12, atol=1e-14).y[:, -1]
     return z[:2], z[2:].reshape(2, 2)
 
 
