@@ -45,7 +45,7 @@ _LAZY: dict[str, str] = {
     "FokkerPlanck": "symfp.fokker_planck",
     "latex_document": "symfp.latex",
     "mean_exit_time": "symfp.fem.exit_time",
-    "compare": "symfp.compare",
+    "compare": "symfp.comparison",
     "weak_error": "symfp.particles.weak_error",
 }
 _SUBMODULES = {"mesh", "fem", "particles", "weakform", "errors"}

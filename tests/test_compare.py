@@ -1,6 +1,6 @@
 """FE ↔ particles: a 2-D FE Fokker–Planck solution and particles of the same SDE pass ``compare``;
 particles of a deliberately wrong drift fail it. The density check is against the binomial noise
-floor for that N and binning (see symfp.compare); moments within 4 standard errors.
+floor for that N and binning (see symfp.comparison); moments within 4 standard errors.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sympy as sp
 from sympy.stats import Normal
 
 import symfp
-from symfp.compare import binomial_mad
+from symfp.comparison import binomial_mad
 
 x, y = sp.symbols("x y", real=True)
 S0 = 0.3

@@ -220,13 +220,3 @@ def compare(
         )
     return report
 
-
-class _CallableModule(__import__("types").ModuleType):
-    """``symfp.compare`` is both this module and the function: once the module is imported, Python
-    binds the name ``symfp.compare`` to the module, so the module forwards calls to :func:`compare`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ComparisonReport:
-        return compare(*args, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _CallableModule
