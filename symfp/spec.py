@@ -18,6 +18,11 @@ name            meaning
                 point). Needed by ``solve``.
 ``t_end``       final time (t = kη: an SGD step is dt = η). Needed by ``solve`` and ``simulate``.
 ``dt``          FE time step. Needed by ``solve``.
+``solve_options`` optional ``dict(stabilisation=..., scheme=..., ...)``: keyword arguments passed to
+                the FE forward solve (:func:`symfp.fem.forward.solve`: ``stabilisation`` "auto", "fct",
+                "upwind", "none", "gibbs", "supg"; ``scheme`` "bdf2", "cn", "euler"; also e.g.
+                ``petsc_options``, ``negative_tol``, ``wall_tol``); a key the solver does not take
+                is an error.
 ``particles``   ``dict(n=10_000, init=..., seed=0, method="recursion" | "sde", dt=...)``: the particle
                 simulation. ``init``: a point, ``{symbol: sympy.stats random variable}``, an (n, d) array
                 or a callable ``f(n, generator)`` (default ``p0``, which then must be a point);
@@ -66,6 +71,7 @@ KNOWN_NAMES = (
     "p0",
     "t_end",
     "dt",
+    "solve_options",
     "particles",
     "observables",
     "basins",

@@ -186,6 +186,15 @@ def solve(
     if snapshots and _accepts(solver, "keep") and _accepts(solver, "output_every"):
         steps = max(1, int(round(t_end / dt)))
         kwargs.update(keep="all", output_every=max(1, steps // snapshots))
+    options = spec.get("solve_options") or {}
+    if not isinstance(options, dict):
+        raise InputError(f"{spec.path}: solve_options must be a dict, e.g. dict(stabilisation='fct', "
+                         f"scheme='cn'), got {type(options).__name__}")
+    unknown = [k for k in options if not _accepts(solver, str(k))]
+    if unknown:
+        raise InputError(f"{spec.path}: solve_options {sorted(map(str, unknown))} are not arguments of the "
+                         "FE solve; see help(symfp.fem.forward.solve)")
+    kwargs.update(options)
     sol = fp.solve(mesh, p0, t_end=t_end, dt=dt, **kwargs)
     obs = dict(sol.observables)
     summary: dict[str, Any] = {
