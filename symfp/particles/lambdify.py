@@ -1,8 +1,17 @@
-"""SymPy matrices → batched torch functions (common subexpressions eliminated once).
+r"""SymPy matrices → batched torch functions (common subexpressions eliminated once).
 
-A d×k SymPy matrix :math:`M(\\theta, u)` becomes a function that takes tensors of shape (n,) for each
+A d×k SymPy matrix :math:`M(\theta, u)` becomes a function that takes tensors of shape (n,) for each
 argument symbol and returns a tensor of shape (n, d, k) (or (n, d) for a column), so that one call
-evaluates the expression for every particle at once. Constant entries are broadcast.
+evaluates the expression for every particle at once.
+
+Two things are done before SymPy's printer sees the expression:
+
+* every numeric sub-expression that is not an integer (:math:`\sqrt5/50`, :math:`\pi`, :math:`e`,
+  :math:`2^{1/3}`, rationals) is evaluated once to a 17-digit Float, so the generated code multiplies
+  tensors by Python floats (``torch.sqrt(5)`` on an ``int`` is a TypeError) and never re-evaluates a
+  constant per step; integer exponents stay integers (``x**2``, not ``x**2.0``);
+* the entries are written column by column into one output tensor (preallocated by the caller
+  or allocated once per call), instead of broadcasting constants and stacking the columns.
 """
 
 from __future__ import annotations
@@ -16,6 +25,35 @@ import torch
 from ..errors import ExpressionError
 
 TensorFn = Callable[..., torch.Tensor]
+
+
+def numeric_constants(expr: sp.Expr) -> sp.Expr:
+    """Replace every maximal numeric, non-integer sub-expression of ``expr`` by a Float.
+
+    Args:
+        expr: a SymPy expression.
+
+    Returns:
+        The same expression with e.g. ``sqrt(5)/50`` → ``0.0447213595499958``, ``pi`` → ``3.14159…``;
+        Integers (and so integer powers) are kept.
+
+    Raises:
+        ExpressionError: a numeric sub-expression is not real (e.g. ``sqrt(-1)``).
+    """
+    expr = sp.sympify(expr)
+    if expr.is_Integer or expr.is_Float:
+        return expr
+    if expr.is_number:
+        val = sp.N(expr, 17)
+        if not val.is_real:
+            raise ExpressionError(f"the constant {expr} = {val} is not a real number")
+        return sp.Float(val, 17)
+    if not expr.args:
+        return expr
+    new = [numeric_constants(a) for a in expr.args]
+    if all(a is b for a, b in zip(new, expr.args, strict=True)):
+        return expr
+    return expr.func(*new)
 
 
 def _entries(expr: Any) -> tuple[list[sp.Expr], tuple[int, ...]]:
@@ -35,11 +73,13 @@ def torch_function(expr: Any, args: Sequence[sp.Symbol], where: str) -> TensorFn
         where: the caller, for error messages.
 
     Returns:
-        ``f(*tensors)`` with each tensor of shape (n,); the result has shape (n, *expr.shape)
-        (a column d×1 gives (n, d); a scalar gives (n,)).
+        ``f(*tensors, out=None)`` with each tensor of shape (n,) (or a common broadcastable shape);
+        the result has shape (n, *expr.shape) (a column d×1 gives (n, d); a scalar gives (n,)).
+        ``out``, when given, is a contiguous tensor of that shape (or of shape (n, d·k)) that receives
+        the values; no other allocation of the result takes place.
 
     Raises:
-        ExpressionError: when the expression has symbols outside ``args``.
+        ExpressionError: when the expression has symbols outside ``args`` or a non-real constant.
     """
     entries, shape = _entries(expr)
     free = set().union(*(e.free_symbols for e in entries)) - set(args)
@@ -50,20 +90,30 @@ def torch_function(expr: Any, args: Sequence[sp.Symbol], where: str) -> TensorFn
             "first (e.g. with .subs({...}))"
         )
     try:
-        raw = sp.lambdify(list(args), entries, modules="torch", cse=True)
+        entries = [numeric_constants(e) for e in entries]
+    except ExpressionError as exc:
+        raise ExpressionError(f"{where}: {exc}") from None
+    const = [not e.free_symbols for e in entries]
+    cvals = [float(e) if c else None for e, c in zip(entries, const, strict=True)]
+    live = [i for i, c in enumerate(const) if not c]
+    try:
+        raw = sp.lambdify(list(args), [entries[i] for i in live], modules="torch", cse=True) if live else None
     except Exception as exc:  # noqa: BLE001 - sympy raises many kinds here
         raise ExpressionError(f"{where}: cannot translate {expr} to torch ({exc})") from exc
-    const = [not e.free_symbols for e in entries]
+    m = len(entries)
 
-    def f(*tensors: torch.Tensor) -> torch.Tensor:
+    def f(*tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         ref = tensors[0]
-        vals = raw(*tensors)
-        cols = [
-            torch.full_like(ref, float(v)) if c else torch.as_tensor(v, dtype=ref.dtype).expand_as(ref)
-            for v, c in zip(vals, const, strict=True)
-        ]
-        out = torch.stack(cols, dim=-1)
-        return out.reshape(ref.shape + shape)
+        if out is None:
+            out = torch.empty((*ref.shape, m), dtype=ref.dtype, device=ref.device)
+        flat = out.view(*ref.shape, m)
+        for i, v in enumerate(cvals):
+            if v is not None:
+                flat[..., i].fill_(v)
+        if raw is not None:
+            for i, v in zip(live, raw(*tensors), strict=True):
+                flat[..., i] = v
+        return flat.view(ref.shape + shape)
 
     f.expr = expr  # type: ignore[attr-defined]
     f.is_constant = all(const)  # type: ignore[attr-defined]
@@ -76,8 +126,8 @@ def state_function(
     """Like :func:`torch_function` for an expression of the state only: takes θ of shape (n, d)."""
     f = torch_function(expr, state, where)
 
-    def g(theta: torch.Tensor) -> torch.Tensor:
-        return f(*theta.unbind(-1))
+    def g(theta: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return f(*theta.unbind(-1), out=out)
 
     g.is_constant = f.is_constant  # type: ignore[attr-defined]
     return g
