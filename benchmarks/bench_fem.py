@@ -11,6 +11,7 @@ Problem: the 2-D OU Fokker–Planck equation :math:`\partial_t p = \nabla\cdot(D
   and positivity checks, observables), the hand loop's from timing its ``M.mult`` + ``ksp.solve``.
   symfp is run with observables at the end only (``output_every = steps``) and at every step (the
   default, which adds the observables' cost: dot products and one entropy assembly per step).
+- **FEM-FCT step**: ``stabilisation="fct"`` (CN target) against the Galerkin CN step on the same mesh.
 - **per-step time vs dofs** (symfp, observables at the end only).
 - **cold vs warm JIT**: a small solve in a fresh Python process with ``XDG_CACHE_HOME`` pointing at a
   new empty directory (every form compiled by FFCx + the C compiler), then again with that cache.
@@ -53,10 +54,11 @@ def _mesh(n: int):
     return symfp.mesh.box([(-BOX, BOX), (-BOX, BOX)], cells=n)
 
 
-def symfp_steps(n: int, steps: int, dt: float, output_every: int | None = None) -> tuple[np.ndarray, dict]:
-    """Per-step seconds of ``fp.solve`` (backward Euler, Galerkin) and its info."""
+def symfp_steps(n: int, steps: int, dt: float, output_every: int | None = None,
+                stabilisation: str = "none", scheme: str = "euler") -> tuple[np.ndarray, dict]:
+    """Per-step seconds of ``fp.solve`` (backward Euler, Galerkin unless told) and its info."""
     fp, p0 = _problem()
-    sol = fp.solve(_mesh(n), p0, t_end=steps * dt, dt=dt, scheme="euler", stabilisation="none",
+    sol = fp.solve(_mesh(n), p0, t_end=steps * dt, dt=dt, scheme=scheme, stabilisation=stabilisation,
                    output_every=output_every or steps, progress=False, negative_tol=1.0)
     return np.asarray(sol.timings["step"]), sol.info
 
@@ -144,6 +146,16 @@ def run(quick: bool = False) -> list[dict]:
          "value": med["all"] / med["hand"], "unit": "x", "note": "goal <= 1.2"},
         {"benchmark": "fem stepper", "case": "symfp set-up", "value": info["setup_seconds"], "unit": "s",
          "note": f"excluded from per-step times (matrix assembly {info['assemble_seconds']:.3g} s)"},
+    ]
+    # FEM-FCT: two KSP solves (lumped upwind BE predictor + Galerkin CN target) + the iterated limiter
+    t_gal_cn, _ = symfp_steps(n, steps, dt, scheme="cn")
+    t_fct, inf_fct = symfp_steps(n, steps, dt, stabilisation="fct", scheme="cn")
+    g_cn, f_med = float(np.median(t_gal_cn[1:])), float(np.median(t_fct[1:]))
+    rows += [
+        {"benchmark": "fem stepper", "case": "symfp fct step (cn target)", "value": f_med * 1e3,
+         "unit": "ms/step", "note": f"mean alpha {inf_fct.get('fct_mean_alpha', float('nan')):.4f}"},
+        {"benchmark": "fem stepper", "case": "ratio fct/Galerkin step (both cn, observables at end)",
+         "value": f_med / g_cn, "unit": "x", "note": "two solves + O(nnz) limiter passes"},
     ]
     sizes = (100, 316) if quick else (100, 316, 1000)
     for m in sizes:

@@ -186,7 +186,8 @@ class FluxCorrectedStep:
         self.ml = ml.array[: self.n_owned].copy()
         self.bc_local = np.asarray(bc_rows, dtype=np.int64) - r0
         # work vectors of the two solves
-        self._vec_L = compat.petsc_vec(fem.Function(V)).duplicate()
+        self._template = fem.Function(V)  # kept alive: on 0.9 its PETSc Vec dies with it
+        self._vec_L = compat.petsc_vec(self._template).duplicate()
         self._vec_H = self._vec_L.duplicate()
         self._b = self._vec_L.duplicate()
         self._sum_af = 0.0
@@ -248,16 +249,18 @@ class FluxCorrectedStep:
             Rp, Rm = self._with_ghosts(R_plus), self._with_ghosts(R_minus)
             alpha = np.where(f > 0, np.minimum(Rp[i], Rm[j]), np.minimum(Rm[i], Rp[j]))
             af = alpha * f
-            local = np.array([float(np.abs(af).sum()), float(np.abs(f).sum()) if it == 0 else 0.0])
-            moved, first = comm.allreduce(local, op=self._MPI.SUM)
+            rest = f - af
+            local = np.array([float(np.abs(af).sum()), float(np.abs(f).sum()) if it == 0 else 0.0,
+                              float(np.abs(rest).sum())])
+            moved, first, left = comm.allreduce(local, op=self._MPI.SUM)
             if it == 0:
                 f_total = first
                 self._sum_f += float(local[1])
             self._sum_af += float(local[0])
             self.iterations += 1
             cur[:n] = cur[:n] + np.add.reduceat(af, self.starts) / ml
-            f = f - af
-            if it + 1 == self.max_iterations or moved <= self.tol * f_total:
+            f = rest
+            if it + 1 == self.max_iterations or min(moved, left) <= self.tol * f_total:
                 break
             cur = self._with_ghosts(cur[:n])
         new = cur[:n]
