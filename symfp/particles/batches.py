@@ -25,6 +25,8 @@ from .lambdify import torch_function
 from .noise import Noise
 from .samplers import sampler
 
+SLAB = 8192  # particles per index slab: (SLAB, B) int64 + float buffers stay cache-sized
+
 
 def _batch_size(spec: Any, where: str) -> int:
     try:
@@ -90,6 +92,7 @@ class BatchSource:
             if not monos:
                 monos = [sp.Integer(1)]
             C = sp.Matrix([[c.get(mo, 0) for mo in monos] for c in coeffs])
+            self.coefficients = C  # e = C(θ) m(ξ): m×K in the state
             self.coef = torch_function(C, self.state, f"{where} (gradient coefficients)")
             self.monos = monos
             self.mono_fn = torch_function(sp.Matrix(monos), self.data_syms, f"{where} (data monomials)")
@@ -122,8 +125,8 @@ class BatchSource:
 
     # ------------------------------------------------------------------ indices
     def start(self, nz: Noise) -> dict:
-        """Per-block state (the current epoch's permutations)."""
-        return {"perm": None, "pos": 0}
+        """Per-block state (the current epoch's permutations and reusable index/gather buffers)."""
+        return {"perm": None, "pos": 0, "buf": None}
 
     def indices(self, nz: Noise, ctx: dict) -> torch.Tensor:
         """(n, B) batch indices for this step."""
@@ -145,6 +148,48 @@ class BatchSource:
             dup = (S[:, :i] == t[:, None]).any(dim=1) if i else torch.zeros_like(t, dtype=torch.bool)
             S[:, i] = torch.where(dup, j, t)
         return S
+
+    # ------------------------------------------------------------------ batch means of monomials
+    def _sums_with_replacement(self, nz: Noise, ctx: dict) -> torch.Tensor:
+        r"""(n, K) sums :math:`\sum_{b\le B} m_k(\xi_{i_b})` over B uniform indices, drawn in slabs.
+
+        Indices are drawn ``SLAB`` particles at a time into one reused int64 buffer, gathered with
+        ``torch.take`` into one reused float buffer and summed into the output columns: the
+        (n, B) temporaries stay cache-sized and are never re-allocated (fresh allocations of that
+        size cost page faults that dominated the step).
+        """
+        n, B, N = nz.n, self.B, self.N
+        K = len(self.columns)
+        if ctx["buf"] is None:
+            s = min(n, SLAB)
+            dev = self.columns[0].device
+            ctx["buf"] = (
+                torch.empty((s, B), dtype=torch.long, device=dev),
+                torch.empty((s, B), dtype=self.columns[0].dtype, device=dev),
+                torch.empty((K, n), dtype=self.columns[0].dtype, device=dev),
+            )
+        idx, vals, out = ctx["buf"]
+        for a in range(0, n, idx.shape[0]):
+            b = min(n, a + idx.shape[0])
+            i = idx[: b - a]
+            torch.randint(N, (b - a, B), generator=nz.gen, device=nz.device, out=i)
+            v = vals[: b - a]
+            for k, col in enumerate(self.columns):
+                torch.take(col, i, out=v)
+                torch.sum(v, dim=1, out=out[k, a:b])
+        return out.T
+
+    def monomial_means(self, nz: Noise, ctx: dict) -> torch.Tensor:
+        """(n, K) batch means of the data monomials ``self.monos`` (polynomial expressions only)."""
+        if self.finite:
+            if self.replacement and not self.reshuffle and not nz.antithetic:
+                return self._sums_with_replacement(nz, ctx) / self.B
+            idx = self.indices(nz, ctx)
+            return torch.stack([torch.take(col, idx).sum(dim=1) for col in self.columns], 1) / self.B
+        draws = [s(nz, (self.B,)) for s in self.rv_samplers]
+        if not draws:
+            raise DataError("Population without random variables")
+        return self.mono_fn(*self.var_fn(*draws).unbind(-1)).mean(dim=1)
 
     # ------------------------------------------------------------------ batch mean
     def _coef(self, cols) -> torch.Tensor:

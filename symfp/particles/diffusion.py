@@ -8,7 +8,10 @@ order-2 scheme needs. Three cases are recognised symbolically, cheapest first:
 
 * constant D: σ is computed once (numpy, float64);
 * diagonal D: :math:`\sigma = \mathrm{diag}(\sqrt{2D_{ii}})` entry-wise;
-* general D: the batched eigen-decomposition above.
+* rank-one D, :math:`2D = c\,uu^\top` found by SymPy (:func:`rank_one_factor`): the single column
+  :math:`\sigma = \sqrt{c}\,u` (e.g. plain SGD with one-dimensional per-sample gradient noise, the
+  linear network);
+* general D: the batched square root above (closed form for d ≤ 2, eigen-decomposition beyond).
 
 A clearly negative eigenvalue (below −1e-8·max|λ|) means D is not a diffusion matrix: that raises.
 """
@@ -79,6 +82,11 @@ class NoiseFactor:
             self._diag = state_function(
                 sp.Matrix([2 * D[i, i] for i in range(self.d)]), self.state, "SDE diffusion"
             )
+        elif (r1 := rank_one_factor(2 * D, self.state)) is not None:
+            self.kind = "rank1"
+            c, u = r1
+            self.factor = (c, u)
+            self._r1 = state_function(sp.Matrix([c, *u]), self.state, "SDE diffusion (rank one)")
         else:
             self.kind = "full"
             self._full = state_function(2 * D, self.state, "SDE diffusion")
@@ -90,6 +98,16 @@ class NoiseFactor:
             self._cache[key] = torch.as_tensor(self._sig, dtype=theta.dtype, device=theta.device)
         return self._cache[key]
 
+    @property
+    def constant_sigma(self) -> np.ndarray | None:
+        """σ (d×d numpy) when D is constant, else None."""
+        return self._sig if self.kind == "constant" else None
+
+    def _column(self, theta: torch.Tensor) -> torch.Tensor:
+        """Rank one: the single noise column √c(θ)·u(θ) as (n, d)."""
+        cu = self._r1(theta)
+        return cu[:, 1:] * cu[:, :1].clamp_min(0).sqrt()
+
     def two_d(self, theta: torch.Tensor) -> torch.Tensor:
         """2D(θ) = σσᵀ as (n, d, d)."""
         if self.kind == "constant":
@@ -97,20 +115,69 @@ class NoiseFactor:
             return (s @ s.T).expand(len(theta), self.d, self.d)
         if self.kind == "diagonal":
             return torch.diag_embed(self._diag(theta).clamp_min(0))
+        if self.kind == "rank1":
+            v = self._column(theta)
+            return v[:, :, None] * v[:, None, :]
         return self._full(theta)
 
     def sigma(self, theta: torch.Tensor) -> torch.Tensor:
-        """σ(θ) as (n, d, d)."""
+        """σ(θ) as (n, d, d) (rank one: the column √c·u then zero columns)."""
         if self.kind == "constant":
             return self._const(theta).expand(len(theta), self.d, self.d)
         if self.kind == "diagonal":
             return torch.diag_embed(self._diag(theta).clamp_min(0).sqrt())
+        if self.kind == "rank1":
+            sig = theta.new_zeros((len(theta), self.d, self.d))
+            sig[:, :, 0] = self._column(theta)
+            return sig
         return psd_sqrt(self._full(theta))
 
     def apply(self, theta: torch.Tensor, dw: torch.Tensor) -> torch.Tensor:
-        """σ(θ) dw for dw of shape (n, d), without forming σ when it is constant or diagonal."""
+        """σ(θ) dw for dw of shape (n, d), without forming σ when it is constant, diagonal or rank one."""
         if self.kind == "constant":
             return dw @ self._const(theta).T
         if self.kind == "diagonal":
             return self._diag(theta).clamp_min(0).sqrt() * dw
+        if self.kind == "rank1":
+            cu = self._r1(theta)
+            return cu[:, 1:] * (cu[:, 0].clamp_min(0).sqrt() * dw[:, 0])[:, None]
         return (psd_sqrt(self._full(theta)) @ dw[..., None])[..., 0]
+
+
+def rank_one_factor(m: sp.Matrix, state: Sequence[sp.Symbol]) -> tuple[sp.Expr, list[sp.Expr]] | None:
+    r"""Write a symmetric matrix as :math:`M = c\,u u^\top` symbolically, or return None.
+
+    With j the first index whose diagonal entry is not identically 0, column j is
+    :math:`M_{:,j} = c\,u_j\,u`; dividing it by the polynomial gcd g of its entries gives u (up to a
+    constant factor) and :math:`c = M_{jj}/u_j^2`. The factorisation is accepted only when
+    :math:`M - c\,uu^\top` simplifies to 0. Then :math:`\sigma = \sqrt{c}\,u` (one noise column)
+    satisfies :math:`\sigma\sigma^\top = M` and is smooth wherever c > 0 (no eigen-decomposition
+    per particle, and a well-defined factor for the weak order-2 scheme).
+
+    Args:
+        m: the d×d symmetric matrix 2D(θ).
+        state: the state symbols.
+
+    Returns:
+        (c, u) with u a list of d expressions, or None when M is not of that form (or SymPy cannot
+        tell quickly).
+    """
+    d = m.rows
+    try:
+        j = next(i for i in range(d) if sp.simplify(m[i, i]) != 0)
+        col = [sp.cancel(sp.together(m[i, j])) for i in range(d)]
+        g = sp.gcd_list([e for e in col if e != 0])
+        if g == 0:
+            return None
+        u = [sp.cancel(e / g) for e in col]
+        c = sp.cancel(m[j, j] / u[j] ** 2)
+        if c.is_number and c <= 0:
+            return None
+        rest = (m - c * sp.Matrix(u) * sp.Matrix(u).T).applyfunc(lambda e: sp.cancel(sp.expand(e)))
+        if any(e != 0 for e in rest):
+            return None
+        if not (sp.Matrix([c, *u]).free_symbols <= set(state)):
+            return None
+        return c, u
+    except (sp.PolynomialError, StopIteration, TypeError, ZeroDivisionError):
+        return None

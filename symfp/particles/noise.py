@@ -5,6 +5,13 @@ per step for the whole block of particles. With ``antithetic=True`` particles co
 (rows 2k and 2k+1): the second of a pair gets −z for each standard normal z and 1 − u for each
 uniform u. Pairs are then the independent units of the Monte Carlo estimate (statistics use pair
 means for standard errors); for dynamics linear in the noise the pair mean has no noise at all.
+
+With ``fast_normals=True`` a float64 simulation takes its standard normals from torch's float32
+sampler (vectorised Box–Muller on 24-bit uniforms, cast to float64): about 5x faster on CPU. The
+draws are then normal up to the 24-bit resolution of the uniforms: moments agree with N(0, 1) to
+≈1e-7 relative and |z| ≤ √(48 ln 2) ≈ 5.77 (the exact law puts 8e-9 of its mass beyond). Weak
+schemes only need the moments of the increments, so weak errors are unaffected at any Monte Carlo
+precision reachable here; pass ``fast_normals=False`` for exact float64 Gaussians.
 """
 
 from __future__ import annotations
@@ -24,7 +31,14 @@ class Noise:
         antithetic: draw antithetic pairs (see module docstring).
     """
 
-    def __init__(self, n: int, generator: torch.Generator, dtype: torch.dtype, antithetic: bool = False):
+    def __init__(
+        self,
+        n: int,
+        generator: torch.Generator,
+        dtype: torch.dtype,
+        antithetic: bool = False,
+        fast_normals: bool = False,
+    ):
         if antithetic and n % 2:
             raise InputError(f"particles: antithetic sampling needs an even number of particles, got {n}")
         self.n = n
@@ -32,6 +46,12 @@ class Noise:
         self.device = generator.device
         self.dtype = dtype
         self.antithetic = antithetic
+        # float64 normals from torch's float32 sampler (vectorised Box–Muller, ≈5x faster on CPU)
+        self._ndtype = torch.float32 if fast_normals and dtype == torch.float64 else dtype
+
+    def _randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        z = torch.randn(shape, generator=self.gen, device=self.device, dtype=self._ndtype)
+        return z if self._ndtype == self.dtype else z.to(self.dtype)
 
     def _pair(self, x: torch.Tensor, flip) -> torch.Tensor:
         return torch.stack([x, flip(x)], dim=1).reshape((self.n,) + tuple(x.shape[1:]))
@@ -39,9 +59,8 @@ class Noise:
     def normal(self, *shape: int) -> torch.Tensor:
         """Standard normals of shape (n, *shape)."""
         if not self.antithetic:
-            return torch.randn((self.n, *shape), generator=self.gen, device=self.device, dtype=self.dtype)
-        z = torch.randn((self.n // 2, *shape), generator=self.gen, device=self.device, dtype=self.dtype)
-        return self._pair(z, torch.neg)
+            return self._randn((self.n, *shape))
+        return self._pair(self._randn((self.n // 2, *shape)), torch.neg)
 
     def uniform(self, *shape: int) -> torch.Tensor:
         """Uniforms on [0, 1) of shape (n, *shape)."""

@@ -60,12 +60,22 @@ class RecursionStepper:
         self.inputs: list[tuple[tuple[sp.Symbol, ...], Any]] = []
         self.batches: list[BatchSource] = []
         syms: list[sp.Symbol] = []
+        fused: dict[sp.Symbol, sp.Expr] = {}
         for key, spec in rec.randomness.items():
             keys = key if isinstance(key, tuple) else (key,)
             kind = type(spec).__name__
             if kind == "BatchMean":
                 src = BatchSource(spec, self.state, device, dtype, reshuffle, where)
                 self.batches.append(src)
+                if src.poly:
+                    # ĝ = C(θ) μ with μ the batch means of the data monomials: substituted into the
+                    # update, so one fused function maps (θ, μ, ...) to θ_{k+1}
+                    mu = [sp.Dummy(f"mu{len(fused)}_{j}") for j in range(len(src.monos))]
+                    ghat = src.coefficients * sp.Matrix(mu)
+                    fused.update(dict(zip(keys, ghat, strict=True)))
+                    self.inputs.append((tuple(mu), ("monomials", src)))
+                    syms.extend(mu)
+                    continue
                 self.inputs.append((keys, ("batch", src)))
             elif kind == "StandardNormal":
                 self.inputs.append((keys, ("normal", len(keys))))
@@ -74,7 +84,8 @@ class RecursionStepper:
             syms.extend(keys)
         if reshuffle and not self.batches:
             raise InputError(f"{where}: reshuffle=True but the recursion has no mini-batch input")
-        self.update = torch_function(sp.Matrix(rec.update), (*self.state, *syms), f"{where} (update)")
+        update = sp.Matrix(rec.update).xreplace(fused)
+        self.update = torch_function(update, (*self.state, *syms), f"{where} (update)")
 
     def start(self, nz: Noise) -> list:
         return [b.start(nz) for b in self.batches]
@@ -83,7 +94,10 @@ class RecursionStepper:
         vals: list[torch.Tensor] = []
         b = 0
         for _, (kind, obj) in self.inputs:
-            if kind == "batch":
+            if kind == "monomials":
+                vals.extend(obj.monomial_means(nz, ctx[b]).unbind(1))
+                b += 1
+            elif kind == "batch":
                 vals.extend(obj.mean(theta, nz, ctx[b]).unbind(1))
                 b += 1
             elif kind == "normal":
@@ -110,6 +124,8 @@ def simulate_recursion(
     comm: Any = None,
     fallback: bool = False,
     blowup: float = 1e12,
+    fast_normals: bool = True,
+    threads: int | None = 1,
 ) -> ParticleCloud:
     """Simulate ``n_particles`` independent runs of the exact recursion for ``steps`` steps.
 
@@ -118,7 +134,8 @@ def simulate_recursion(
         n_particles: number of particles (all MPI ranks together).
         steps: number of steps K (time t = Kη).
         init: a point, an (n_particles, d) array, a dict of sympy.stats variables or a callable.
-        seed, device, dtype, chunk_size, outputs, progress, antithetic, comm, fallback, blowup: as in
+        seed, device, dtype, chunk_size, outputs, progress, antithetic, comm, fallback, blowup,
+            fast_normals, threads: as in
             :func:`symfp.particles.sde.simulate_sde`.
         absorbing: absorbing set(s); exit times are the first step in the set (times kη).
         reshuffle: draw mini-batches by random reshuffling (one permutation per epoch) instead of
@@ -150,6 +167,8 @@ def simulate_recursion(
         comm,
         fallback,
         blowup,
+        fast_normals=fast_normals,
+        threads=threads,
         info={"source": "recursion", "reshuffle": reshuffle},
     )
     return run(stepper, opt, where)

@@ -60,6 +60,8 @@ class RunOptions:
     blowup: float = 1e12
     check_every: int = 10
     info: dict = field(default_factory=dict)
+    fast_normals: bool = True
+    threads: int | None = 1
 
 
 def output_steps(steps: int, outputs: int | None) -> np.ndarray:
@@ -70,7 +72,23 @@ def output_steps(steps: int, outputs: int | None) -> np.ndarray:
 
 
 def run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
-    """Simulate ``opt.n_particles`` particles for ``opt.steps`` steps of ``stepper``."""
+    """Simulate ``opt.n_particles`` particles for ``opt.steps`` steps of ``stepper``.
+
+    ``opt.threads`` torch intra-op threads are used during the run (restored afterwards; None keeps
+    torch's setting). One thread is the default: the step is a chain of short vectorised calls on
+    cache-sized slabs, and on a shared 2-core machine the second thread's synchronisation cost more
+    than it gained (benchmarks/bench_particles.py measures both).
+    """
+    before = torch.get_num_threads()
+    if opt.threads is not None:
+        torch.set_num_threads(max(1, int(opt.threads)))
+    try:
+        return _run(stepper, opt, where)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     n = check_count(opt.n_particles, where)
     steps = int(opt.steps)
     if steps < 0 or steps != opt.steps:
@@ -104,7 +122,7 @@ def run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     blocks = list(chunks(n_local, chunk))
     bar = progress(steps * len(blocks), opt.progress and rank == 0, stepper.what)
     for sl in blocks:
-        nz = Noise(sl.stop - sl.start, gen, dtype, opt.antithetic)
+        nz = Noise(sl.stop - sl.start, gen, dtype, opt.antithetic, opt.fast_normals)
         th = initial_particles(opt.init, nz, offset + sl.start, n, stepper.state, where)
         ctx = stepper.start(nz)
         alive = torch.ones(nz.n, dtype=torch.bool, device=dev) if absorbing is not None else None
@@ -152,6 +170,8 @@ def run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
         "device": str(dev),
         "dtype": str(dtype).replace("torch.", ""),
         "antithetic": opt.antithetic,
+        "fast_normals": opt.fast_normals,
+        "threads": opt.threads,
         "ranks": size,
         **opt.info,
     }

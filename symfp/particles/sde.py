@@ -27,12 +27,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import sympy as sp
 import torch
 
 from ..errors import InputError
 from .cloud import ParticleCloud
 from .diffusion import NoiseFactor
-from .lambdify import state_function
+from .lambdify import state_function, torch_function
 from .noise import Noise
 from .runner import RunOptions, run
 
@@ -51,6 +52,16 @@ class SDEStepper:
         self.drift = state_function(sde.drift, self.state, "SDE drift")
         self.noise = NoiseFactor(sde.diffusion, self.state)
         self.d = len(self.state)
+        self.fused = None
+        sig = self.noise.constant_sigma
+        if method == "euler" and sig is not None:
+            # additive noise: θ + b(θ)Δ + σ ΔW is one elementwise expression of (θ, ΔW); σ's zero
+            # entries drop out, and no diffusion matrix is evaluated per step
+            dws = [sp.Dummy(f"dW{j}") for j in range(self.d)]
+            s_mat = sp.Matrix(sig.shape[0], sig.shape[1], [sp.Float(float(v)) if v else 0 for v in sig.flat])
+            th = sp.Matrix(self.state)
+            step = th + sp.Matrix(sde.drift) * dt + s_mat * sp.Matrix(dws)
+            self.fused = torch_function(step, (*self.state, *dws), "SDE Euler step")
 
     def start(self, noise: Noise) -> None:
         return None
@@ -62,6 +73,8 @@ class SDEStepper:
         h = self.dt
         sq = math.sqrt(h)
         dw = sq * nz.normal(self.d)
+        if self.fused is not None:
+            return self.fused(*theta.unbind(1), *dw.unbind(1))
         a = self.drift(theta)
         if self.method == "euler":
             return theta + a * h + self.noise.apply(theta, dw)
@@ -118,6 +131,8 @@ def simulate_sde(
     comm: Any = None,
     fallback: bool = False,
     blowup: float = 1e12,
+    fast_normals: bool = True,
+    threads: int | None = 1,
 ) -> ParticleCloud:
     """Simulate ``n_particles`` independent paths of ``sde`` up to ``t_end``.
 
@@ -141,6 +156,10 @@ def simulate_sde(
         comm: MPI communicator (default COMM_WORLD); particles are split over its ranks.
         fallback: fall back to the CPU when the requested device is unavailable.
         blowup: |θ| beyond this counts as divergence.
+        fast_normals: float64 runs draw their Gaussian increments with torch's float32 sampler
+            (≈5x faster; moments exact to ≈1e-7, see :mod:`symfp.particles.noise`); False for exact
+            float64 normals.
+        threads: torch intra-op threads during the run (restored afterwards); None keeps torch's.
 
     Returns:
         A :class:`ParticleCloud`.
@@ -173,6 +192,8 @@ def simulate_sde(
         comm,
         fallback,
         blowup,
+        fast_normals=fast_normals,
+        threads=threads,
         info={"source": "sde", "scheme": method, "noise": stepper.noise.kind},
     )
     return run(stepper, opt, where)
