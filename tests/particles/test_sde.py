@@ -163,3 +163,22 @@ def test_save_load_roundtrip(tmp_path):
     np.testing.assert_array_equal(back.moments()["cov"], cloud.moments()["cov"])
     np.testing.assert_array_equal(back.exit_times().times, cloud.exit_times().times)
     assert back.info["method"] == cloud.info["method"] and back.state == ["x"]
+
+
+def test_rank_one_noise_factor_is_symbolic_and_exact():
+    # linear-network-like D = c(θ)·uuᵀ/2 with u = (w2, w1): σ = √c·u, no eigen-decomposition
+    from symfp.particles.diffusion import NoiseFactor, rank_one_factor
+
+    a, b = sp.symbols("a b", real=True)
+    c = 1 + (a * b - 1) ** 2
+    D = c * sp.Matrix([b, a]) * sp.Matrix([b, a]).T / 2
+    cu = rank_one_factor(2 * sp.expand(D), (a, b))
+    assert cu is not None
+    nf = NoiseFactor(sp.expand(D), (a, b))
+    assert nf.kind == "rank1"
+    th = torch.tensor([[0.3, -1.2], [2.0, 0.5], [0.0, 0.0]], dtype=torch.float64)
+    ref = torch.stack([torch.tensor(np.array(2 * D.subs({a: p, b: q}), dtype=float)) for p, q in th.tolist()])
+    assert torch.allclose(nf.two_d(th), ref, atol=1e-14)
+    sig = nf.sigma(th)
+    assert torch.allclose(sig @ sig.transpose(1, 2), ref, atol=1e-14)
+    assert rank_one_factor(sp.Matrix([[1 + a**2, a], [a, 2]]), (a, b)) is None  # full rank
