@@ -78,6 +78,8 @@ class SDE(Stage):
         origin: where it came from (e.g. "order-2 stochastic modified equation of SGD").
         assumptions: statements the derivation relied on (shown in LaTeX documents).
         source: the upstream stage (a recursion) or None.
+        time: the time symbol t when drift or diffusion depend explicitly on time (learning-rate or
+            noise schedules), else None. It is neither a state variable nor a parameter.
     """
 
     state: tuple[sp.Symbol, ...]
@@ -86,6 +88,7 @@ class SDE(Stage):
     origin: str = "given"
     assumptions: tuple[str, ...] = ()
     source: Any = field(default=None, compare=False, repr=False)
+    time: sp.Symbol | None = None
 
     def __init__(
         self,
@@ -95,8 +98,13 @@ class SDE(Stage):
         origin: str = "given",
         assumptions: Iterable[str] = (),
         source: Any = None,
+        time: Any = None,
     ) -> None:
         st = as_state(state, "SDE")
+        if isinstance(time, str):
+            time = sp.Symbol(time, real=True)
+        if time is not None and (not isinstance(time, sp.Symbol) or time in st):
+            raise InputError(f"SDE: time={time!r} must be a SymPy Symbol that is not a state variable")
         d = len(st)
         b = as_column(drift, d, "drift", "SDE")
         D = as_square(diffusion, d, "diffusion", "SDE")
@@ -112,6 +120,7 @@ class SDE(Stage):
         object.__setattr__(self, "origin", str(origin))
         object.__setattr__(self, "assumptions", tuple(assumptions))
         object.__setattr__(self, "source", source)
+        object.__setattr__(self, "time", time)
 
     # ------------------------------------------------------------------ basic facts
     @property
@@ -123,7 +132,14 @@ class SDE(Stage):
     def parameters(self) -> set[sp.Symbol]:
         """Free symbols of drift and diffusion that are not state variables (η, B, constants…)."""
         syms = self.drift.free_symbols | self.diffusion.free_symbols
-        return {s for s in syms if s not in self.state}
+        return {s for s in syms if s not in self.state and s != self.time}
+
+    @property
+    def is_autonomous(self) -> bool:
+        """True when neither drift nor diffusion depends explicitly on time."""
+        if self.time is None:
+            return True
+        return self.time not in (self.drift.free_symbols | self.diffusion.free_symbols)
 
     @property
     def is_numeric(self) -> bool:
@@ -141,10 +157,11 @@ class SDE(Stage):
 
     def subs(self, mapping: Mapping[Any, Any] | None = None, **kwargs: Any) -> SDE:
         """Substitute numbers or expressions for parameters; returns a new SDE."""
-        m = sympify_mapping({**(mapping or {}), **kwargs}, "SDE.subs", self.parameters | set(self.state))
-        bad = [k for k in m if k in self.state]
+        known = self.parameters | set(self.state) | ({self.time} if self.time is not None else set())
+        m = sympify_mapping({**(mapping or {}), **kwargs}, "SDE.subs", known)
+        bad = [k for k in m if k in self.state or k == self.time]
         if bad:
-            raise InputError(f"SDE.subs: cannot substitute for state variables {bad}")
+            raise InputError(f"SDE.subs: cannot substitute for state variables or time {bad}")
         return SDE(
             self.state,
             self.drift.subs(m),
@@ -152,6 +169,7 @@ class SDE(Stage):
             origin=self.origin,
             assumptions=self.assumptions,
             source=self.source,
+            time=self.time,
         )
 
     def simplify(self) -> SDE:
@@ -163,6 +181,7 @@ class SDE(Stage):
             self.origin,
             self.assumptions,
             self.source,
+            self.time,
         )
 
     def is_degenerate(self) -> bool:

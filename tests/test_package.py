@@ -39,3 +39,18 @@ def test_sde_contract():
         symfp.SDE([x], [1, 2, 3], 1)
     with pytest.raises(symfp.InputError, match="free symbols a"):
         sde.subs({s: 1}).require_numeric("solve")
+
+
+def test_sde_time_symbol():
+    import symfp
+
+    x, t, a = sp.symbols("x t a", real=True)
+    sde = symfp.SDE([x], -a * (1 + t) * x, 1, time=t)
+    assert sde.parameters == {a} and not sde.is_autonomous
+    num = sde.subs({"a": 2})
+    assert num.is_numeric and num.time == t and sp.expand(num.drift[0] + 2 * (1 + t) * x) == 0
+    assert symfp.SDE([x], -x, 1, time=t).is_autonomous
+    with pytest.raises(symfp.InputError, match="state variables or time"):
+        sde.subs({t: 1})
+    with pytest.raises(symfp.InputError, match="not a state variable"):
+        symfp.SDE([x], -x, 1, time=x)
