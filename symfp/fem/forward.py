@@ -104,6 +104,40 @@ def _lambdified(expr: sp.Matrix, state: tuple[sp.Symbol, ...]) -> Any:
     return sp.lambdify(state, expr.tolist(), "numpy")
 
 
+#: smallest min ρ / max ρ on the mesh for which the Gibbs-symmetrised form is used (see gibbs_log_range)
+GIBBS_MIN_RATIO = 1e-250
+GIBBS_MIN_LOG_RATIO = math.log(GIBBS_MIN_RATIO)
+
+
+def gibbs_log_range(log_rho: sp.Expr, state: tuple[sp.Symbol, ...], dofx: np.ndarray, n_owned: int,
+                    comm: Any) -> tuple[np.ndarray, float, float]:
+    r"""Nodal :math:`\ln\rho`, its maximum and its range :math:`\min\ln\rho - \max\ln\rho` (collective).
+
+    The Gibbs weight is evaluated as :math:`\rho/\max\rho = \exp(\ln\rho - \max_h \ln\rho)`, e.g.
+    :math:`\exp(-(f - f_{\min})/\varepsilon)`, never as :math:`e^{-f/\varepsilon}` (which under- or
+    overflows once :math:`|f|/\varepsilon \gtrsim 708`). Even shifted, the weight is representable only
+    while :math:`\min\rho/\max\rho` stays well inside double precision (smallest normal ≈ 2.2e-308; the
+    unknown :math:`u = p/\rho` and the diagonal scaling of the KSP also need head-room): below
+    :data:`GIBBS_MIN_RATIO` = 1e-250 the form is not used (``"auto"`` takes ``"fct"``). E.g. the double well
+    :math:`f = \theta^4/4 - \theta^2/2` on [-2.5, 2.5] has :math:`f_{\max} - f_{\min} = 6.89`, so
+    :math:`\varepsilon = 0.003` gives a range :math:`e^{-2297} \approx 10^{-998}`.
+
+    Returns:
+        (values at all local dofs, global maximum over owned dofs, global min − max over owned dofs).
+    """
+    MPI = compat.dolfinx_modules().MPI
+    lr = sp.lambdify(state, log_rho, "numpy")
+    with np.errstate(all="ignore"):
+        vals = np.broadcast_to(np.asarray(lr(*dofx.T), dtype=float), (len(dofx),)).copy()
+    own = vals[:n_owned]
+    finite = own[np.isfinite(own)]
+    hi = comm.allreduce(float(finite.max()) if len(finite) else -np.inf, op=MPI.MAX)
+    # a non-finite log rho (rho = 0 or inf at a node) is an infinite range
+    lo = -np.inf if len(finite) < len(own) else (float(own.min()) if len(own) else np.inf)
+    lo = comm.allreduce(lo, op=MPI.MIN)
+    return vals, hi, lo - hi
+
+
 def solve(
     fp: Any,
     mesh: Any,
@@ -204,14 +238,38 @@ def solve(
     # ---- stabilisation choice by the cell Péclet number
     report = cell_peclet(msh.mesh, _lambdified(c, state), _lambdified(D, state), d)
     gibbs_wf = None
+    gibbs_note = None
     convective = report.max_peclet > 1 and not report.degenerate
+    V = compat.function_space(msh.mesh)
+    dofx = V.tabulate_dof_coordinates()[:, :d]
+    n_owned = V.dofmap.index_map.size_local
+    # the closed-form stationary density, through log rho shifted by its maximum on the mesh (exp(-f/eps)
+    # itself underflows at small eps: see gibbs_log_range)
+    try:
+        rho = fp.stationary_density()
+    except Exception:  # noqa: BLE001 - a closed form is optional
+        rho = None
+    log_rho = shift = log_vals = None
+    if rho is not None:
+        log_rho = sp.expand_log(sp.log(sp.sympify(rho)), force=True)
+        log_vals, shift, log_range = gibbs_log_range(log_rho, state, dofx, n_owned, msh.comm)
     if stabilisation == "gibbs" or (stabilisation == "auto" and convective):
         try:
             gibbs_wf = forward_form(sde, symmetrised=True)
         except InputError as exc:
             if stabilisation == "gibbs":
                 raise InputError(f"solve: stabilisation='gibbs' is not available: {exc}") from exc
-    method, why = choose(stabilisation, report, gibbs_wf is not None)
+        if gibbs_wf is not None and log_rho is not None and log_range < GIBBS_MIN_LOG_RATIO:
+            gibbs_note = (f"the Gibbs weight rho spans {-log_range / math.log(10):.0f} decades on the mesh "
+                          f"(min rho / max rho = 10^{log_range / math.log(10):.0f} < {GIBBS_MIN_RATIO:g}), "
+                          "beyond double precision")
+            if stabilisation == "gibbs":
+                raise InputError(
+                    f"solve: stabilisation='gibbs' cannot be used here: {gibbs_note}, so p = rho u and the "
+                    "rho-weighted matrices underflow (zero rows, division by 0). Use stabilisation='fct' "
+                    "(positive, conservative; what 'auto' picks here), a smaller domain, or a larger noise")
+            gibbs_wf = None
+    method, why = choose(stabilisation, report, gibbs_wf is not None, gibbs_note)
     if scheme is None:
         # lumped M-matrix systems keep p ≥ 0 under backward Euler only (BDF2's 2p^n - p^{n-1}/2 and
         # CN's explicit half step can undershoot): the positivity-preserving methods default to it
@@ -222,29 +280,17 @@ def solve(
                          "not supported")
 
     # ---- spaces, coefficients, stationary density (for relative entropy)
-    V = compat.function_space(msh.mesh)
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
     x = ufl.SpatialCoordinate(msh.mesh)
     Dm, cm = _ufl_coefficients(D, c, state, x)
-    dofx = V.tabulate_dof_coordinates()[:, :d]
-    n_owned = V.dofmap.index_map.size_local
     log_rho_nodes = None
     rho_nodes = None
     weight = None
-    try:
-        rho = fp.stationary_density()
-    except Exception:  # noqa: BLE001 - a closed form is optional
-        rho = None
-    if rho is not None:
-        log_rho = sp.expand_log(sp.log(sp.sympify(rho)), force=True)
-        lr = sp.lambdify(state, log_rho, "numpy")
-        vals = np.broadcast_to(np.asarray(lr(*dofx.T), dtype=float), (len(dofx),))
-        shift = msh.comm.allreduce(float(vals[:n_owned].max()) if n_owned else -np.inf, op=m.MPI.MAX)
-        rho_s = ufl.exp(to_ufl(log_rho, state, x) - shift)
-        log_rho_nodes = vals[:n_owned] - shift
+    if log_rho is not None:
+        log_rho_nodes = log_vals[:n_owned] - shift
         if method == "gibbs":
-            weight = rho_s
-            rho_nodes = np.exp(vals - shift)
+            weight = ufl.exp(to_ufl(log_rho, state, x) - shift)
+            rho_nodes = np.exp(log_vals - shift)
 
     # ---- forms and matrices (assembled once)
     if method == "gibbs":

@@ -18,7 +18,11 @@ The remedies offered (``stabilisation=``); :func:`choose` implements ``"auto"``:
     positive form :math:`\int \rho\,\partial_t u\, v + \int \rho (D\nabla u)\cdot\nabla v`. No
     convection is left, so no oscillation at any Péclet number; second order; conserves
     :math:`\int \rho u`; its steady state is :math:`\rho` exactly. Chosen by ``"auto"`` when Pe > 1,
-    :math:`D` is non-degenerate and detailed balance gives :math:`\rho` in closed form.
+    :math:`D` is non-degenerate and detailed balance gives :math:`\rho` in closed form,
+    **provided** :math:`\min_h\rho/\max_h\rho \ge 10^{-250}` on the mesh: the weight is evaluated as
+    :math:`\exp(\ln\rho - \max_h\ln\rho)`, but a wider range (the double well at
+    :math:`\varepsilon = 0.003` on [-2.5, 2.5]: :math:`e^{-2297} \approx 10^{-998}`) is beyond double
+    precision; ``"auto"`` then takes ``"fct"`` and an explicit ``"gibbs"`` is an ``InputError``.
 ``"upwind"`` (alias ``"fitted"``)
     Mass lumping plus discrete upwinding (Kuzmin's algebraic flux correction, low-order part): the
     symmetric artificial diffusion :math:`d_{ij} = \max(0, k_{ij}, k_{ji})` removes every positive
@@ -121,8 +125,17 @@ def _flat(nested: Any) -> list[Any]:
     return [nested]
 
 
-def choose(requested: str, report: PecletReport, gibbs_available: bool) -> tuple[str, str]:
-    """The stabilisation to use and why (for the solution's ``info``)."""
+def choose(requested: str, report: PecletReport, gibbs_available: bool,
+           gibbs_note: str | None = None) -> tuple[str, str]:
+    """The stabilisation to use and why (for the solution's ``info``).
+
+    Args:
+        requested: the user's ``stabilisation=``.
+        report: the cell Péclet numbers.
+        gibbs_available: whether the Gibbs-symmetrised form can be used.
+        gibbs_note: why it cannot although a closed-form density exists (e.g. the weight's dynamic range
+            exceeds double precision), quoted in the reason.
+    """
     if requested not in CHOICES:
         raise InputError(f"solve: stabilisation={requested!r} is not one of {', '.join(CHOICES)}")
     if requested == "fitted":
@@ -140,6 +153,10 @@ def choose(requested: str, report: PecletReport, gibbs_available: bool) -> tuple
     if gibbs_available:
         return "gibbs", (f"max cell Péclet {pe:.3g} > 1 and detailed balance holds: the Gibbs-symmetrised "
                          "form has no convection term")
+    if gibbs_note:
+        return "fct", (f"max cell Péclet {pe:.3g} > 1 and the Gibbs-symmetrised form is unusable "
+                       f"({gibbs_note}): flux-corrected transport (positive, conservative, second order "
+                       "where smooth)")
     return "fct", (f"max cell Péclet {pe:.3g} > 1 and no closed-form stationary density: flux-corrected "
                    "transport (positive, conservative, second order where smooth)")
 
