@@ -13,6 +13,11 @@ order-2 scheme needs. Three cases are recognised symbolically, cheapest first:
   linear network);
 * general D: the batched square root above (closed form for d ≤ 2, eigen-decomposition beyond).
 
+When D depends explicitly on time (``time`` given and present in D), "constant" is not used: a
+D(t) of the time only is "diagonal" or "full", and every lambdified factor takes the time as an
+extra 0-d tensor argument: ``sigma(theta, t)``, ``apply(theta, dw, t)``, ``two_d(theta, t)``. For an
+autonomous D the ``t`` argument is ignored (and nothing about the fast paths changes).
+
 A clearly negative eigenvalue (below −1e-8·max|λ|) means D is not a diffusion matrix: that raises.
 """
 
@@ -65,32 +70,41 @@ class NoiseFactor:
     """σ(θ) for an SDE's D(θ): ``sigma(theta)`` (n, d, d), ``apply(theta, dw)`` = σ dw, ``two_d``.
 
     Args:
-        diffusion: the d×d SymPy matrix D in the state symbols.
+        diffusion: the d×d SymPy matrix D in the state symbols (and the time).
         state: the state symbols.
+        time: the time symbol t when D may depend on it (``SDE.time``), else None.
     """
 
-    def __init__(self, diffusion: sp.MatrixBase, state: Sequence[sp.Symbol]):
+    def __init__(self, diffusion: sp.MatrixBase, state: Sequence[sp.Symbol], time: sp.Symbol | None = None):
         D = sp.Matrix(diffusion)
         self.d = D.rows
         self.state = tuple(state)
+        self.time = time if time is not None and time in D.free_symbols else None
+        self.timed = self.time is not None
+        args = (*self.state, self.time) if self.timed else self.state
         off = [D[i, j] for i in range(self.d) for j in range(self.d) if i != j]
-        if not D.free_symbols & set(self.state):
+        if not D.free_symbols & set(args):
             self.kind = "constant"
             self._sig = psd_sqrt_numpy(np.array(2 * D, dtype=float), "SDE simulation")
         elif all(sp.simplify(e) == 0 for e in off):
             self.kind = "diagonal"
-            self._diag = state_function(
-                sp.Matrix([2 * D[i, i] for i in range(self.d)]), self.state, "SDE diffusion"
-            )
-        elif (r1 := rank_one_factor(2 * D, self.state)) is not None:
+            self._diag = self._fn(sp.Matrix([2 * D[i, i] for i in range(self.d)]), "SDE diffusion")
+        elif (r1 := rank_one_factor(2 * D, args)) is not None:
             self.kind = "rank1"
             c, u = r1
             self.factor = (c, u)
-            self._r1 = state_function(sp.Matrix([c, *u]), self.state, "SDE diffusion (rank one)")
+            self._r1 = self._fn(sp.Matrix([c, *u]), "SDE diffusion (rank one)")
         else:
             self.kind = "full"
-            self._full = state_function(2 * D, self.state, "SDE diffusion")
+            self._full = self._fn(2 * D, "SDE diffusion")
         self._cache: dict = {}
+
+    def _fn(self, expr: sp.Matrix, where: str):
+        """θ ↦ expr(θ), or (θ, t) ↦ expr(θ, t) for a time-dependent D (t ignored when autonomous)."""
+        f = state_function(expr, self.state, where, self.time)
+        if self.timed:
+            return f
+        return lambda theta, t=None: f(theta)
 
     def _const(self, theta: torch.Tensor) -> torch.Tensor:
         key = (theta.dtype, theta.device)
@@ -103,45 +117,45 @@ class NoiseFactor:
         """σ (d×d numpy) when D is constant, else None."""
         return self._sig if self.kind == "constant" else None
 
-    def _column(self, theta: torch.Tensor) -> torch.Tensor:
+    def _column(self, theta: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """Rank one: the single noise column √c(θ)·u(θ) as (n, d)."""
-        cu = self._r1(theta)
+        cu = self._r1(theta, t)
         return cu[:, 1:] * cu[:, :1].clamp_min(0).sqrt()
 
-    def two_d(self, theta: torch.Tensor) -> torch.Tensor:
-        """2D(θ) = σσᵀ as (n, d, d)."""
+    def two_d(self, theta: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """2D(θ, t) = σσᵀ as (n, d, d) (t: a 0-d tensor, needed only for a time-dependent D)."""
         if self.kind == "constant":
             s = self._const(theta)
             return (s @ s.T).expand(len(theta), self.d, self.d)
         if self.kind == "diagonal":
-            return torch.diag_embed(self._diag(theta).clamp_min(0))
+            return torch.diag_embed(self._diag(theta, t).clamp_min(0))
         if self.kind == "rank1":
-            v = self._column(theta)
+            v = self._column(theta, t)
             return v[:, :, None] * v[:, None, :]
-        return self._full(theta)
+        return self._full(theta, t)
 
-    def sigma(self, theta: torch.Tensor) -> torch.Tensor:
-        """σ(θ) as (n, d, d) (rank one: the column √c·u then zero columns)."""
+    def sigma(self, theta: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """σ(θ, t) as (n, d, d) (rank one: the column √c·u then zero columns)."""
         if self.kind == "constant":
             return self._const(theta).expand(len(theta), self.d, self.d)
         if self.kind == "diagonal":
-            return torch.diag_embed(self._diag(theta).clamp_min(0).sqrt())
+            return torch.diag_embed(self._diag(theta, t).clamp_min(0).sqrt())
         if self.kind == "rank1":
             sig = theta.new_zeros((len(theta), self.d, self.d))
-            sig[:, :, 0] = self._column(theta)
+            sig[:, :, 0] = self._column(theta, t)
             return sig
-        return psd_sqrt(self._full(theta))
+        return psd_sqrt(self._full(theta, t))
 
-    def apply(self, theta: torch.Tensor, dw: torch.Tensor) -> torch.Tensor:
-        """σ(θ) dw for dw of shape (n, d), without forming σ when it is constant, diagonal or rank one."""
+    def apply(self, theta: torch.Tensor, dw: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """σ(θ, t) dw for dw of shape (n, d), without forming σ when constant, diagonal or rank one."""
         if self.kind == "constant":
             return dw @ self._const(theta).T
         if self.kind == "diagonal":
-            return self._diag(theta).clamp_min(0).sqrt() * dw
+            return self._diag(theta, t).clamp_min(0).sqrt() * dw
         if self.kind == "rank1":
-            cu = self._r1(theta)
+            cu = self._r1(theta, t)
             return cu[:, 1:] * (cu[:, 0].clamp_min(0).sqrt() * dw[:, 0])[:, None]
-        return (psd_sqrt(self._full(theta)) @ dw[..., None])[..., 0]
+        return (psd_sqrt(self._full(theta, t)) @ dw[..., None])[..., 0]
 
 
 def rank_one_factor(m: sp.Matrix, state: Sequence[sp.Symbol]) -> tuple[sp.Expr, list[sp.Expr]] | None:

@@ -121,13 +121,29 @@ def torch_function(expr: Any, args: Sequence[sp.Symbol], where: str) -> TensorFn
 
 
 def state_function(
-    expr: Any, state: Sequence[sp.Symbol], where: str
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Like :func:`torch_function` for an expression of the state only: takes θ of shape (n, d)."""
-    f = torch_function(expr, state, where)
+    expr: Any, state: Sequence[sp.Symbol], where: str, time: sp.Symbol | None = None
+) -> Callable[..., torch.Tensor]:
+    """Like :func:`torch_function` for an expression of the state only: takes θ of shape (n, d).
 
-    def g(theta: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        return f(*theta.unbind(-1), out=out)
+    With ``time`` (the SDE's time symbol t), the function is ``g(theta, t)`` with t a 0-d tensor
+    (one scalar time for every particle; see :func:`time_tensor`); without it, ``g(theta)``.
+    """
+    if time is None:
+        f = torch_function(expr, state, where)
+
+        def g(theta: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            return f(*theta.unbind(-1), out=out)
+
+    else:
+        f = torch_function(expr, (*state, time), where)
+
+        def g(theta: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            return f(*theta.unbind(-1), t, out=out)
 
     g.is_constant = f.is_constant  # type: ignore[attr-defined]
     return g
+
+
+def time_tensor(t: float, like: torch.Tensor) -> torch.Tensor:
+    """The time t as a 0-d tensor of ``like``'s dtype and device (torch's ``sin`` etc. reject floats)."""
+    return torch.tensor(float(t), dtype=like.dtype, device=like.device)

@@ -141,7 +141,7 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
                 hit = absorbing.absorbed(new) & alive
                 if use_bridge:
                     u = nz.uniform(1)[:, 0]
-                    hit |= bridge_crossed(absorbing, th, new, stepper.two_d(th), stepper.dt, u) & alive
+                    hit |= bridge_crossed(absorbing, th, new, stepper.two_d(th, k), stepper.dt, u) & alive
                 tau_b[hit] = (k + 1) * stepper.dt
                 alive &= ~hit
                 new = torch.where(alive[:, None], new, th)

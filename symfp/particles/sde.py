@@ -20,6 +20,27 @@ Two schemes, both batched over particles with drift and D lambdified to torch (w
   with Gaussian :math:`\Delta W` and :math:`V_{rj}=-V_{jr}=\pm\Delta` (r < j) two-point,
   :math:`V_{jj}=-\Delta`.
   When D is constant the σ-corrections vanish and only the Heun-type drift remains.
+
+**Time-dependent SDEs** (``sde.time`` set and present in b or D: learning-rate or noise schedules).
+The lambdified b and D then take the time as an extra argument (a 0-d tensor: one time for all
+particles), evaluated at the stage times below; an autonomous SDE (``sde.is_autonomous``) is simulated
+exactly as before (same fused kernels, no time argument).
+
+* Euler–Maruyama evaluates everything at the left end :math:`t_k = k\Delta`:
+  :math:`\theta_{k+1} = \theta_k + b(t_k,\theta_k)\Delta + \sigma(t_k,\theta_k)\Delta W_k`.
+* weak2: the scheme above is applied to the autonomous SDE of :math:`(\theta, s)` with
+  :math:`ds = dt` (drift 1, no noise in s), which is weak order 2 whenever the original one is. The
+  s-components of the supporting values are then :math:`\bar\Upsilon_s = R^j_{\pm,s} = t_k + \Delta`
+  (they carry the drift step) and :math:`U^j_{\pm,s} = t_k` (no drift, and :math:`b^j_s = 0`), so the
+  stage times are
+
+  .. math::
+     b(t_k, \theta),\quad b(t_{k+1}, \bar\Upsilon),\quad b^j(t_k, \theta),\quad
+     b^j(t_{k+1}, R^j_\pm),\quad b^j(t_k, U^r_\pm),
+
+  with :math:`t_{k+1} = t_k + \Delta`. For a D(t) of the time only this reduces to the noise
+  coefficient :math:`\tfrac12(\sigma(t_k) + \sigma(t_{k+1}))` (trapezoidal), and for D constant in
+  θ and t to Heun's drift :math:`\tfrac12(b(t_k,\theta) + b(t_{k+1},\bar\Upsilon))`.
 """
 
 from __future__ import annotations
@@ -33,7 +54,7 @@ import torch
 from ..errors import InputError
 from .cloud import ParticleCloud
 from .diffusion import NoiseFactor
-from .lambdify import state_function, torch_function
+from .lambdify import state_function, time_tensor, torch_function
 from .noise import Noise
 from .runner import RunOptions, run
 
@@ -49,56 +70,73 @@ class SDEStepper:
         self.method = method
         self.what = f"SDE ({'Euler–Maruyama' if method == 'euler' else 'weak order 2'})"
         self.divergence_hint = "Reduce dt, or check that the drift does not push particles to infinity."
-        self.drift = state_function(sde.drift, self.state, "SDE drift")
-        self.noise = NoiseFactor(sde.diffusion, self.state)
+        time = getattr(sde, "time", None)
+        # explicit time only where it occurs: an autonomous part keeps its time-free fast path
+        self.time = None if getattr(sde, "is_autonomous", True) else time
+        self.timed_drift = self.time is not None and self.time in sp.Matrix(sde.drift).free_symbols
+        tdrift = self.time if self.timed_drift else None
+        self.drift = state_function(sde.drift, self.state, "SDE drift", tdrift)
+        self.noise = NoiseFactor(sde.diffusion, self.state, self.time)
         self.d = len(self.state)
         self.fused = None
         sig = self.noise.constant_sigma
         if method == "euler" and sig is not None:
-            # additive noise: θ + b(θ)Δ + σ ΔW is one elementwise expression of (θ, ΔW); σ's zero
+            # additive noise: θ + b(θ, t)Δ + σ ΔW is one elementwise expression of (θ, ΔW[, t]); σ's zero
             # entries drop out, and no diffusion matrix is evaluated per step
             dws = [sp.Dummy(f"dW{j}") for j in range(self.d)]
             s_mat = sp.Matrix(sig.shape[0], sig.shape[1], [sp.Float(float(v)) if v else 0 for v in sig.flat])
             th = sp.Matrix(self.state)
             step = th + sp.Matrix(sde.drift) * dt + s_mat * sp.Matrix(dws)
-            self.fused = torch_function(step, (*self.state, *dws), "SDE Euler step")
+            extra = (self.time,) if self.timed_drift else ()
+            self.fused = torch_function(step, (*self.state, *dws, *extra), "SDE Euler step")
 
     def start(self, noise: Noise) -> None:
         return None
 
-    def two_d(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.noise.two_d(theta)
+    def _t(self, k: float, like: torch.Tensor) -> torch.Tensor | None:
+        """The time k·Δ as a 0-d tensor (None for an autonomous SDE)."""
+        return None if self.time is None else time_tensor(k * self.dt, like)
+
+    def _b(self, theta: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+        return self.drift(theta, t) if self.timed_drift else self.drift(theta)
+
+    def two_d(self, theta: torch.Tensor, k: int = 0) -> torch.Tensor:
+        """2D(t_k, θ) (for the Brownian-bridge correction of step k)."""
+        return self.noise.two_d(theta, self._t(k, theta))
 
     def step(self, theta: torch.Tensor, nz: Noise, k: int, ctx: Any) -> torch.Tensor:
         h = self.dt
         sq = math.sqrt(h)
         dw = sq * nz.normal(self.d)
+        t0 = self._t(k, theta)
         if self.fused is not None:
-            return self.fused(*theta.unbind(1), *dw.unbind(1))
-        a = self.drift(theta)
+            return self.fused(*theta.unbind(1), *dw.unbind(1), *(() if t0 is None else (t0,)))
+        a = self._b(theta, t0)
         if self.method == "euler":
-            return theta + a * h + self.noise.apply(theta, dw)
+            return theta + a * h + self.noise.apply(theta, dw, t0)
+        t1 = self._t(k + 1, theta)
         if self.noise.kind == "constant":
             ybar = theta + a * h + self.noise.apply(theta, dw)
-            return theta + 0.5 * (self.drift(ybar) + a) * h + self.noise.apply(theta, dw)
-        return self._weak2_general(theta, a, dw, nz)
+            return theta + 0.5 * (self._b(ybar, t1) + a) * h + self.noise.apply(theta, dw)
+        return self._weak2_general(theta, a, dw, nz, t0, t1)
 
-    def _weak2_general(self, theta, a, dw, nz):
+    def _weak2_general(self, theta, a, dw, nz, t0=None, t1=None):
         h, sq, m = self.dt, math.sqrt(self.dt), self.d
-        sig = self.noise.sigma(theta)  # (n, d, m)
+        sg = self.noise.sigma
+        sig = sg(theta, t0)  # (n, d, m)
         ybar = theta + a * h + (sig @ dw[..., None])[..., 0]
-        out = theta + 0.5 * (self.drift(ybar) + a) * h
+        out = theta + 0.5 * (self._b(ybar, t1) + a) * h
         if m > 1:
             signs = torch.where(nz.uniform(m, m) < 0.5, -h, h)
             V = torch.triu(signs, diagonal=1)
             V = V - V.transpose(1, 2) - h * torch.eye(m, dtype=theta.dtype, device=theta.device)
         base = theta + a * h
-        sig_up = [self.noise.sigma(theta + sq * sig[:, :, r]) for r in range(m)] if m > 1 else []
-        sig_um = [self.noise.sigma(theta - sq * sig[:, :, r]) for r in range(m)] if m > 1 else []
+        sig_up = [sg(theta + sq * sig[:, :, r], t0) for r in range(m)] if m > 1 else []
+        sig_um = [sg(theta - sq * sig[:, :, r], t0) for r in range(m)] if m > 1 else []
         for j in range(m):
             bj = sig[:, :, j]
-            rp = self.noise.sigma(base + sq * bj)[:, :, j]
-            rm = self.noise.sigma(base - sq * bj)[:, :, j]
+            rp = sg(base + sq * bj, t1)[:, :, j]
+            rm = sg(base - sq * bj, t1)[:, :, j]
             w = dw[:, j : j + 1]
             lin = rp + rm + 2 * bj
             quad = (rp - rm) * (w * w - h)
