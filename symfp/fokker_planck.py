@@ -198,6 +198,17 @@ class FokkerPlanck(Stage):
         return self._state
 
     @property
+    def time(self) -> sp.Symbol | None:
+        """The SDE's time symbol t (``SDE.time``: schedules), or None."""
+        return getattr(self._sde, "time", None)
+
+    @property
+    def is_autonomous(self) -> bool:
+        """True when drift and diffusion do not depend explicitly on time."""
+        t = self.time
+        return t is None or t not in (self._b.free_symbols | self._D.free_symbols)
+
+    @property
     def dim(self) -> int:
         """The dimension d."""
         return len(self._state)
@@ -375,6 +386,14 @@ class FokkerPlanck(Stage):
         if "rho" in self._cache:
             return self._cache["rho"]
         b, D, st = sp.Matrix(self._b), sp.Matrix(self._D), self._state
+        if not self.is_autonomous:
+            out0: tuple[sp.Expr | None, str] = (
+                None,
+                f"drift or diffusion depend explicitly on time {self.time} (a schedule): the law has no "
+                "stationary density in general (it tracks a moving target)",
+            )
+            self._cache["rho"] = out0
+            return out0
         if self.dim == 1:
             x = st[0]
             if _is_zero(D[0]):

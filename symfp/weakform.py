@@ -231,6 +231,8 @@ class WeakForm(Stage):
         density_factor: for the symmetrised form, :math:`\rho` with :math:`p = \rho u` (the density is
             recovered by multiplying the unknown by it); ``None`` otherwise.
         description: one line saying what the form is.
+        time: the time symbol t when coefficients depend explicitly on time (schedules; from
+            ``SDE.time``), else None. Not a parameter: the solver sets it at each time level.
     """
 
     kind: str
@@ -243,6 +245,7 @@ class WeakForm(Stage):
     constraint: Constraint | None = None
     density_factor: Any = None
     description: str = ""
+    time: Any = None
 
     @property
     def dim(self) -> int:
@@ -253,6 +256,20 @@ class WeakForm(Stage):
     def time_dependent(self) -> bool:
         """True when the form has a time-derivative (mass) term."""
         return self.mass is not None
+
+    @property
+    def is_autonomous(self) -> bool:
+        """True when no coefficient depends explicitly on :attr:`time`."""
+        return self.time is None or self.time not in self._free_symbols()
+
+    def _free_symbols(self) -> set[sp.Symbol]:
+        syms: set[sp.Symbol] = set()
+        for t in (*self.bilinear, *self.linear):
+            syms |= t.coefficient.free_symbols
+        for e in (self.mass, self.density_factor):
+            if e is not None:
+                syms |= sp.sympify(e).free_symbols
+        return syms
 
     def terms(self, kind: str) -> tuple[Term, ...]:
         """All terms of the given kind (bilinear or linear)."""
@@ -278,21 +295,16 @@ class WeakForm(Stage):
 
     @property
     def parameters(self) -> set[sp.Symbol]:
-        """Free symbols of all coefficients that are not state variables."""
-        syms: set[sp.Symbol] = set()
-        for t in (*self.bilinear, *self.linear):
-            syms |= t.coefficient.free_symbols
-        for e in (self.mass, self.density_factor):
-            if e is not None:
-                syms |= sp.sympify(e).free_symbols
-        return {s for s in syms if s not in self.state}
+        """Free symbols of all coefficients that are neither state variables nor :attr:`time`."""
+        return {s for s in self._free_symbols() if s not in self.state and s != self.time}
 
     def subs(self, mapping: Mapping[Any, Any] | None = None, **kwargs: Any) -> WeakForm:
         """Substitute numbers for parameters in every coefficient; returns a new form."""
-        m = sympify_mapping({**(mapping or {}), **kwargs}, "WeakForm.subs", self.parameters | set(self.state))
-        bad = [k for k in m if k in self.state]
+        known = self.parameters | set(self.state) | ({self.time} if self.time is not None else set())
+        m = sympify_mapping({**(mapping or {}), **kwargs}, "WeakForm.subs", known)
+        bad = [k for k in m if k in self.state or k == self.time]
         if bad:
-            raise InputError(f"WeakForm.subs: cannot substitute for state variables {bad}")
+            raise InputError(f"WeakForm.subs: cannot substitute for state variables or time {bad}")
 
         def sub(e: Any) -> Any:
             return None if e is None else sp.sympify(e).subs(m)
@@ -313,6 +325,7 @@ class WeakForm(Stage):
             else Constraint(sub(self.constraint.weight), sub(self.constraint.value)),
             density_factor=sub(self.density_factor),
             description=self.description,
+            time=self.time,
         )
 
     def equation_latex(self) -> str:
@@ -386,6 +399,11 @@ def _parts(names: str | Iterable[str] | None, where: str) -> tuple[str, ...] | N
     return out
 
 
+def _time(sde: Any) -> sp.Symbol | None:
+    """The SDE's time symbol (``SDE.time``; None for SDE-like objects without one)."""
+    return getattr(sde, "time", None)
+
+
 def _zero_flux(meaning: str, flux_latex: str) -> BoundaryCondition:
     return BoundaryCondition("natural", None, sp.S.Zero, meaning, flux_latex)
 
@@ -430,6 +448,7 @@ def forward_form(sde: Any, symmetrised: bool = False, density: Any = None) -> We
                 _zero_flux("zero flux J·n = 0, J = b p - div(D p) (mass conserved)", r"D\nabla p - c\,p"),
             ),
             description="Fokker-Planck forward equation in flux form, c = b - div D, zero flux natural",
+            time=_time(sde),
         )
     if density is None:
         from .fokker_planck import FokkerPlanck
@@ -493,6 +512,7 @@ def exit_time_form(sde: Any, absorbing: str | Iterable[str] | None = None) -> We
         linear=(make_term("source", 1, d),),
         boundary=tuple(bcs),
         description="mean exit time -L tau = 1, tau = 0 on the absorbing parts, reflecting elsewhere",
+        time=_time(sde),
     )
 
 
@@ -514,4 +534,5 @@ def stationary_form(sde: Any) -> WeakForm:
         boundary=fwd.boundary,
         constraint=Constraint(sp.S.One, sp.S.One),
         description="stationary Fokker-Planck equation, zero flux natural, unit mass",
+        time=fwd.time,
     )

@@ -268,3 +268,17 @@ def test_latex_contains_flux_form_and_expanded_operator():
     assert fp._repr_latex_().startswith("$$")
     assert r"\frac{\partial^{2}}{\partial x^{2}}" in fp.operator_latex()
     assert fp.generator.latex().startswith(r"\mathcal{L}\varphi")
+
+
+def test_time_dependent_sde_keeps_time_and_has_no_stationary_density():
+    th, t = sp.symbols("theta t", real=True)
+    fp = FokkerPlanck(SDE([th], -(1 + sp.sin(t)) * th, sp.Rational(1, 10), time=t))
+    assert fp.time == t and not fp.is_autonomous
+    assert fp.stationary_density() is None
+    assert "time t" in fp.stationary_reason
+    assert fp.weak_form("forward").time == t
+    assert fp.subs({}).time == t
+    with pytest.raises(InputError, match="no closed-form zero-flux stationary density"):
+        fp.weak_form("symmetrised")
+    auto = FokkerPlanck(SDE([th], -th, sp.Rational(1, 10), time=t))
+    assert auto.is_autonomous and auto.stationary_density() is not None

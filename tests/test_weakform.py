@@ -171,3 +171,19 @@ def test_bad_input_messages():
     wf = forward_form(SDE([x], -x, eps))
     with pytest.raises(InputError, match="cannot substitute for state variables"):
         wf.subs({x: 1})
+
+
+def test_forward_form_carries_the_time_symbol_of_a_schedule():
+    th, t, eta = sp.symbols("theta t eta", real=True)
+    sde = SDE([th], -(1 + t) * th, eta * sp.exp(-t), time=t)
+    wf = forward_form(sde)
+    assert wf.time == t and not wf.is_autonomous
+    assert wf.parameters == {eta}  # t is the time level, not a parameter
+    sub = wf.subs({eta: sp.Rational(1, 10)})
+    assert sub.time == t and sub.parameters == set() and not sub.is_autonomous
+    with pytest.raises(InputError, match="time"):
+        wf.subs({t: 1})
+    assert exit_time_form(sde).time == t and stationary_form(sde).time == t
+    auto = forward_form(SDE([th], -th, 1, time=t))
+    assert auto.time == t and auto.is_autonomous
+    assert forward_form(SDE([th], -th, 1)).time is None

@@ -50,7 +50,7 @@ def check_problem(sde: Any, mesh: Any, where: str):
     """Validate the SDE and the mesh of a steady solve; returns the :class:`symfp.fem.mesh.Mesh`.
 
     Raises:
-        InputError: the SDE has free parameters or is not an SDE.
+        InputError: the SDE has free parameters, depends explicitly on time, or is not an SDE.
         MeshError: the mesh dimension differs from the number of state variables.
     """
     from .mesh import as_mesh
@@ -60,6 +60,12 @@ def check_problem(sde: Any, mesh: Any, where: str):
                          "symfp.SDE(state, drift, diffusion) or model.sme()")
     if hasattr(sde, "require_numeric"):
         sde.require_numeric(where)
+    if not getattr(sde, "is_autonomous", True):
+        raise InputError(
+            f"{where}: drift or diffusion depend explicitly on time {sde.time} (a schedule), but this "
+            f"steady problem is defined for a time-homogeneous SDE only; build the SDE with {sde.time} "
+            "replaced by a number (a frozen schedule), or solve the time-dependent forward equation "
+            "with fp.solve")
     m = as_mesh(mesh)
     if m.dim != len(sde.state):
         raise MeshError(f"{where}: the mesh is {m.dim}-D but the SDE has {len(sde.state)} state variables "

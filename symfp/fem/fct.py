@@ -157,6 +157,8 @@ class FluxCorrectedStep:
         self.solve_low, self.solve_high = solve_low, solve_high
         self.M, self.rhs_high = M, rhs_high
         Kc = csr_with_transpose(K)
+        self._pattern = Kc
+        self._k_prev: tuple[np.ndarray, np.ndarray] | None = None
         Mc = csr_with_transpose(M, pattern=Kc)
         PETSc = mods.PETSc
         r0, r1 = K.getOwnershipRange()
@@ -193,6 +195,23 @@ class FluxCorrectedStep:
         self._sum_af = 0.0
         self._sum_f = 0.0
 
+    def set_operators(self, K: Any, rhs_high: Any) -> None:
+        r"""Time-dependent coefficients: the Galerkin K of the new level :math:`t_{n+1}` (same pattern).
+
+        The previous :math:`k_{ij}` are kept as :math:`K(t_n)`: with a θ < 1 target
+        :math:`(M_C + \theta\Delta t K^{n+1})u^H = (M_C - (1-\theta)\Delta t K^n)u^n` the flux of step 3
+        gains :math:`\Delta t(1-\theta)[(k^{n+1}_{ij} - k^n_{ij})u^n_j - (k^{n+1}_{ji} - k^n_{ji})u^n_i]`
+        (antisymmetric; the sum over j is :math:`\Delta t(1-\theta)((K^{n+1} - K^n)u^n)_i` by the zero column
+        sums), so that :math:`\sum_j f_{ij} = m_i(u^H_i - u^L_i)` still holds exactly. ``rhs_high`` is
+        :math:`M_C - (1-\theta)\Delta t K^n` (None for θ = 1). The solvers were given the new matrices.
+        """
+        Kc = csr_with_transpose(K, pattern=self._pattern)
+        self._k_prev = (self.k_ij, self.k_ji)
+        self.d_ij = upwind_diffusion(Kc)
+        self.k_ij = np.where(self.off, Kc.a, 0.0)
+        self.k_ji = np.where(self.off, Kc.at, 0.0)
+        self.rhs_high = rhs_high
+
     def _with_ghosts(self, owned: np.ndarray) -> np.ndarray:
         """Owned values → owned + off-process column values (collective)."""
         g = self._gx
@@ -224,6 +243,9 @@ class FluxCorrectedStep:
         w = uL - (th * uH + (1.0 - th) * un)
         f = self.m_ij * (delta[i] - delta[j]) + dt * self.d_ij * (uL[i] - uL[j]) \
             + dt * (self.k_ij * w[j] - self.k_ji * w[i])
+        if self._k_prev is not None and th < 1:  # time-dependent K: K(t_n) on the explicit side
+            k0_ij, k0_ji = self._k_prev
+            f += dt * (1.0 - th) * ((self.k_ij - k0_ij) * un[j] - (self.k_ji - k0_ji) * un[i])
         # 4.-5. Zalesak's limiter against bounds over the stencil (diagonal included), iterated on the
         # remaining fluxes (1 - alpha) f with the bounds of the corrected solution
         cur = uL.copy()

@@ -19,7 +19,7 @@ rewrite into the above (``expr.rewrite(exp)``, ``Piecewise``) are rewritten firs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sympy as sp
@@ -33,13 +33,16 @@ def _ufl():
     return ufl
 
 
-def to_ufl(expr: Any, state: Sequence[sp.Symbol], x: Any) -> Any:
+def to_ufl(expr: Any, state: Sequence[sp.Symbol], x: Any,
+           symbols: Mapping[sp.Symbol, Any] | None = None) -> Any:
     """Translate a SymPy expression or matrix into UFL.
 
     Args:
         expr: a SymPy expression, matrix, Python number, or list of them.
         state: the state symbols; ``state[i]`` becomes ``x[i]``.
         x: ``ufl.SpatialCoordinate(mesh)`` (indexable; a 1-D mesh uses ``x[0]``).
+        symbols: further symbols and the UFL objects they become, e.g. the time symbol t →
+            a ``dolfinx.fem.Constant`` updated every step (so the form is compiled once).
 
     Returns:
         A UFL expression (scalar, vector or matrix).
@@ -53,20 +56,22 @@ def to_ufl(expr: Any, state: Sequence[sp.Symbol], x: Any) -> Any:
     if isinstance(expr, sp.MatrixBase):
         m = sp.Matrix(expr)
         if m.shape[1] == 1 or m.shape[0] == 1:
-            return ufl.as_vector([to_ufl(e, state, x) for e in m])
+            return ufl.as_vector([to_ufl(e, state, x, symbols) for e in m])
         rows, cols = m.shape
-        return ufl.as_matrix([[to_ufl(m[i, j], state, x) for j in range(cols)] for i in range(rows)])
+        return ufl.as_matrix([[to_ufl(m[i, j], state, x, symbols) for j in range(cols)] for i in range(rows)])
     try:
         e = sp.sympify(expr)
     except (sp.SympifyError, TypeError) as exc:
         raise ExpressionError(f"to_ufl: {expr!r} is not a SymPy expression") from exc
     index = {s: i for i, s in enumerate(state)}
-    return ufl.as_ufl(_Translator(index, x, e).run(e))
+    return ufl.as_ufl(_Translator(index, x, e, symbols).run(e))
 
 
 class _Translator:
-    def __init__(self, index: dict[sp.Symbol, int], x: Any, whole: sp.Basic):
+    def __init__(self, index: dict[sp.Symbol, int], x: Any, whole: sp.Basic,
+                 symbols: Mapping[sp.Symbol, Any] | None = None):
         self.index = index
+        self.symbols = dict(symbols or {})
         self.x = x
         self.whole = whole
         self.ufl = _ufl()
@@ -95,6 +100,8 @@ class _Translator:
         if isinstance(e, sp.Symbol):
             if e in self.index:
                 return self.x[self.index[e]]
+            if e in self.symbols:
+                return self.symbols[e]
             raise self.fail(e, "the free symbol")
         args = e.args
         if isinstance(e, sp.Add):
