@@ -24,6 +24,7 @@ import torch
 from ..errors import InputError
 from .backend import resolve_device, resolve_dtype
 from .batches import BatchSource
+from .cache import cached
 from .cloud import ParticleCloud
 from .lambdify import torch_function
 from .noise import Noise
@@ -150,7 +151,18 @@ def simulate_recursion(
     where = "simulate_recursion"
     rec = _recursion_of(model, where)
     dev = resolve_device(device, fallback)
-    stepper = RecursionStepper(rec, dev, resolve_dtype(dtype), reshuffle, where)
+    dt_ = resolve_dtype(dtype)
+    key = (
+        "recursion",
+        rec.state,
+        rec.update,
+        tuple(rec.randomness.items()),
+        getattr(rec, "lr", None),
+        str(dev),
+        dt_,
+        bool(reshuffle),
+    )
+    stepper = cached(key, lambda: RecursionStepper(rec, dev, dt_, reshuffle, where))
     opt = RunOptions(
         n_particles,
         steps,

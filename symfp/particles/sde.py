@@ -52,6 +52,7 @@ import sympy as sp
 import torch
 
 from ..errors import InputError
+from .cache import cached
 from .cloud import ParticleCloud
 from .diffusion import NoiseFactor
 from .lambdify import state_function, time_tensor, torch_function
@@ -213,7 +214,9 @@ def simulate_sde(
     if not (t_end > 0 and dt > 0 and math.isfinite(t_end) and math.isfinite(dt)):
         raise InputError(f"{where}: t_end and dt must be positive and finite, got t_end={t_end}, dt={dt}")
     steps = max(1, math.ceil(t_end / dt - 1e-9))
-    stepper = SDEStepper(sde, t_end / steps, method)
+    h = t_end / steps
+    key = ("sde", sde.state, sde.drift, sde.diffusion, getattr(sde, "time", None), h, method)
+    stepper = cached(key, lambda: SDEStepper(sde, h, method))
     opt = RunOptions(
         n_particles,
         steps,
