@@ -176,7 +176,8 @@ def simulate_sde(
     """Simulate ``n_particles`` independent paths of ``sde`` up to ``t_end``.
 
     Args:
-        sde: a numeric :class:`symfp.SDE` (no free symbols besides the state).
+        sde: a numeric :class:`symfp.SDE` (no free symbols besides the state and ``sde.time``); with
+            a time-dependent b or D they are evaluated at the stage times of the module docstring.
         n_particles: number of particles (all MPI ranks together).
         t_end: final time; the step is ``t_end / ceil(t_end / dt)`` (≤ dt).
         dt: requested time step.
