@@ -24,7 +24,8 @@ O(η) near the valley, so at fixed t the SME-vs-SGD gap in E q is O(η²) (:func
 particles of the same SME and compared with exact SGD through E q(t), sd q and bin masses of q.
 
 Run it: ``symfp run derivations/linear_network.py`` (FE vs SDE particles at η = 1/40; ``--size large``
-for a finer mesh and 10⁵ particles), or ``python derivations/linear_network.py`` for the key numbers and the figure.
+for a finer mesh and 10⁵ particles), or ``python derivations/linear_network.py`` for the key numbers and
+the figure.
 """
 
 from __future__ import annotations
