@@ -13,6 +13,7 @@ Problem: the 2-D OU Fokker–Planck equation :math:`\partial_t p = \nabla\cdot(D
   default, which adds the observables' cost: dot products and one entropy assembly per step).
 - **FEM-FCT step**: ``stabilisation="fct"`` (CN target) against the Galerkin CN step on the same mesh.
 - **per-step time vs dofs** (symfp, observables at the end only).
+- **1 vs 2 MPI ranks**: the same solve under ``mpirun -n 1`` and ``-n 2`` (separate processes).
 - **cold vs warm JIT**: a small solve in a fresh Python process with ``XDG_CACHE_HOME`` pointing at a
   new empty directory (every form compiled by FFCx + the C compiler), then again with that cache.
 
@@ -118,6 +119,23 @@ def _jit_child(cache: str) -> float:
     return float(res.stdout.strip().splitlines()[-1])
 
 
+def _ranks_child(ranks: int, n: int, steps: int, dt: float) -> float:
+    """Median per-step seconds of ``fp.solve`` on ``ranks`` MPI processes (rank 0's timer).
+
+    The step is collective, so rank 0's wall time per step is the parallel step time.
+    """
+    here = str(ROOT / "benchmarks")
+    code = (
+        f"import sys, numpy as np; sys.path.insert(0, {here!r}); import bench_fem as b; "
+        f"from mpi4py import MPI; b.symfp_steps(64, 2, {dt!r}); t, _ = b.symfp_steps({n}, {steps}, {dt!r}); "
+        "MPI.COMM_WORLD.rank == 0 and print(float(np.median(t[1:])))"
+    )
+    env = {**os.environ, "OMPI_MCA_btl": "self,vader", "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+    out = subprocess.run(["mpirun", "--allow-run-as-root", "-n", str(ranks), sys.executable, "-c", code],
+                         capture_output=True, text=True, env=env, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def run(quick: bool = False) -> list[dict]:
     """Benchmark rows ``{"benchmark", "case", "value", "unit", "note"}`` (see the module docstring)."""
     rows: list[dict] = []
@@ -163,6 +181,13 @@ def run(quick: bool = False) -> list[dict]:
         rows.append({"benchmark": "fem per-step vs dofs", "case": f"{inf['dofs']} dofs",
                      "value": float(np.median(ts[1:])) * 1e3, "unit": "ms/step",
                      "note": f"{m}x{m} P1, euler, median of steps 2..6, observables at end"})
+    one, two = (_ranks_child(r, n, steps, dt) for r in (1, 2))
+    rows += [
+        {"benchmark": "fem MPI", "case": "1 rank", "value": one * 1e3, "unit": "ms/step",
+         "note": f"{n}x{n} P1, euler, mpirun -n 1, OMPI_MCA_btl=self,vader"},
+        {"benchmark": "fem MPI", "case": "2 ranks", "value": two * 1e3, "unit": "ms/step",
+         "note": f"speed-up {one / two:.2f}x on the machine's 2 cores"},
+    ]
     with tempfile.TemporaryDirectory(prefix="symfp-jit-") as cache:
         cold = _jit_child(cache)
         warm = _jit_child(cache)
