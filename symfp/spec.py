@@ -23,11 +23,12 @@ name            meaning
                 "upwind", "none", "gibbs", "supg"; ``scheme`` "bdf2", "cn", "euler"; also e.g.
                 ``petsc_options``, ``negative_tol``, ``wall_tol``); a key the solver does not take
                 is an error.
-``particles``   ``dict(n=10_000, init=..., seed=0, method="recursion" | "sde", dt=...)``: the particle
-                simulation. ``init``: a point, ``{symbol: sympy.stats random variable}``, an (n, d) array
-                or a callable ``f(n, generator)`` (default ``p0``, which then must be a point);
+``particles``   ``dict(n=10_000, init=..., seed=0, method="recursion" | "sde", dt=..., scheme=...)``:
+                the particle simulation. ``init``: a point, ``{symbol: sympy.stats random variable}``,
+                an (n, d) array or a callable ``f(n, generator)`` (default ``p0``, then a point);
                 ``method`` defaults to ``"recursion"`` (the exact algorithm) when there is a ``model``,
-                else ``"sde"`` (Euler–Maruyama with step ``dt``).
+                else ``"sde"`` (step ``dt``; ``scheme`` "euler" (Euler–Maruyama, default) or "weak2"
+                (Platen's weak order-2 scheme), for SDE particles only).
 ``observables`` optional ``{name: SymPy expression in the state}``: expectations reported over time.
 ``basins``      optional ``{name: SymPy relation in the state}`` (e.g. ``{"left": th < 0}``): mass per basin.
 ``exit_time``   optional ``dict(mesh=..., absorbing=["xmax"], start=[...], set=..., n=2000, t_max=...)``:
@@ -198,7 +199,7 @@ class Spec:
         raw = self.get("particles") or {}
         if not isinstance(raw, Mapping):
             raise InputError(f"{self.path}: `particles` must be a dict, not {type(raw).__name__}")
-        unknown = set(raw) - {"n", "init", "seed", "method", "dt", "batch", "device"}
+        unknown = set(raw) - {"n", "init", "seed", "method", "dt", "batch", "device", "scheme"}
         if unknown:
             raise InputError(f"{self.path}: unknown keys in `particles`: {sorted(unknown)}")
         out = {"n": 10_000, "seed": 0, "method": "recursion" if self.model is not None else "sde", **raw}
@@ -208,6 +209,11 @@ class Spec:
             raise InputError(f"{self.path}: particles method {out['method']!r}: use 'recursion' or 'sde'")
         if out["method"] == "recursion" and self.model is None:
             raise InputError(f"{self.path}: particles method 'recursion' needs a `model`")
+        if "scheme" in out and (out["method"] != "sde" or out["scheme"] not in ("euler", "weak2")):
+            raise InputError(
+                f"{self.path}: particles scheme {out['scheme']!r}: use 'euler' or 'weak2', with method='sde' "
+                "(the exact recursion has no scheme)"
+            )
         try:
             out["n"] = int(out["n"])
         except (TypeError, ValueError) as exc:

@@ -142,3 +142,24 @@ def test_gallery_specs_are_small_by_default_and_large_on_request(monkeypatch, na
     assert small.particles()["n"] == 10_000 and large.particles()["n"] == 100_000
     assert large.number("dt", "solve") < small.number("dt", "solve")
     assert float(small.numeric_model().lr) == pytest.approx(0.1)
+
+
+@pytest.mark.torch
+def test_sde_particles_scheme_weak2_is_passed_through(tmp_path):
+    import math
+
+    from symfp.report.pipeline import simulate
+
+    base = OU_SPEC + "\nparticles = {}\n"
+    spec = load(write(tmp_path, base.replace("{}", "dict(n=20_000, scheme='weak2', seed=3)")))
+    cloud, summary = simulate(spec)
+    assert summary["scheme"] == "weak2" and cloud.info["method"] == "SDE (weak order 2)"
+    # OU a = 2, σ = 1 from x0 = 0.5 at t = 1: mean 0.5e^{-2}, variance (1 − e^{-4})/4; weak order 2 at
+    # dt = 0.01 leaves a bias ~1e-4, far below 4 standard errors (≈ 0.014 and 0.01)
+    (m,), (se_m,) = (v.ravel() for v in cloud.mean(stderr=True))
+    (var,), (se_v,) = (v.ravel() for v in cloud.cov(stderr=True))
+    assert abs(m - 0.5 * math.exp(-2)) < 4 * se_m
+    assert abs(var - (1 - math.exp(-4)) / 4) < 4 * se_v
+    bad = load(write(tmp_path, base.replace("{}", "dict(scheme='rk4')")))
+    with pytest.raises(InputError, match="scheme 'rk4': use 'euler' or 'weak2'"):
+        bad.particles()

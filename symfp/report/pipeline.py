@@ -283,10 +283,12 @@ def simulate(spec: Spec, order: int | None = None, n: int | None = None) -> tupl
     else:
         sde = spec.numeric_sde(order)
         dt = float(cfg.get("dt") or spec.number("dt", "simulate"))
+        scheme = cfg.get("scheme", "euler")
         cloud = sde.simulate(
-            n_particles=cfg["n"], t_end=t_end, dt=dt, init=cfg["init"], seed=cfg["seed"], **extra
+            n_particles=cfg["n"], t_end=t_end, dt=dt, init=cfg["init"], seed=cfg["seed"], method=scheme,
+            **extra,
         )
-        summary.update(steps=int(round(t_end / dt)), dt=dt, t_end=t_end)
+        summary.update(steps=int(round(t_end / dt)), dt=dt, t_end=t_end, scheme=scheme)
     summary.update(cloud_summary(cloud, spec))
     summary["seconds"] = time.perf_counter() - t0
     return cloud, summary
