@@ -219,7 +219,7 @@ def _figure(res: dict, path: str) -> None:
     ax[0].semilogy(t, np.abs(np.array(d["var_local"]) - d["floor"]) + 1e-14,
                    label=f"|Var − floor|, ε = {d['eps_local']:g} (FE)")
     k = np.searchsorted(t, 0.5)
-    ax[0].semilogy(t, abs(d["var_local"][k] - d["floor"]) * np.exp(-4 * (t - t[k])), "--", label="e^{−4t}")
+    ax[0].semilogy(t, abs(d["var_local"][k] - d["floor"]) * np.exp(-4 * (t - t[k])), "--", label=r"$e^{-4t}$")
     t0 = np.array(d["t"])
     ax[0].semilogy(t0, np.abs(np.array(d["mean_right"]) - d["mean_right"][-1]) + 1e-14,
                    label=f"|E[θ|θ>0] − final|, ε = {d['eps']:g}")
