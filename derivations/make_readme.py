@@ -14,10 +14,12 @@ The sections are cached in ``derivations/figures/sections.json`` so that one ent
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+from symfp.spec import load
 
 HERE = Path(__file__).resolve().parent
 ENTRIES = [
@@ -41,12 +43,9 @@ own examples, `quadratic.py` and `double_well.py` (the README's demo).
 """
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"derivations_{name}", HERE / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
+def _load(name: str) -> SimpleNamespace:
+    """The entry as a namespace, loaded like the ``symfp`` command loads a spec."""
+    return SimpleNamespace(**load(HERE / f"{name}.py").namespace)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,18 +1,18 @@
 """Regression test of derivations/linear_network.py (issue 7, entry 4)."""
 
-import importlib.util
 import pathlib
+from types import SimpleNamespace
 
 import pytest
+
+from symfp.spec import load
 
 HERE = pathlib.Path(__file__).resolve().parent
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("linear_network", HERE / "linear_network.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """The entry as a namespace, loaded like the ``symfp`` command loads a spec."""
+    return SimpleNamespace(**load(HERE / "linear_network.py").namespace)
 
 
 def test_rank_one_diffusion_and_its_zero_set():

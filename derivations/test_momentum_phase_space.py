@@ -1,9 +1,11 @@
 """Regression test of derivations/momentum_phase_space.py (issue 7, entry 5)."""
 
-import importlib.util
 import pathlib
+from types import SimpleNamespace
 
 import pytest
+
+from symfp.spec import load
 
 pytest.importorskip("dolfinx")
 pytest.importorskip("torch")
@@ -12,10 +14,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("momentum_phase_space", HERE / "momentum_phase_space.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """The entry as a namespace, loaded like the ``symfp`` command loads a spec."""
+    return SimpleNamespace(**load(HERE / "momentum_phase_space.py").namespace)
 
 
 @pytest.fixture(scope="module")

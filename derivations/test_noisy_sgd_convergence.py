@@ -1,10 +1,12 @@
 """Regression test of derivations/noisy_sgd_convergence.py (issue 7, entry 6)."""
 
-import importlib.util
 import math
 import pathlib
+from types import SimpleNamespace
 
 import pytest
+
+from symfp.spec import load
 
 pytest.importorskip("dolfinx")
 pytest.importorskip("torch")
@@ -13,10 +15,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("noisy_sgd_convergence", HERE / "noisy_sgd_convergence.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """The entry as a namespace, loaded like the ``symfp`` command loads a spec."""
+    return SimpleNamespace(**load(HERE / "noisy_sgd_convergence.py").namespace)
 
 
 @pytest.fixture(scope="module")
