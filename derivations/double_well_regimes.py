@@ -213,6 +213,8 @@ def _figure(res: dict, path: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from symfp.report.figures import save
+
     fig, ax = plt.subplots(1, 3, figsize=(12.5, 3.6))
     d = res["drift"]
     t = np.array(d["t_local"])
@@ -249,8 +251,7 @@ def _figure(res: dict, path: str) -> None:
     ax[2].set_title(f"tilted well c = {g['c']:g}, ε = {g['eps']:g}")
     ax[2].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save(fig, path, dpi=80)
 
 
 def readme_section(results: dict) -> str:

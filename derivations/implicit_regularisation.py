@@ -144,6 +144,8 @@ def _figure(res: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from symfp.report.figures import save
+
     rows = res["rows"]
     lrs = [r["lr"] for r in rows]
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -160,8 +162,7 @@ def _figure(res: dict, path: str) -> None:
     ax.set_title(f"one reshuffled epoch, N = {res['N']}, B = {res['B']}")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save(fig, path, dpi=80)
 
 
 def readme_section(results: dict) -> str:

@@ -149,6 +149,8 @@ def _figure(res: dict, u_sgd, u_sde, path: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from symfp.report.figures import save
+
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
     curves = ((u_sgd, f"exact SGD (Hill {res['hill_sgd']:.2f})"),
               (u_sde, f"SDE (Hill {res['hill_sde']:.2f})"))
@@ -171,8 +173,7 @@ def _figure(res: dict, u_sgd, u_sde, path: str) -> None:
     ax[1].set_title("growth rate of E u²")
     ax[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save(fig, path, dpi=80)
 
 
 def readme_section(results: dict) -> str:

@@ -259,6 +259,8 @@ def analyse(size: str = "small", figure: bool = False) -> dict:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from symfp.report.figures import save
+
         # side by side at the largest η: first-order upwind (positive, O(h) smearing) and plain Galerkin
         # (second order, not positive for this oblique rank-1 D), same mesh and time step as FCT
         fp0 = model.subs({**params, eta: sp.nsimplify(ETAS[0])}).sme(order=order).fokker_planck()
@@ -306,8 +308,7 @@ def analyse(size: str = "small", figure: bool = False) -> dict:
         fig.tight_layout()
         out = HERE / "figures" / f"{NAME}.png"
         out.parent.mkdir(exist_ok=True)
-        fig.savefig(out, dpi=80)
-        plt.close(fig)
+        save(fig, out, dpi=80)
         results["figure"] = str(out.relative_to(HERE))
     return results
 

@@ -246,6 +246,8 @@ def analyse(size: str = "small", figure: bool = False) -> dict:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from symfp.report.figures import save
+
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.5, 3.6))
         ax.plot(t, ke_sme, "k-", lw=3, alpha=0.3, label="SME closed form")
         ax.plot(t, ke_fe, "C0-", label=f"FE (θ, v) Fokker–Planck, FCT {2 * n0}²")
@@ -271,8 +273,7 @@ def analyse(size: str = "small", figure: bool = False) -> dict:
         fig.tight_layout()
         out = HERE / "figures" / f"{NAME}.png"
         out.parent.mkdir(exist_ok=True)
-        fig.savefig(out, dpi=80)
-        plt.close(fig)
+        save(fig, out, dpi=80)
         results["figure"] = str(out.relative_to(HERE))
     return results
 

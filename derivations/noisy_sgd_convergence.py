@@ -166,6 +166,8 @@ def analyse(size: str = "small", figure: bool = False) -> dict:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from symfp.report.figures import save
+
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.4))
         ax.semilogy(t, H, "k-", lw=2, label=r"FE $H(t)$")
         ax.semilogy(t, np.exp(intercept + slope * t), "C1--",
@@ -188,8 +190,7 @@ def analyse(size: str = "small", figure: bool = False) -> dict:
         fig.tight_layout()
         out = HERE / "figures" / f"{NAME}.png"
         out.parent.mkdir(exist_ok=True)
-        fig.savefig(out, dpi=90)
-        plt.close(fig)
+        save(fig, out, dpi=90)
         results["figure"] = str(out.relative_to(HERE))
     return results
 

@@ -156,6 +156,8 @@ def _figure(res: dict, path: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from symfp.report.figures import save
+
     fig, ax = plt.subplots(1, 3, figsize=(12, 3.6))
     x = np.arange(3)
     ax[0].bar(x - 0.2, [res["exact"][k] for k in VIEWS], 0.2, label="closed form")
@@ -181,8 +183,7 @@ def _figure(res: dict, path: str) -> None:
     ax[2].set_title("where the SDE view breaks")
     ax[2].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save(fig, path, dpi=80)
 
 
 def readme_section(results: dict) -> str:
