@@ -64,13 +64,16 @@ def _entries(expr: Any) -> tuple[list[sp.Expr], tuple[int, ...]]:
     return [sp.sympify(expr)], ()
 
 
-def torch_function(expr: Any, args: Sequence[sp.Symbol], where: str) -> TensorFn:
+def torch_function(expr: Any, args: Sequence[sp.Symbol], where: str, pure: bool = False) -> TensorFn:
     """Lambdify ``expr`` to torch with common-subexpression elimination.
 
     Args:
         expr: a SymPy scalar or matrix in the symbols ``args`` only.
         args: the argument symbols, in call order.
         where: the caller, for error messages.
+        pure: build the result with ``torch.stack`` (no ``out``, no in-place writes). Slower
+            eagerly, but what ``torch.compile`` fuses into one vectorised loop (column writes into a
+            preallocated tensor compile to strided scalar stores, ≈10x slower).
 
     Returns:
         ``f(*tensors, out=None)`` with each tensor of shape (n,) (or a common broadcastable shape);
@@ -101,6 +104,19 @@ def torch_function(expr: Any, args: Sequence[sp.Symbol], where: str) -> TensorFn
     except Exception as exc:  # noqa: BLE001 - sympy raises many kinds here
         raise ExpressionError(f"{where}: cannot translate {expr} to torch ({exc})") from exc
     m = len(entries)
+
+    if pure:
+
+        def fp(*tensors: torch.Tensor) -> torch.Tensor:
+            ref = tensors[0]
+            vals = iter(raw(*tensors)) if raw is not None else iter(())
+            cols = [torch.full_like(ref, v) if v is not None else torch.broadcast_to(next(vals), ref.shape)
+                    for v in cvals]
+            return torch.stack(cols, -1).view(ref.shape + shape)
+
+        fp.expr = expr  # type: ignore[attr-defined]
+        fp.is_constant = all(const)  # type: ignore[attr-defined]
+        return fp
 
     def f(*tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         ref = tensors[0]

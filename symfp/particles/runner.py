@@ -34,7 +34,7 @@ class Stepper(Protocol):
     dt: float
     what: str
 
-    def start(self, noise: Noise) -> Any: ...
+    def start(self, noise: Noise, **kw: Any) -> Any: ...
 
     def step(self, theta: torch.Tensor, noise: Noise, k: int, ctx: Any) -> torch.Tensor: ...
 
@@ -62,6 +62,7 @@ class RunOptions:
     info: dict = field(default_factory=dict)
     fast_normals: bool = True
     threads: int | None = 1
+    start_kw: dict = field(default_factory=dict)
 
 
 def output_steps(steps: int, outputs: int | None) -> np.ndarray:
@@ -124,7 +125,7 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     for sl in blocks:
         nz = Noise(sl.stop - sl.start, gen, dtype, opt.antithetic, opt.fast_normals)
         th = initial_particles(opt.init, nz, offset + sl.start, n, stepper.state, where)
-        ctx = stepper.start(nz)
+        ctx = stepper.start(nz, **opt.start_kw)
         alive = torch.ones(nz.n, dtype=torch.bool, device=dev) if absorbing is not None else None
         if absorbing is not None:
             alive &= ~absorbing.absorbed(th)

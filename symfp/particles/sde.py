@@ -54,6 +54,7 @@ import torch
 from ..errors import InputError
 from .cache import cached
 from .cloud import ParticleCloud
+from .compiled import Compiled, want_compile
 from .diffusion import NoiseFactor
 from .lambdify import state_function, time_tensor, torch_function
 from .noise import Noise
@@ -79,7 +80,7 @@ class SDEStepper:
         self.drift = state_function(sde.drift, self.state, "SDE drift", tdrift)
         self.noise = NoiseFactor(sde.diffusion, self.state, self.time)
         self.d = len(self.state)
-        self.fused = None
+        self.fused = self.fused_pure = None
         sig = self.noise.constant_sigma
         if method == "euler" and sig is not None:
             # additive noise: θ + b(θ, t)Δ + σ ΔW is one elementwise expression of (θ, ΔW[, t]); σ's zero
@@ -90,9 +91,38 @@ class SDEStepper:
             step = th + sp.Matrix(sde.drift) * dt + s_mat * sp.Matrix(dws)
             extra = (self.time,) if self.timed_drift else ()
             self.fused = torch_function(step, (*self.state, *dws, *extra), "SDE Euler step")
+            self.fused_pure = torch_function(step, (*self.state, *dws, *extra), "SDE Euler step", pure=True)
+        # the deterministic part of an autonomous step whose only randomness is ΔW = √Δ z, as a pure
+        # function (θ, z) → θ_{k+1} that torch.compile can fuse (z drawn outside, cast inside)
+        self.core: Compiled | None = None
+        heun = method == "weak2" and self.noise.kind == "constant"
+        if self.time is None and (self.fused is not None or heun):
+            if self.fused is None:
+                drift_pure = torch_function(sde.drift, self.state, "SDE drift", pure=True)
+                self._drift_pure = lambda th: drift_pure(*th.unbind(-1))
+            self.core = Compiled(self._core, f"{self.what} step")
 
-    def start(self, noise: Noise) -> None:
-        return None
+    def _core(self, theta: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """θ_{k+1} from θ_k and the raw standard normals z (any float dtype) of the step.
+
+        Eagerly (the reference) the same kernels as before; traced by torch.compile, the
+        stack-built ("pure") lambdified functions, which inductor fuses into one loop.
+        """
+        h = self.dt
+        dw = math.sqrt(h) * z.to(theta.dtype)
+        traced = torch.compiler.is_compiling()
+        if self.fused is not None:
+            f = self.fused_pure if traced else self.fused
+            return f(*theta.unbind(1), *dw.unbind(1))
+        b = self._drift_pure if traced else self.drift
+        a = b(theta)
+        noise = self.noise.apply(theta, dw)
+        ybar = theta + a * h + noise
+        return theta + 0.5 * (b(ybar) + a) * h + noise
+
+    def start(self, noise: Noise, compile: bool = False) -> dict:
+        """Per-block context: whether this run uses the compiled step."""
+        return {"compiled": bool(compile) and self.core is not None}
 
     def _t(self, k: float, like: torch.Tensor) -> torch.Tensor | None:
         """The time k·Δ as a 0-d tensor (None for an autonomous SDE)."""
@@ -106,6 +136,8 @@ class SDEStepper:
         return self.noise.two_d(theta, self._t(k, theta))
 
     def step(self, theta: torch.Tensor, nz: Noise, k: int, ctx: Any) -> torch.Tensor:
+        if self.core is not None:
+            return self.core(theta, nz.normal_raw(self.d), use=bool(ctx and ctx["compiled"]))
         h = self.dt
         sq = math.sqrt(h)
         dw = sq * nz.normal(self.d)
@@ -172,6 +204,7 @@ def simulate_sde(
     blowup: float = 1e12,
     fast_normals: bool = True,
     threads: int | None = 1,
+    compile: bool | str = "auto",
 ) -> ParticleCloud:
     """Simulate ``n_particles`` independent paths of ``sde`` up to ``t_end``.
 
@@ -200,6 +233,11 @@ def simulate_sde(
             (≈5x faster; moments exact to ≈1e-7, see :mod:`symfp.particles.noise`); False for exact
             float64 normals.
         threads: torch intra-op threads during the run (restored afterwards); None keeps torch's.
+        compile: fuse the deterministic part of the step (drift, noise factor, the cast and scaling
+            of the normals) with ``torch.compile`` (see :mod:`symfp.particles.compiled`); used for
+            autonomous Euler steps with additive noise and weak2 with constant noise. ``"auto"``
+            compiles runs of at least ``AUTO_MIN_WORK`` particle-steps (or reuses a compiled step);
+            a failed compilation warns and continues eagerly. Same random numbers either way.
 
     Returns:
         A :class:`ParticleCloud`.
@@ -218,6 +256,8 @@ def simulate_sde(
     h = t_end / steps
     key = ("sde", sde.state, sde.drift, sde.diffusion, getattr(sde, "time", None), h, method)
     stepper = cached(key, lambda: SDEStepper(sde, h, method))
+    core = stepper.core
+    use = core is not None and want_compile(compile, float(n_particles) * steps, core.ready, where)
     opt = RunOptions(
         n_particles,
         steps,
@@ -237,5 +277,12 @@ def simulate_sde(
         fast_normals=fast_normals,
         threads=threads,
         info={"source": "sde", "scheme": method, "noise": stepper.noise.kind},
+        start_kw={"compile": use},
     )
-    return run(stepper, opt, where)
+    cloud = run(stepper, opt, where)
+    cloud.info["compiled"] = bool(use and core is not None and core.failed is None)
+    if use and core is not None:
+        cloud.info["compile_time"] = core.compile_time
+        if core.failed:
+            cloud.info["compile_error"] = core.failed
+    return cloud

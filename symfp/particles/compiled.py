@@ -1,0 +1,117 @@
+r"""Optional ``torch.compile`` (inductor) of the deterministic part of a step, with an eager fallback.
+
+What is compiled is a pure function of the current state and of random numbers **drawn outside it**
+with the run's own ``torch.Generator`` (e.g. an SDE Euler step
+:math:`(\theta, z) \mapsto \theta + b(\theta)\Delta + \sigma\sqrt\Delta\,z`, the cast of float32
+normals to float64 included). The random stream, and so the law and the seed reproducibility, are
+those of the eager path; only the rounding of the arithmetic may differ in the last bits (fused
+multiply-adds). Drawing the normals inside the compiled kernel (inductor's Philox) was measured and
+rejected: on CPU inductor generates them one by one in a scalar loop, 2x slower than torch's
+vectorised ``randn``, and they would come from torch's global generator instead of the run's.
+
+Inductor on CPU compiles C++ with the system compiler: a cold compile costs seconds (the FX/inductor
+caches make later processes faster), so ``compile="auto"`` compiles only long runs
+(:data:`AUTO_MIN_WORK` particle-steps or more) or when this stepper already holds a compiled function.
+Any failure (no compiler, an unsupported op, a recompilation error) is reported once as a warning
+and the run continues eagerly with the same random numbers. In a process that imported ``dolfinx``
+nothing is compiled (see :func:`unsafe_reason`: the kernels then gave wrong numbers or crashed).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+
+AUTO_MIN_WORK = 5e8  # particle-steps: ≈5 s of eager work, above a cold compile (≈2–20 s)
+
+
+def unsafe_reason() -> str | None:
+    """Why compiled kernels must not run in this process, or None.
+
+    Measured: once ``dolfinx`` (0.5.2, Debian 12) is imported, inductor's CPU kernels compiled and
+    loaded afterwards return wrong numbers or crash (SIGSEGV); ``mpi4py`` and ``petsc4py`` alone
+    are fine. Until the clash is understood, a process that imported dolfinx runs eagerly.
+    """
+    import sys
+
+    if "dolfinx" in sys.modules:
+        return "dolfinx is imported in this process (inductor kernels then misbehave)"
+    return None
+
+
+def want_compile(option: Any, work: float, ready: bool, where: str) -> bool:
+    """Whether to use the compiled step.
+
+    Args:
+        option: ``True``, ``False`` or ``"auto"``.
+        work: n_particles · steps of this run.
+        ready: the stepper already holds a successfully compiled function (no compile cost left).
+        where: caller, for errors.
+
+    Returns:
+        ``option`` for a bool; for ``"auto"``: ``ready or work >= AUTO_MIN_WORK``; False (with a
+        warning for True) in a process where :func:`unsafe_reason` says compiled kernels misbehave.
+    """
+    if option is not True and option is not False and option != "auto":
+        raise InputError(f"{where}: compile must be True, False or 'auto', got {option!r}")
+    if option is False:
+        return False
+    reason = unsafe_reason()
+    if reason:
+        if option is True:
+            msg = f"{where}: compile=True ignored: {reason}; running eagerly"
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        return False
+    return option is True or ready or work >= AUTO_MIN_WORK
+
+
+class Compiled:
+    """A function and its ``torch.compile``'d version; calls the compiled one until it fails.
+
+    Args:
+        fn: a pure torch function (its eager behaviour is the reference).
+        what: name for the warning.
+
+    Attributes:
+        compile_time: wall-clock seconds of the first compiled call (compilation included), or None.
+        failed: the error that disabled compilation, or None.
+    """
+
+    def __init__(self, fn: Callable[..., torch.Tensor], what: str):
+        self.fn = fn
+        self.what = what
+        self.compiled: Callable[..., torch.Tensor] | None = None
+        self.compile_time: float | None = None
+        self.failed: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Compiled once successfully (and not failed since)."""
+        return self.compile_time is not None and self.failed is None
+
+    def __call__(self, *args: torch.Tensor, use: bool = True) -> torch.Tensor:
+        if not use or self.failed is not None:
+            return self.fn(*args)
+        try:
+            if self.compiled is None:
+                self.compiled = torch.compile(self.fn, dynamic=None)
+            if self.compile_time is None:
+                t0 = time.perf_counter()
+                out = self.compiled(*args)
+                self.compile_time = time.perf_counter() - t0
+                return out
+            return self.compiled(*args)
+        except Exception as exc:  # noqa: BLE001 - compiler/driver errors of every kind: fall back
+            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            warnings.warn(
+                f"torch.compile of the {self.what} failed ({self.failed}); continuing eagerly",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return self.fn(*args)
