@@ -183,6 +183,7 @@ def solve(
     negative_tol: float = 1e-3,
     wall_tol: float = 1e-6,
     domain_options: Mapping[str, Any] | None = None,
+    fct_options: Mapping[str, Any] | None = None,
 ) -> Solution:
     r"""Solve the forward Fokker–Planck equation of ``fp`` on ``mesh`` from ``p0`` up to ``t_end``.
 
@@ -219,6 +220,11 @@ def solve(
             a Gaussian ≈ 5.3 σ from its mean: the mass beyond the wall is then ≲ 1e-7.)
         domain_options: options of :func:`symfp.fem.domain.estimate` for the automatic box
             (``mass_tol``, ``min_std``, ``cells_per_std``, ``min_cells``, ``max_dofs``).
+        fct_options: limiter controls of ``"fct"`` (:class:`symfp.fem.fct.FluxCorrectedStep`):
+            ``passes`` (most Zalesak passes per step, default 50) and ``tol`` (stop when a pass moves,
+            or leaves, less than ``tol`` × the raw flux; default 1e-3). ``{"passes": 100, "tol": 0}``
+            runs the iterated limiter to (near) convergence: more accurate where the passes stagnate
+            (thin oblique valleys, see ``docs/internals.md``), several times the limiter's cost.
 
     Returns:
         :class:`symfp.fem.solution.Solution`.
@@ -246,6 +252,15 @@ def solve(
         raise MeshError(f"solve: the mesh is {msh.dim}-D but the SDE has {d} state variables "
                         f"({', '.join(map(str, state))}); give a {d}-D mesh")
     t_end, dt, n_steps = _check_times(t_end, dt)
+    fct_kw = {"passes": 50, "tol": 1e-3}
+    unknown = set(fct_options or {}) - set(fct_kw)
+    if unknown:
+        raise InputError(f"solve: fct_options has unknown keys {sorted(unknown)} (known: passes, tol)")
+    fct_kw.update(fct_options or {})
+    if not (isinstance(fct_kw["passes"], int) and fct_kw["passes"] >= 1 and _is_number(fct_kw["tol"])
+            and float(fct_kw["tol"]) >= 0):
+        raise InputError(f"solve: fct_options={dict(fct_options or {})!r}: passes must be an int ≥ 1 and "
+                         "tol a number ≥ 0")
     if scheme is not None and scheme not in SCHEMES:
         raise InputError(f"solve: scheme={scheme!r} is not one of {', '.join(SCHEMES)}")
     if not isinstance(output_every, int) or output_every < 1:
@@ -555,7 +570,8 @@ def solve(
     mass0 = mass_w.dot(u_vec)
     if method == "fct":
         fct_step = FluxCorrectedStep(V, M_high, K_high, ml, dt, theta, _fct_solver(ksp_low),
-                                     _fct_solver(ksp_high), B_high, bc_rows)
+                                     _fct_solver(ksp_high), B_high, bc_rows,
+                                     max_iterations=fct_kw["passes"], tol=fct_kw["tol"])
     output(0)
     iterations = 0
     bar = None
