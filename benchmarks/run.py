@@ -1,7 +1,9 @@
 """Benchmark harness: runs every ``benchmarks/bench_*.py`` and writes ``benchmarks/RESULTS.md``.
 
 Each module exposes ``run(quick: bool = False) -> list[dict]`` whose rows carry the keys
-``benchmark``, ``case``, ``value``, ``unit`` and ``note``. Usage::
+``benchmark``, ``case``, ``value``, ``unit`` and ``note``. Each module runs in its own Python process,
+so that one module's imports and memory peak do not leak into another's measurements (e.g. torch's
+compiled path is refused in a process that has imported dolfinx). Usage::
 
     python benchmarks/run.py            # full sizes
     python benchmarks/run.py --quick    # small sizes (smoke run)
@@ -13,10 +15,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
+import json
+import math
 import platform
+import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -29,6 +33,22 @@ def _load(path: Path):
     assert spec.loader is not None
     spec.loader.exec_module(mod)
     return mod
+
+
+def _child(path: Path, quick: bool) -> None:
+    """Child-process mode: run one benchmark module and print its rows as JSON on the last line."""
+    rows = list(_load(path).run(quick=quick))
+    clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+    print("\n" + json.dumps(clean, default=str))
+
+
+def _run_isolated(path: Path, quick: bool) -> list[dict]:
+    """Run ``path`` in a fresh interpreter; its rows, or RuntimeError with the child's stderr tail."""
+    cmd = [sys.executable, __file__, "--child", str(path)] + (["--quick"] if quick else [])
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-4000:] or out.stdout[-4000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _fmt(v) -> str:
@@ -50,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("only", nargs="*", help="topics to run (bench_<topic>.py); default all")
     ap.add_argument("--quick", action="store_true", help="small sizes")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"), help="markdown file to write")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        _child(Path(args.child), args.quick)
+        return 0
     files = sorted(HERE.glob("bench_*.py"))
     if args.only:
         files = [f for f in files if f.stem.removeprefix("bench_") in args.only]
@@ -59,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     for f in files:
         t0 = time.perf_counter()
         try:
-            rows = list(_load(f).run(quick=args.quick))
-        except Exception:  # a broken benchmark is reported, the others still run
+            rows = _run_isolated(f, args.quick)
+        except (RuntimeError, json.JSONDecodeError, IndexError) as exc:  # reported; the others still run
             failed += 1
-            sections.append(f"## {f.stem}\n\nFAILED:\n\n```\n{traceback.format_exc()}```\n")
+            sections.append(f"## {f.stem}\n\nFAILED:\n\n```\n{exc}\n```\n")
             print(f"{f.stem}: FAILED", file=sys.stderr)
             continue
         took = time.perf_counter() - t0
