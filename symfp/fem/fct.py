@@ -312,13 +312,16 @@ class FluxCorrectedStep:
             self._sum_af += float(local[0])
             self.iterations += 1
             cur[:n] = cur[:n] + np.add.reduceat(af, self.starts) / ml
+            if len(self.bc_local):
+                # absorbing nodes keep p = 0: their R± = 1 lets unlimited flux through them, and left
+                # in cur that value would become a (negative) bound of their neighbours in the next pass
+                # (measured: −1.2e-3 of the max on the 2-D OU with an absorbing side, 12², dt 0.1)
+                cur[self.bc_local] = 0.0
             f = rest
             if it + 1 == self.max_iterations or min(moved, left) <= self.tol * f_total:
                 break
             cur = self._with_ghosts(cur[:n])
         new = cur[:n]
-        if len(self.bc_local):
-            new[self.bc_local] = 0.0
         u_vec.array[:] = new
         u.x.scatter_forward()
         return its

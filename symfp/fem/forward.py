@@ -537,7 +537,8 @@ def solve(
 
     regions = dict(msh.regions) if msh.cell_tags is not None else {}
     rec = ObservableRecorder(V, state, weight=weight, expectations=expectations, regions=regions,
-                             cell_tags=msh.cell_tags, log_stationary=log_rho_nodes)
+                             cell_tags=msh.cell_tags, log_stationary=log_rho_nodes,
+                             nodal_weight=None if rho_nodes is None else rho_nodes[:n_owned])
     if ml is not None:
         rec._vectors["mass"] = ml
     mass_w = rec._vectors["mass"]

@@ -43,11 +43,15 @@ class ObservableRecorder:
         regions: ``{name: cell tag}`` with the cell tags ``cell_tags``.
         log_stationary: owned nodal values of :math:`\\ln\\rho` (unnormalised stationary density,
             shifted for range), or None; normalised here with the vertex weights.
+        nodal_weight: owned nodal values :math:`w(x_i)` of the weight (required with ``weight``): the
+            vertex weights become :math:`m_i = \\int w\\varphi_i / w(x_i)`, so that
+            :math:`\\sum_i m_i p_i = \\int w u_h` is the conserved discrete mass.
     """
 
     def __init__(self, V: Any, state: tuple[sp.Symbol, ...], weight: Any = None,
                  expectations: Mapping[str, Any] | None = None, regions: Mapping[str, int] | None = None,
-                 cell_tags: Any = None, log_stationary: np.ndarray | None = None):
+                 cell_tags: Any = None, log_stationary: np.ndarray | None = None,
+                 nodal_weight: np.ndarray | None = None):
         m = compat.dolfinx_modules()
         ufl = m.ufl
         self.V = V
@@ -73,8 +77,16 @@ class ObservableRecorder:
         self.regions = dict(regions or {})
         for name, tag in self.regions.items():
             vec(f"region:{name}", 1.0, dx(tag))
-        # vertex quadrature weights m_i = ∫ φ_i on the owned dofs (unweighted: p = w u is nodal)
-        self._lumped = compat.assemble_vector(compat.form(v * ufl.dx)).array.copy()
+        # vertex quadrature weights on the owned dofs: m_i = ∫ φ_i, or ∫ w φ_i / w(x_i) for p = w u (the
+        # Gibbs form): then Σ m_i p_i = Σ u_i ∫ w φ_i is the mass the scheme conserves. With ∫ φ_i instead,
+        # Σ m_i p_i drifts with the transient and KL picks up a term linear in p − π (see module docstring)
+        if weight is None:
+            self._lumped = compat.assemble_vector(compat.form(v * ufl.dx)).array.copy()
+        else:
+            if nodal_weight is None:
+                raise ValueError("ObservableRecorder: a weight needs its nodal values (nodal_weight)")
+            wl = compat.assemble_vector(compat.form(w * v * ufl.dx)).array.copy()
+            self._lumped = wl / np.asarray(nodal_weight, dtype=float)[: len(wl)]
         self._log_pi = None
         if log_stationary is not None:
             lr = np.asarray(log_stationary, dtype=float)[: len(self._lumped)]

@@ -17,12 +17,40 @@ The remedies offered (``stabilisation=``); :func:`choose` implements ``"auto"``:
     :math:`p = \rho u` with :math:`\rho` the zero-flux stationary density, giving the symmetric
     positive form :math:`\int \rho\,\partial_t u\, v + \int \rho (D\nabla u)\cdot\nabla v`. No
     convection is left, so no oscillation at any Péclet number; second order; conserves
-    :math:`\int \rho u`; its steady state is :math:`\rho` exactly. Chosen by ``"auto"`` when Pe > 1,
-    :math:`D` is non-degenerate and detailed balance gives :math:`\rho` in closed form,
-    **provided** :math:`\min_h\rho/\max_h\rho \ge 10^{-250}` on the mesh: the weight is evaluated as
+    :math:`\int \rho u`; its steady state is :math:`\rho` exactly. **By request only** (``"auto"``
+    picked it when Pe > 1, D non-degenerate and detailed balance gives :math:`\rho`, until measured
+    to be less accurate than ``"fct"`` in transients, table below). Usable while
+    :math:`\min_h\rho/\max_h\rho \ge 10^{-250}` on the mesh: the weight is evaluated as
     :math:`\exp(\ln\rho - \max_h\ln\rho)`, but a wider range (the double well at
     :math:`\varepsilon = 0.003` on [-2.5, 2.5]: :math:`e^{-2297} \approx 10^{-998}`) is beyond double
-    precision; ``"auto"`` then takes ``"fct"`` and an explicit ``"gibbs"`` is an ``InputError``.
+    precision and an explicit ``"gibbs"`` is an ``InputError``.
+
+    *Why not by default (measured, P1).* The unknown is :math:`u = p/\rho`, and the P1 interpolant of
+    u is accurate only in the :math:`\rho`-weighted norm: where :math:`\rho` falls by decades across a
+    cell (exactly where Pe > 1) the transient density :math:`\rho\, I_h u` is poor in the tails that a
+    transient still occupies. Errors of the density at time t against a reference:
+
+    ============================================  ===========  ==========  ==========  ==========
+    case (Pe)                                     gibbs/euler  gibbs/cn    fct/cn      none/cn
+    ============================================  ===========  ==========  ==========  ==========
+    1-D double well ε=0.1, 100 cells (3.2), L¹    9.1e-3       2.5e-3      1.8e-3      1.8e-3
+    t=1, dt=0.02 (ref. 8000 cells, dt 0.0025)
+    2-D OU b=(−x,−2y), D=0.02 I, 32² (3.1), L¹    1.40e-1      1.25e-1     3.47e-2     3.41e-2
+    2-D OU as above, 64² (1.6), L¹ (exact)        5.3e-2       3.3e-2      8.6e-3      8.6e-3
+    gmsh ellipse (noisy SGD, 4.6): rate of        2.689        2.725       2.728       2.729
+    :math:`\ln|E\theta_1|` ×2, dt=0.02 (2λ₁=2.728)
+    ============================================  ===========  ==========  ==========  ==========
+
+    (Gibbs' default time scheme is backward Euler, the only one that keeps its lumped system
+    positive.) ``"fct"`` is as accurate as plain Galerkin and positive; ``"gibbs"`` is 1.4–4× less
+    accurate in space and first order in time. Its advantages remain for runs aimed at equilibrium
+    (discrete steady state exactly :math:`\rho`, one KSP solve per step): ask for it.
+
+    The relative-entropy rate 2.51 (vs 2λ₁ = 2.728, FCT 2.79) once reported for the Gibbs form on the
+    ellipse was an observable bug, not the scheme: the vertex weights :math:`\int\varphi_i` did not sum
+    :math:`\rho_i u_i` to the mass the scheme conserves (:math:`\sum_i u_i\int\rho\varphi_i`), so KL
+    carried a term linear in :math:`p - \pi`. With the weights :math:`\int\rho\varphi_i/\rho_i`
+    (:mod:`symfp.fem.observables`) the Gibbs rate is 2.77 (euler) / 2.80 (cn) against FCT's 2.79.
 ``"upwind"`` (alias ``"fitted"``)
     Mass lumping plus discrete upwinding (Kuzmin's algebraic flux correction, low-order part): the
     symmetric artificial diffusion :math:`d_{ij} = \max(0, k_{ij}, k_{ji})` removes every positive
@@ -45,11 +73,11 @@ The remedies offered (``stabilisation=``); :func:`choose` implements ``"auto"``:
     mass exact (antisymmetric limited fluxes), and equal to the second-order Galerkin solution
     wherever the limiter is inactive (smooth regions; measured L² rates ≈ 2 in h on a rank-1 OU
     problem where upwinding gives ≈ 1 or less, see ``tests/fem/test_fct.py``). Costs two KSP solves
-    per step (≈ 2–3× a Galerkin step, ``benchmarks/bench_fem.py``). **Chosen by** ``"auto"`` **for
-    degenerate diffusion, and for Pe > 1 without a closed-form stationary density**: these are the
-    cases where plain Galerkin goes negative (measured −1e-5 … −5e-2 of the maximum on momentum SGD
-    in phase space and on the rank-1 linear network) and where the positive upwind scheme alone was
-    far too diffusive (momentum: stationary kinetic energy 0.0279 on 96² vs the exact 0.025).
+    per step (≈ 2–3× a Galerkin step, ``benchmarks/bench_fem.py``). **Chosen by** ``"auto"`` **whenever
+    D is degenerate or Pe > 1** (with or without a closed-form stationary density: see ``"gibbs"``);
+    degenerate D and Pe > 1 are the cases where plain Galerkin goes negative (measured −1e-5 … −5e-2
+    of the maximum on momentum SGD in phase space and on the rank-1 linear network) and where the
+    positive upwind scheme alone was far too diffusive (momentum: stationary kinetic energy 0.0279 on 96² vs the exact 0.025).
 ``"supg"``
     Streamline-upwind Petrov–Galerkin: test functions :math:`v + \tau_K\, c\cdot\nabla v` on the
     whole residual (time derivative included), :math:`\tau_K = \frac{h_K}{2|c|}\min(1, \mathrm{Pe}_K/3)`
@@ -132,7 +160,8 @@ def choose(requested: str, report: PecletReport, gibbs_available: bool,
     Args:
         requested: the user's ``stabilisation=``.
         report: the cell Péclet numbers.
-        gibbs_available: whether the Gibbs-symmetrised form can be used.
+        gibbs_available: whether the Gibbs-symmetrised form can be used (only quoted in the reason:
+            ``"auto"`` no longer picks it, see the module docstring).
         gibbs_note: why it cannot although a closed-form density exists (e.g. the weight's dynamic range
             exceeds double precision), quoted in the reason.
     """
@@ -151,8 +180,9 @@ def choose(requested: str, report: PecletReport, gibbs_available: bool,
     if pe <= 1.0:
         return "none", f"max cell Péclet {pe:.3g} ≤ 1: plain Galerkin is monotone enough and second order"
     if gibbs_available:
-        return "gibbs", (f"max cell Péclet {pe:.3g} > 1 and detailed balance holds: the Gibbs-symmetrised "
-                         "form has no convection term")
+        return "fct", (f"max cell Péclet {pe:.3g} > 1: flux-corrected transport (positive, conservative, "
+                       "second order where smooth); the Gibbs-symmetrised form also applies here (detailed "
+                       "balance) but is less accurate in transients: stabilisation='gibbs' to use it")
     if gibbs_note:
         return "fct", (f"max cell Péclet {pe:.3g} > 1 and the Gibbs-symmetrised form is unusable "
                        f"({gibbs_note}): flux-corrected transport (positive, conservative, second order "
