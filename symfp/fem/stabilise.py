@@ -77,7 +77,8 @@ The remedies offered (``stabilisation=``); :func:`choose` implements ``"auto"``:
     D is degenerate or Pe > 1** (with or without a closed-form stationary density: see ``"gibbs"``);
     degenerate D and Pe > 1 are the cases where plain Galerkin goes negative (measured −1e-5 … −5e-2
     of the maximum on momentum SGD in phase space and on the rank-1 linear network) and where the
-    positive upwind scheme alone was far too diffusive (momentum: stationary kinetic energy 0.0279 on 96² vs the exact 0.025).
+    positive upwind scheme alone was far too diffusive (momentum: stationary kinetic energy 0.0279 on
+    96² vs the exact 0.025).
 ``"supg"``
     Streamline-upwind Petrov–Galerkin: test functions :math:`v + \tau_K\, c\cdot\nabla v` on the
     whole residual (time derivative included), :math:`\tau_K = \frac{h_K}{2|c|}\min(1, \mathrm{Pe}_K/3)`
