@@ -248,14 +248,24 @@ def make_ksp(A: Any, comm: Any, options: Mapping[str, Any] | None = None, prefix
     PETSc = dolfinx_modules().PETSc
     ksp = PETSc.KSP().create(comm)
     ksp.setOperators(A)
-    ksp.setOptionsPrefix(prefix)
+    set_from_options(ksp, options, prefix)
+    return ksp
+
+
+def set_from_options(obj: Any, options: Mapping[str, Any] | None, prefix: str) -> None:
+    """Configure a PETSc/SLEPc object (KSP, EPS) from ``options`` under its own ``prefix``.
+
+    The options are put in PETSc's global database only for ``setFromOptions`` and removed after,
+    so that no later solver sees them.
+    """
+    PETSc = dolfinx_modules().PETSc
+    obj.setOptionsPrefix(prefix)
     opts = PETSc.Options()
     for key, value in (options or {}).items():
         opts[prefix + key] = value
-    ksp.setFromOptions()
+    obj.setFromOptions()
     for key in options or {}:
         opts.delValue(prefix + key)
-    return ksp
 
 
 _KSP_REASONS: dict[int, str] | None = None
@@ -282,6 +292,33 @@ def solve_checked(ksp: Any, b: Any, x: Any, where: str) -> int:
         )
     return ksp.getIterationNumber()
 
+
+def solve_once(A: Any, b: Any, u: Any, options: Mapping[str, Any], prefix: str, where: str) -> Any:
+    """Solve ``A x = b`` into the Function ``u`` with a one-off KSP, then free the KSP, A and b.
+
+    Used by the single-solve problems (stationary density, mean exit time); the ghost values of ``u``
+    are updated. Raises :class:`SolverError` (PETSc's reason) as :func:`solve_checked` does.
+    """
+    ksp = make_ksp(A, u.function_space.mesh.comm, options, prefix=prefix)
+    try:
+        solve_checked(ksp, b, petsc_vec(u), where)
+    finally:
+        ksp.destroy()
+        A.destroy()
+        b.destroy()
+    u.x.scatter_forward()
+    return u
+
+
+def lagrange_problem(msh: Any, degree: int) -> tuple[Any, Any, Any, Any]:
+    """The Lagrange space of ``degree`` on ``msh`` with its trial and test functions and coordinates.
+
+    Returns:
+        (V, trial u, test v, SpatialCoordinate x).
+    """
+    ufl = dolfinx_modules().ufl
+    V = function_space(msh, "Lagrange", degree)
+    return V, ufl.TrialFunction(V), ufl.TestFunction(V), ufl.SpatialCoordinate(msh)
 
 # -------------------------------------------------------------------------------- point evaluation
 def bb_tree(msh: Any):

@@ -148,16 +148,7 @@ def solve_linear(a_form: Any, L_form: Any, V: Any, bcs: Sequence[Any],
     A = compat.assemble_matrix(a, bcs)
     b = compat.assemble_vector(L)
     compat.apply_dirichlet(b, a, bcs)
-    u = dm.fem.Function(V)
-    ksp = compat.make_ksp(A, V.mesh.comm, {**DIRECT_LU, **(petsc_options or {})}, prefix=prefix)
-    try:
-        compat.solve_checked(ksp, b, compat.petsc_vec(u), where)
-    finally:
-        ksp.destroy()
-        A.destroy()
-        b.destroy()
-    u.x.scatter_forward()
-    return u
+    return compat.solve_once(A, b, dm.fem.Function(V), {**DIRECT_LU, **(petsc_options or {})}, prefix, where)
 
 
 def write_field(u: Any, directory: str | os.PathLike, name: str, summary: Mapping[str, Any]) -> str:
@@ -306,12 +297,10 @@ def mean_exit_time(sde: Any, mesh: Any, absorbing: str | Iterable[str] | None = 
     if n_facets == 0:
         raise MeshError(f"{where}: the absorbing parts {parts} hold no facets of mesh '{m.source}', so the "
                         "process never exits (τ = ∞); name a non-empty part")
-    V = compat.function_space(msh, "Lagrange", degree)
+    V, u, v, x = compat.lagrange_problem(msh, degree)
     tdim = msh.topology.dim
     dofs = dm.fem.locate_dofs_topological(V, tdim - 1, facets)
     bc = dm.fem.dirichletbc(dm.PETSc.ScalarType(0.0), dofs, V)
-    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
-    x = ufl.SpatialCoordinate(msh)
     state = wf.state
     dx = ufl.dx(domain=msh)
     a_form = lower_terms(wf.bilinear, state, u, v, x) * dx

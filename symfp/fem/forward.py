@@ -426,18 +426,27 @@ def solve(
             ksp.setInitialGuessNonzero(True)
         return ksp
 
+    def fct_systems(K_new: Any, K_old: Any) -> tuple[Any, Any, Any]:
+        r"""FCT's matrices from :math:`K^{n+1}` = ``K_new`` and :math:`K^n` = ``K_old`` (Galerkin).
+
+        Returns:
+            predictor :math:`M_L + \Delta t K_L`, target :math:`M_C + \theta\Delta t K^{n+1}` (absorbing
+            rows replaced), its right-hand side :math:`M_C - (1-\theta)\Delta t K^n` (None at θ = 1).
+        """
+        A_hi = M_high.copy()
+        A_hi.axpy(theta * dt, K_new)
+        if parts:
+            A_hi.zeroRows(bc_rows, diag=1.0)
+        B_hi = None
+        if theta < 1:
+            B_hi = M_high.copy()
+            B_hi.axpy(-(1 - theta) * dt, K_old)
+        return system(1.0, dt), A_hi, B_hi
+
     fct_step = None
     if method == "fct":
         theta = 0.5 if scheme == "cn" else 1.0
-        A_low = system(1.0, dt)
-        A_high = M_high.copy()
-        A_high.axpy(theta * dt, K_high)
-        if parts:
-            A_high.zeroRows(bc_rows, diag=1.0)
-        B_high = None
-        if theta < 1:
-            B_high = M_high.copy()
-            B_high.axpy(-(1 - theta) * dt, K_high)
+        A_low, A_high, B_high = fct_systems(K_high, K_high)
         ksp_low, ksp_high = ksp_for(A_low), ksp_for(A_high)
         fct_counter = [0]
 
@@ -487,15 +496,7 @@ def solve(
             M = compat.assemble_matrix(a_mass_c)
         K = discrete_upwind(K_galerkin) if method in ("upwind", "fct") else K_galerkin
         if method == "fct":
-            A_low = system(1.0, dt)
-            A_high = M_high.copy()
-            A_high.axpy(theta * dt, K_galerkin)
-            if parts:
-                A_high.zeroRows(bc_rows, diag=1.0)
-            B_high = None
-            if theta < 1:
-                B_high = M_high.copy()
-                B_high.axpy(-(1 - theta) * dt, K0_gal)
+            A_low, A_high, B_high = fct_systems(K_galerkin, K0_gal)
             ksp_low.setOperators(A_low)
             ksp_high.setOperators(A_high)
             fct_step.set_operators(K_galerkin, B_high)

@@ -56,19 +56,19 @@ class Mesh:
 
     def boundary_facets(self, name: str) -> np.ndarray:
         """Local facet indices of the boundary part ``name`` (raises MeshError listing the names)."""
-        if name not in self.boundaries:
-            have = ", ".join(sorted(self.boundaries)) or "none (the mesh has no named boundary parts)"
-            raise MeshError(f"boundary part {name!r} is not in mesh '{self.source}'; it has: {have}")
-        ft = self.facet_tags
-        return ft.indices[ft.values == self.boundaries[name]]
+        return self._tagged("boundary part", name, self.boundaries, self.facet_tags,
+                            "none (the mesh has no named boundary parts)")
 
     def region_cells(self, name: str) -> np.ndarray:
         """Local cell indices of the region ``name`` (raises MeshError listing the names)."""
-        if name not in self.regions:
-            have = ", ".join(sorted(self.regions)) or "none"
-            raise MeshError(f"region {name!r} is not in mesh '{self.source}'; it has: {have}")
-        ct = self.cell_tags
-        return ct.indices[ct.values == self.regions[name]]
+        return self._tagged("region", name, self.regions, self.cell_tags, "none")
+
+    def _tagged(self, what: str, name: str, names: dict[str, int], tags: Any, none: str) -> np.ndarray:
+        """Local entities tagged ``names[name]`` in ``tags``; MeshError listing ``names`` when unknown."""
+        if name not in names:
+            have = ", ".join(sorted(names)) or none
+            raise MeshError(f"{what} {name!r} is not in mesh '{self.source}'; it has: {have}")
+        return tags.indices[tags.values == names[name]]
 
     def measure(self, kind: str = "dx") -> Any:
         """The UFL measure ``dx`` (with cell tags) or ``ds`` (with facet tags)."""

@@ -69,7 +69,6 @@ def _slepc_solve(K: Any, M: Any, k: int, target: float, tol: float, options: Map
                  vectors: bool) -> tuple[np.ndarray, list[Any]]:
     from slepc4py import SLEPc
 
-    PETSc = compat.dolfinx_modules().PETSc
     eps = SLEPc.EPS().create(K.getComm())
     eps.setOperators(K, M)
     eps.setProblemType(SLEPc.EPS.ProblemType.GNHEP)
@@ -84,14 +83,7 @@ def _slepc_solve(K: Any, M: Any, k: int, target: float, tol: float, options: Map
     pc = ksp.getPC()
     pc.setType("lu")
     pc.setFactorSolverType("mumps")
-    prefix = "symfp_spectral_"
-    eps.setOptionsPrefix(prefix)
-    opts = PETSc.Options()
-    for key, value in (options or {}).items():
-        opts[prefix + key] = value
-    eps.setFromOptions()
-    for key in options or {}:
-        opts.delValue(prefix + key)
+    compat.set_from_options(eps, options, "symfp_spectral_")
     eps.solve()
     n = eps.getConverged()
     if n < k:
@@ -185,9 +177,7 @@ def spectrum(sde: Any, mesh: Any, k: int = 6, absorbing: str | Iterable[str] | N
     dm = compat.dolfinx_modules()
     ufl = dm.ufl
     msh = m.mesh
-    V = compat.function_space(msh, "Lagrange", degree)
-    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
-    x = ufl.SpatialCoordinate(msh)
+    V, u, v, x = compat.lagrange_problem(msh, degree)
     dx = ufl.dx(domain=msh)
     bcs = []
     parts = None if absorbing is None else ((absorbing,) if isinstance(absorbing, str) else tuple(absorbing))

@@ -124,15 +124,7 @@ def _pin_and_solve(K: Any, V: Any, pin: tuple[int, int], options: Mapping[str, A
     if rows:
         b.setValue(pin[1], 1.0)
     b.assemble()
-    ksp = compat.make_ksp(A, comm, options, prefix="symfp_stationary_")
-    try:
-        compat.solve_checked(ksp, b, compat.petsc_vec(p), where)
-    finally:
-        ksp.destroy()
-        A.destroy()
-        b.destroy()
-    p.x.scatter_forward()
-    return p
+    return compat.solve_once(A, b, p, options, "symfp_stationary_", where)
 
 
 def _global_argmax(values: np.ndarray, V: Any) -> tuple[int, int, float]:
@@ -179,9 +171,7 @@ def stationary_density(sde: Any, mesh: Any, degree: int = 1, petsc_options: Mapp
     dm = compat.dolfinx_modules()
     ufl = dm.ufl
     msh = m.mesh
-    V = compat.function_space(msh, "Lagrange", degree)
-    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
-    x = ufl.SpatialCoordinate(msh)
+    V, u, v, x = compat.lagrange_problem(msh, degree)
     K = compat.assemble_matrix(compat.form(lower_terms(wf.bilinear, wf.state, u, v, x) * ufl.dx(domain=msh)))
     options = {**DIRECT_LU, **(petsc_options or {})}
     # first pin: where |c| = |b − ∇·D| is smallest (a critical point of the drift: typically a mode)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
-from scipy.integrate import solve_ivp
 
 import symfp
+from symfp.fem.gaussian import l2_error_2d, ou_moments
 
 pytestmark = pytest.mark.fem
 x, y = sp.symbols("x y", real=True)
@@ -23,29 +23,15 @@ def _ou_sde():
 
 
 def _ou_exact(t: float):
-    """Mean and covariance of the OU law: m' = -A m, S' = -A S - S Aᵀ + 2D (scipy, rtol 1e-12)."""
-    def rhs(_, z):
-        m, S = z[:2], z[2:].reshape(2, 2)
-        return np.concatenate([-A @ m, (-A @ S - S @ A.T + 2 * DIFF).ravel()])
-    z0 = np.concatenate([M0, (S0 * np.eye(2)).ravel()])
-    z = solve_ivp(rhs, (0, t), z0, rtol=1e-12, atol=1e-14).y[:, -1]
-    return z[:2], z[2:].reshape(2, 2)
+    """Mean and covariance of the OU law (symfp.fem.gaussian: scipy, rtol 1e-12)."""
+    return ou_moments(A, DIFF, M0, S0 * np.eye(2), t)
 
 
 P0 = sp.exp(-((x - M0[0]) ** 2 + (y - M0[1]) ** 2) / (2 * S0))
 
 
 def _l2_error_to_gaussian(sol, t):
-    from symfp.fem import compat
-
-    m, S = _ou_exact(t)
-    ufl = compat.dolfinx_modules().ufl
-    X = ufl.SpatialCoordinate(sol.mesh.mesh)
-    P = np.linalg.inv(S)
-    dx_, dy_ = X[0] - m[0], X[1] - m[1]
-    q = P[0, 0] * dx_**2 + 2 * P[0, 1] * dx_ * dy_ + P[1, 1] * dy_**2
-    exact = ufl.exp(-q / 2) / (2 * np.pi * np.sqrt(np.linalg.det(S)))
-    return np.sqrt(compat.scalar_integral((sol.density - exact) ** 2, sol.mesh.mesh))
+    return l2_error_2d(sol.density, sol.mesh.mesh, *_ou_exact(t))
 
 
 def _ou_solve(n, dt, scheme="bdf2", t_end=1.0, **kw):
