@@ -145,7 +145,7 @@ def gibbs_log_range(log_rho: sp.Expr, state: tuple[sp.Symbol, ...], dofx: np.nda
     overflows once :math:`|f|/\varepsilon \gtrsim 708`). Even shifted, the weight is representable only
     while :math:`\min\rho/\max\rho` stays well inside double precision (smallest normal ≈ 2.2e-308; the
     unknown :math:`u = p/\rho` and the diagonal scaling of the KSP also need head-room): below
-    :data:`GIBBS_MIN_RATIO` = 1e-250 the form is not used (``"auto"`` takes ``"fct"``). E.g. the double well
+    :data:`GIBBS_MIN_RATIO` = 1e-250 an explicit ``"gibbs"`` is refused. E.g. the double well
     :math:`f = \theta^4/4 - \theta^2/2` on [-2.5, 2.5] has :math:`f_{\max} - f_{\min} = 6.89`, so
     :math:`\varepsilon = 0.003` gives a range :math:`e^{-2297} \approx 10^{-998}`.
 
