@@ -350,15 +350,8 @@ def pad_points(points: Any, gdim: int | None = None) -> np.ndarray:
     return out
 
 
-def locate_points(msh: Any, points: np.ndarray, tree: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """For each point, one owned local cell that contains it, decided consistently across ranks.
-
-    A point lying in cells of several ranks is given to the lowest such rank.
-
-    Returns:
-        ``(mine, cells)``: a boolean mask of the points this rank evaluates and, for those, the local
-        cell index (``cells[i] = -1`` where not mine). Points outside the mesh are nobody's.
-    """
+def local_cells(msh: Any, points: np.ndarray, tree: Any = None) -> np.ndarray:
+    """For each point, an owned local cell of this rank that contains it, or −1; not collective."""
     m = dolfinx_modules()
     p = pad_points(points)
     tree = bb_tree(msh) if tree is None else tree
@@ -371,6 +364,20 @@ def locate_points(msh: Any, points: np.ndarray, tree: Any = None) -> tuple[np.nd
         owned = links[links < n_owned]
         if len(owned):
             cells[i] = owned[0]
+    return cells
+
+
+def locate_points(msh: Any, points: np.ndarray, tree: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """For each point, one owned local cell that contains it, decided consistently across ranks.
+
+    A point lying in cells of several ranks is given to the lowest such rank.
+
+    Returns:
+        ``(mine, cells)``: a boolean mask of the points this rank evaluates and, for those, the local
+        cell index (``cells[i] = -1`` where not mine). Points outside the mesh are nobody's.
+    """
+    m = dolfinx_modules()
+    cells = local_cells(msh, points, tree)
     comm = msh.comm
     rank_or_big = np.where(cells >= 0, comm.rank, comm.size).astype(np.int32)
     winner = np.empty_like(rank_or_big)

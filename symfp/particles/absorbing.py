@@ -163,17 +163,17 @@ class MeshComplement(AbsorbingSet):
             raise MeshError(f"MeshComplement: {mesh!r} is not a dolfinx mesh or symfp mesh") from exc
 
     def absorbed(self, theta):
-        from .histogram import locate_cells
+        from ..fem.compat import local_cells
 
         pts = theta.detach().cpu().numpy().astype(np.float64)
         comm = self.mesh.comm
         if comm.size == 1:
-            return torch.as_tensor(locate_cells(self.mesh, pts) < 0, device=theta.device)
+            return torch.as_tensor(local_cells(self.mesh, pts) < 0, device=theta.device)
         # distributed mesh: every rank locates everybody's particles in its own cells (collective;
         # all ranks must call this equally often, i.e. the same number of particle blocks)
         parts = comm.allgather(pts)
         allp = np.concatenate(parts)
-        found = (locate_cells(self.mesh, allp) >= 0).astype(np.int32)
+        found = (local_cells(self.mesh, allp) >= 0).astype(np.int32)
         tot = np.empty_like(found)
         from mpi4py import MPI
 

@@ -18,25 +18,6 @@ from ..errors import MeshError
 from .mpi import allgather_rows, allsum
 
 
-def locate_cells(mesh: Any, points: np.ndarray) -> np.ndarray:
-    """Local owned cell of each point (−1 if no owned cell contains it); not collective."""
-    from ..fem import compat
-
-    m = compat.dolfinx_modules()
-    msh = getattr(mesh, "mesh", mesh)
-    p = compat.pad_points(points, msh.geometry.dim)
-    cand = compat.compute_collisions(compat.bb_tree(msh), p)
-    coll = m.geometry.compute_colliding_cells(msh, cand, p)
-    n_owned = compat.owned_cells(msh)
-    cells = np.full(len(p), -1, dtype=np.int64)
-    for i in range(len(p)):
-        links = coll.links(i)
-        links = links[links < n_owned]
-        if len(links):
-            cells[i] = links[0]
-    return cells
-
-
 @dataclass
 class MeshHistogram:
     """Cell densities on this rank's owned cells, escaped mass and mass per region."""
@@ -59,15 +40,9 @@ def histogram_on_mesh(cloud: Any, mesh: Any, max_escaped: float = 1.0) -> MeshHi
             f"histogram_on_mesh: mesh of dimension {msh.topology.dim} for particles of dimension {cloud.dim}"
         )
     pts = allgather_rows(np.asarray(cloud.theta, dtype=float), cloud.comm)
-    cells = locate_cells(msh, pts)
     # a point on a shared facet may be found by two ranks: the lowest rank keeps it
+    _, cells = compat.locate_points(msh, pts)
     comm = msh.comm
-    from mpi4py import MPI
-
-    mark = np.where(cells >= 0, comm.rank, comm.size).astype(np.int32)
-    win = np.empty_like(mark)
-    comm.Allreduce(mark, win, op=MPI.MIN)
-    cells[win != comm.rank] = -1
     n_owned = compat.owned_cells(msh)
     counts = np.bincount(cells[cells >= 0], minlength=n_owned).astype(float)
     xs = compat.cell_vertex_coordinates(msh)
