@@ -28,6 +28,7 @@ from typing import Any
 import sympy as sp
 
 from .errors import InputError, require
+from .sde import sde_parts
 from .stage import Stage
 from .weakform import (
     WeakForm,
@@ -173,16 +174,8 @@ class FokkerPlanck(Stage):
     """
 
     def __init__(self, sde: Any) -> None:
-        try:
-            state = tuple(sde.state)
-            b = sp.ImmutableMatrix(sde.drift)
-            D = sp.ImmutableMatrix(sde.diffusion)
-        except AttributeError as exc:
-            raise InputError(
-                "FokkerPlanck: expected a symfp.SDE (with .state, .drift, .diffusion), "
-                f"got {type(sde).__name__}; "
-                "build one with symfp.SDE(state, drift, diffusion) or model.sme()"
-            ) from exc
+        state, b, D = sde_parts(sde, "FokkerPlanck")
+        b, D = sp.ImmutableMatrix(b), sp.ImmutableMatrix(D)
         self._sde, self._state, self._b, self._D = sde, state, b, D
         self._cache: dict[str, Any] = {}
 

@@ -65,6 +65,20 @@ def as_square(expr: Any, d: int, what: str, where: str) -> sp.Matrix:
     return m
 
 
+def sde_parts(sde: Any, where: str) -> tuple[tuple[sp.Symbol, ...], sp.Matrix, sp.Matrix]:
+    """State, drift b and diffusion D of an SDE-like object (duck-typed), with a clear error."""
+    try:
+        state = tuple(sde.state)
+        b = sp.Matrix(sde.drift)
+        D = sp.Matrix(sde.diffusion)
+    except AttributeError as exc:
+        raise InputError(
+            f"{where}: expected a symfp.SDE (with .state, .drift, .diffusion), got {type(sde).__name__}; "
+            "build one with symfp.SDE(state, drift, diffusion) or model.sme()"
+        ) from exc
+    return state, b, D
+
+
 @dataclass(frozen=True)
 class SDE(Stage):
     r"""An Itô SDE :math:`d\theta = b\,dt + \sigma\,dW` with :math:`D = \tfrac12\sigma\sigma^\top`.

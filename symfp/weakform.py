@@ -54,6 +54,7 @@ from typing import Any
 import sympy as sp
 
 from .errors import InputError
+from .sde import sde_parts
 from .stage import Stage, sympify_mapping
 
 #: bilinear term kinds and the shape of their coefficient ("matrix", "vector", "scalar")
@@ -374,20 +375,6 @@ class WeakForm(Stage):
 
 
 # ---------------------------------------------------------------------------------------------- builders
-def _sde_parts(sde: Any, where: str) -> tuple[tuple[sp.Symbol, ...], sp.Matrix, sp.Matrix]:
-    """State, drift b and diffusion D of an SDE-like object (duck-typed), with a clear error."""
-    try:
-        state = tuple(sde.state)
-        b = sp.Matrix(sde.drift)
-        D = sp.Matrix(sde.diffusion)
-    except AttributeError as exc:
-        raise InputError(
-            f"{where}: expected a symfp.SDE (with .state, .drift, .diffusion), got {type(sde).__name__}; "
-            "build one with symfp.SDE(state, drift, diffusion) or model.sme()"
-        ) from exc
-    return state, b, D
-
-
 def _parts(names: str | Iterable[str] | None, where: str) -> tuple[str, ...] | None:
     if names is None:
         return None
@@ -434,7 +421,7 @@ def forward_form(sde: Any, symmetrised: bool = False, density: Any = None) -> We
         InputError: if symmetrised and no zero-flux stationary density is known or the one given does
             not have zero flux.
     """
-    state, b, D = _sde_parts(sde, "forward_form")
+    state, b, D = sde_parts(sde, "forward_form")
     d = len(state)
     c = b - row_divergence(D, state)
     if not symmetrised:
@@ -497,7 +484,7 @@ def exit_time_form(sde: Any, absorbing: str | Iterable[str] | None = None) -> We
         sde: a :class:`symfp.SDE`.
         absorbing: boundary part names where the process is killed; ``None``: the whole boundary.
     """
-    state, b, D = _sde_parts(sde, "exit_time_form")
+    state, b, D = sde_parts(sde, "exit_time_form")
     d = len(state)
     parts = _parts(absorbing, "exit_time_form")
     bcs = [BoundaryCondition("dirichlet", parts, sp.S.Zero, "absorbing: tau = 0")]
