@@ -112,6 +112,7 @@ class Spec:
     given_sde: Any = None
     params: dict[Any, Any] = field(default_factory=dict)
     order: int = 1
+    _sde_by_order: dict[int, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------------ plain settings
     @property
@@ -159,10 +160,16 @@ class Spec:
 
     # ------------------------------------------------------------------ pipeline stages
     def sde(self, order: int | None = None) -> Any:
-        """The symbolic SDE: the spec's ``sde`` if given, else ``model.sme(order)``."""
+        """The symbolic SDE: the spec's ``sde`` if given, else ``model.sme(order)``.
+
+        Derived once per order (``symfp run`` asks for it in derive, solve, simulate and exit time).
+        """
         if self.given_sde is not None:
             return self.given_sde
-        return self.model.sme(order=order or self.order)
+        order = order or self.order
+        if order not in self._sde_by_order:
+            self._sde_by_order[order] = self.model.sme(order=order)
+        return self._sde_by_order[order]
 
     def numeric_sde(self, order: int | None = None) -> Any:
         """The SDE with ``params`` substituted; raises if symbols remain."""
