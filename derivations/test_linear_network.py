@@ -64,7 +64,7 @@ def test_fe_against_particles_of_the_same_sme(entry):
     _, r = entry
     for row, d in zip(r["rows"], r["fe_minus_sde"], strict=True):
         se = row["Eq_sde_se"]  # 2·10⁴ SDE particles: ≈ 0.0013
-        # discretisation allowance: weak-2 SDE paths with dt = min(η, 1/40) (bias ≤ 2e-3 measured
+        # discretisation allowance: weak-2 SDE paths with dt = min(1/40, 1/(800η)) (bias ≤ 2e-3 measured
         # against dt/2) + FCT on 96², which at η = 0.1 smears the density along the valley (E q +0.019
         # against the particles, sd q 0.195 vs 0.135; NOT a discretisation error that refines away: FCT on
         # 192², dt 0.025 gives +0.038 — an engine issue reported to symfp/fem; Galerkin 96² is within 0.005)

@@ -28,7 +28,8 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line (``symfp: error: ...``) and exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        message = message.replace("argument VERB: ", "").replace("invalid choice", "unknown verb")
+        if message.startswith("argument VERB: "):
+            message = message.replace("argument VERB: ", "").replace("invalid choice", "unknown verb")
         sys.stderr.write(f"{self.prog}: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
         raise SystemExit(EXIT_INPUT)
 
@@ -104,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         if verb in ("simulate", "validate", "run"):
             sp.add_argument(
                 "--particles", type=int, default=None, metavar="N", help="override the particle count"
+            )
+        if verb in ("simulate", "validate"):
+            sp.add_argument(
+                "--method",
+                choices=("recursion", "sde"),
+                default=None,
+                help="simulate the exact recursion or the SDE (default: the spec's particles method)",
             )
         if verb == "run":
             sp.add_argument(
@@ -187,7 +195,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """``symfp simulate``: particles, print mean and variance with standard errors."""
     from .report.pipeline import simulate
 
-    _, out = simulate(_load(args), order=args.order, n=args.particles)
+    _, out = simulate(_load(args), order=args.order, n=args.particles, method=args.method)
     text = _moments_text(f"{out['n']} particles ({out['method']}) at t = {out['t_end']:.4g}", out)
     _emit(args, out, text + f"  ({out['seconds']:.2f} s)")
     return EXIT_OK
@@ -199,7 +207,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     spec = _load(args)
     sol, s_out = solve(spec, order=args.order)
-    cloud, p_out = simulate(spec, order=args.order, n=args.particles)
+    cloud, p_out = simulate(spec, order=args.order, n=args.particles, method=args.method)
     _, c_out = compare(sol, cloud)
     data = {
         "spec": str(spec.path),

@@ -241,7 +241,7 @@ def test_solve_quadratic_json_matches_the_ou_closed_form(capsys):
 # ------------------------------------------------------------------------------------------ simulate
 @pytest.mark.torch
 def test_simulate_quadratic_json_matches_exact_sgd(capsys):
-    out = cli_json(capsys, "simulate", QUAD)
+    out = cli_json(capsys, "simulate", QUAD, "--method", "recursion")
     assert out["method"] == "recursion" and out["n"] == 10_000 and out["steps"] == 30
     assert out["t_end"] == pytest.approx(T)
     m, v = sgd_moments(30)
@@ -254,6 +254,20 @@ def test_simulate_quadratic_json_matches_exact_sgd(capsys):
 
     p = norm.cdf(m / np.sqrt(v))
     assert abs(out["basins"]["positive"] - p) < 4 * np.sqrt(p * (1 - p) / 10_000)
+
+
+@pytest.mark.torch
+def test_simulate_quadratic_default_is_the_ou_sde_the_fe_solves(capsys):
+    out = cli_json(capsys, "simulate", QUAD)  # the spec's particles: the order-1 SDE (OU)
+    assert out["method"] == "sde" and out["n"] == 10_000
+    # Euler with dt = 0.01 on the OU: variance bias O(dt·a) ≈ 1 %, far below 4 se (≈ 3 %)
+    assert abs(out["var"][0] - ou_var(T)) < 4 * out["var_stderr"][0] + 0.01 * ou_var(T)
+    assert abs(out["mean"][0] - M0 * np.exp(-T)) < 4 * out["mean_stderr"][0] + 0.01 * M0
+
+
+def test_simulate_rejects_an_unknown_method(capsys):
+    rc, _, err = cli(capsys, "simulate", QUAD, "--method", "adam")
+    assert rc == 2 and "invalid choice" in err
 
 
 @pytest.mark.torch

@@ -14,6 +14,7 @@ evaluated on the gathered samples (n, B) and averaged.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,20 @@ from .noise import Noise
 from .samplers import sampler
 
 SLAB = 8192  # particles per index slab: (SLAB, B) int64 + float buffers stay cache-sized
+
+_LOCAL = threading.local()
+
+
+def _scratch(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A per-thread reusable buffer of at least ``shape`` (fresh allocations of this size page-fault)."""
+    key = (dtype, device)
+    bufs = getattr(_LOCAL, "bufs", None)
+    if bufs is None:
+        bufs = _LOCAL.bufs = {}
+    buf = bufs.get(key)
+    if buf is None or buf.numel() < shape[0] * shape[1]:
+        buf = bufs[key] = torch.empty(shape[0] * shape[1], dtype=dtype, device=device)
+    return buf[: shape[0] * shape[1]].view(shape)
 
 
 def _batch_size(spec: Any, where: str) -> int:
@@ -153,31 +168,27 @@ class BatchSource:
     def _sums_with_replacement(self, nz: Noise, ctx: dict) -> torch.Tensor:
         r"""(n, K) sums :math:`\sum_{b\le B} m_k(\xi_{i_b})` over B uniform indices, drawn in slabs.
 
-        Indices are drawn ``SLAB`` particles at a time into one reused int64 buffer, gathered with
+        Indices are drawn ``SLAB`` particles at a time (on CPU from the slab's numpy SFC64 stream,
+        exact bounded int32, see :mod:`symfp.particles.streams`), gathered with
         ``torch.index_select`` on each 1-D monomial column (vectorised; ≈2.5x faster than
-        ``torch.take`` on CPU) into one reused float buffer and summed into the output columns: the
-        (n, B) temporaries stay cache-sized and are never re-allocated (fresh allocations of that
-        size cost page faults that dominated the step).
+        ``torch.take`` on CPU) into a reused per-thread float buffer and summed into the output
+        columns: the (SLAB, B) temporaries stay cache-sized.
         """
         n, B, N = nz.n, self.B, self.N
-        K = len(self.columns)
+        dev, dt = self.columns[0].device, self.columns[0].dtype
         if ctx["buf"] is None:
-            s = min(n, SLAB)
-            dev = self.columns[0].device
-            ctx["buf"] = (
-                torch.empty((s, B), dtype=torch.long, device=dev),
-                torch.empty((s, B), dtype=self.columns[0].dtype, device=dev),
-                torch.empty((K, n), dtype=self.columns[0].dtype, device=dev),
-            )
-        idx, vals, out = ctx["buf"]
-        for a in range(0, n, idx.shape[0]):
-            b = min(n, a + idx.shape[0])
-            i = idx[: b - a]
-            torch.randint(N, (b - a, B), generator=nz.gen, device=nz.device, out=i)
+            ctx["buf"] = torch.empty((len(self.columns), n), dtype=dt, device=dev)
+        out = ctx["buf"]
+        vals = _scratch((min(n, SLAB), B), dt, dev)
+        for a in range(0, n, SLAB):
+            b = min(n, a + SLAB)
+            if nz.np_gen is not None:
+                flat = torch.from_numpy(nz.np_gen.integers(0, N, size=(b - a) * B, dtype=np.int32))
+            else:
+                flat = torch.randint(N, ((b - a) * B,), generator=nz.gen, device=nz.device)
             v = vals[: b - a]
-            flat, vflat = i.view(-1), v.view(-1)
+            vflat = v.view(-1)
             for k, col in enumerate(self.columns):
-                # index_select on a 1-D column is vectorised: ≈2.5x faster than torch.take here
                 torch.index_select(col, 0, flat, out=vflat)
                 torch.sum(v, dim=1, out=out[k, a:b])
         return out.T

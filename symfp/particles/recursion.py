@@ -126,7 +126,7 @@ def simulate_recursion(
     fallback: bool = False,
     blowup: float = 1e12,
     fast_normals: bool = True,
-    threads: int | None = 1,
+    threads: int | None = None,
 ) -> ParticleCloud:
     """Simulate ``n_particles`` independent runs of the exact recursion for ``steps`` steps.
 

@@ -19,12 +19,13 @@ import torch
 
 from ..errors import DivergenceError, InputError
 from .absorbing import as_absorbing, bridge_crossed
-from .backend import check_count, chunks, generator, progress, resolve_device, resolve_dtype
+from .backend import check_count, chunks, progress, resolve_device, resolve_dtype
 from .cloud import ExitTimes, ParticleCloud
 from .init import initial_particles
-from .mpi import allsum, local_count, rank_seed, rank_size, world
+from .mpi import allsum, local_count, rank_size, world
 from .noise import Noise
 from .statistics import TrajectoryMoments
+from .streams import available_cores, parallel_map, slab_generators, slab_seed, slabs
 
 
 class Stepper(Protocol):
@@ -61,7 +62,7 @@ class RunOptions:
     check_every: int = 10
     info: dict = field(default_factory=dict)
     fast_normals: bool = True
-    threads: int | None = 1
+    threads: int | None = None
     start_kw: dict = field(default_factory=dict)
 
 
@@ -75,14 +76,22 @@ def output_steps(steps: int, outputs: int | None) -> np.ndarray:
 def run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     """Simulate ``opt.n_particles`` particles for ``opt.steps`` steps of ``stepper``.
 
-    ``opt.threads`` torch intra-op threads are used during the run (restored afterwards; None keeps
-    torch's setting). One thread is the default: the step is a chain of short vectorised calls on
-    cache-sized slabs, and on a shared 2-core machine the second thread's synchronisation cost more
-    than it gained (benchmarks/bench_particles.py measures both).
+    On CPU, ``opt.threads`` worker threads (default: the cores this process may use, see
+    :func:`symfp.particles.streams.available_cores`) draw the random numbers and the mini-batch
+    gathers slab by slab (:mod:`symfp.particles.streams`); torch's own intra-op parallelism is set
+    to one thread during the run (restored afterwards): the rest of a step is a chain of short
+    vectorised calls whose synchronisation cost more than it gained on the measured 2-core machine.
+    The random numbers do not depend on the thread count.
     """
+    try:
+        threads = available_cores() if opt.threads is None else int(opt.threads)
+    except (TypeError, ValueError):
+        threads = 0
+    if threads < 1 or (opt.threads is not None and threads != opt.threads):
+        raise InputError(f"{where}: threads must be a positive integer or None, got {opt.threads!r}")
+    opt.threads = threads
     before = torch.get_num_threads()
-    if opt.threads is not None:
-        torch.set_num_threads(max(1, int(opt.threads)))
+    torch.set_num_threads(1)
     try:
         return _run(stepper, opt, where)
     finally:
@@ -109,7 +118,6 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     use_bridge = bool(
         opt.bridge and absorbing is not None and hasattr(stepper, "two_d") and absorbing.has_margin
     )
-    gen = generator(rank_seed(opt.seed, comm), dev)
     outs = output_steps(steps, opt.outputs)
     out_index = {int(k): i for i, k in enumerate(outs)}
     traj = TrajectoryMoments(len(outs), d, n_local, pair=opt.antithetic)
@@ -122,43 +130,30 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     failure: str | None = None
     blocks = list(chunks(n_local, chunk))
     bar = progress(steps * len(blocks), opt.progress and rank == 0, stepper.what)
-    for sl in blocks:
-        nz = Noise(sl.stop - sl.start, gen, dtype, opt.antithetic, opt.fast_normals)
-        th = initial_particles(opt.init, nz, offset + sl.start, n, stepper.state, where)
-        ctx = stepper.start(nz, **opt.start_kw)
-        alive = torch.ones(nz.n, dtype=torch.bool, device=dev) if absorbing is not None else None
-        if absorbing is not None:
-            alive &= ~absorbing.absorbed(th)
-            tau_b = torch.full((nz.n,), steps * stepper.dt, dtype=torch.float64, device=dev)
-            tau_b[~alive] = 0.0
+    workers = int(opt.threads) if dev.type == "cpu" else 1
+    if opt.start_kw.get("compile"):
+        workers = 1  # a compiled step is called from one thread (dynamo's guards are not thread-safe)
+    for bl in blocks:
+        blk = Block(stepper, opt, bl, offset, n, dev, dtype, absorbing, use_bridge, where)
         for k in range(steps):
             if k in out_index:
-                failure = _diverged(th, k, stepper, opt.blowup)
+                failure = _diverged(blk.theta, k, stepper, opt.blowup)
                 if failure:
                     break
-                traj.add(out_index[k], th.double().cpu().numpy(), sl.start)
-            new = stepper.step(th, nz, k, ctx)
-            if absorbing is not None:
-                hit = absorbing.absorbed(new) & alive
-                if use_bridge:
-                    u = nz.uniform(1)[:, 0]
-                    hit |= bridge_crossed(absorbing, th, new, stepper.two_d(th, k), stepper.dt, u) & alive
-                tau_b[hit] = (k + 1) * stepper.dt
-                alive &= ~hit
-                new = torch.where(alive[:, None], new, th)
-            th = new
-            if (k + 1) % opt.check_every == 0 or k + 1 == steps:
-                failure = _diverged(th, k + 1, stepper, opt.blowup)
+                traj.add(out_index[k], blk.theta.double().cpu().numpy(), bl.start)
+            check = (k + 1) % opt.check_every == 0 or k + 1 == steps
+            if blk.step(k, workers, opt.blowup if check else None):
+                failure = _diverged(blk.theta, k + 1, stepper, opt.blowup)
                 if failure:
                     break
             bar.update(1)
         if failure:
             break
-        traj.add(out_index[steps], th.double().cpu().numpy(), sl.start)
-        theta_out[sl] = th.cpu().numpy()
+        traj.add(out_index[steps], blk.theta.double().cpu().numpy(), bl.start)
+        theta_out[bl] = blk.theta.cpu().numpy()
         if absorbing is not None:
-            tau[sl] = tau_b.cpu().numpy()
-            exited[sl] = (~alive).cpu().numpy()
+            tau[bl] = blk.tau.cpu().numpy()
+            exited[bl] = (~blk.alive).cpu().numpy()
     bar.close()
     if allsum(1.0 if failure else 0.0, comm) > 0:
         msgs = comm.allgather(failure) if comm is not None and size > 1 else [failure]
@@ -180,6 +175,73 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     return ParticleCloud(
         theta_out, [str(s) for s in stepper.state], outs * stepper.dt, traj.result(comm), n, info, exit, comm
     )
+
+
+class Block:
+    """A block of particles cut into slabs (:mod:`symfp.particles.streams`), each with its own noise.
+
+    Args:
+        stepper, opt: the scheme and the run's options.
+        rows: the block's rows among this rank's particles; offset: the rank's first global row;
+        n_total: all particles.
+        dev, dtype: where and in what the state lives.
+        absorbing, use_bridge: the absorbing set (or None) and whether to apply the bridge correction.
+        where: caller, for errors.
+
+    Attributes:
+        theta: (n, d) current state; alive, tau: absorption flags and exit times (with absorbing).
+    """
+
+    def __init__(self, stepper, opt, rows, offset, n_total, dev, dtype, absorbing, use_bridge, where):
+        self.stepper, self.absorbing, self.use_bridge = stepper, absorbing, use_bridge
+        n, row = rows.stop - rows.start, offset + rows.start
+        self.parts = slabs(n, dev, opt.antithetic)
+        self.theta = torch.empty((n, len(stepper.state)), dtype=dtype, device=dev)
+        self.noises, self.ctxs = [], []
+        for s in self.parts:
+            gen, np_gen = slab_generators(slab_seed(opt.seed, row + s.start), dev)
+            nz = Noise(s.stop - s.start, gen, dtype, opt.antithetic, opt.fast_normals, np_gen)
+            self.theta[s] = initial_particles(opt.init, nz, row + s.start, n_total, stepper.state, where)
+            self.noises.append(nz)
+            self.ctxs.append(stepper.start(nz, **opt.start_kw))
+        self._new = torch.empty_like(self.theta)
+        self.alive = self.tau = None
+        if absorbing is not None:
+            self.alive = ~absorbing.absorbed(self.theta)
+            self.tau = torch.full((n,), opt.steps * stepper.dt, dtype=torch.float64, device=dev)
+            self.tau[~self.alive] = 0.0
+
+    def _advance(self, j: int, k: int, blowup: float | None) -> bool:
+        """Step k of slab j: the scheme, then absorption (absorbed particles freeze).
+
+        Returns whether the slab blew up (a value beyond ``blowup`` or not finite; checked only when
+        ``blowup`` is given).
+        """
+        st, s, nz = self.stepper, self.parts[j], self.noises[j]
+        x0 = self.theta[s]
+        x = st.step(x0, nz, k, self.ctxs[j])
+        if self.alive is not None:
+            live = self.alive[s]
+            hit = self.absorbing.absorbed(x) & live
+            if self.use_bridge:
+                u = nz.uniform(1)[:, 0]
+                hit |= bridge_crossed(self.absorbing, x0, x, st.two_d(x0, k), st.dt, u) & live
+            self.tau[s][hit] = (k + 1) * st.dt
+            live &= ~hit
+            x = torch.where(live[:, None], x, x0)
+        self._new[s] = x
+        return blowup is not None and not bool(x.abs().amax() <= blowup)  # NaN compares False
+
+    def step(self, k: int, workers: int, blowup: float | None = None) -> bool:
+        """Advance every slab by step k, ``workers`` threads at a time; True if a slab blew up."""
+        bad = [False] * len(self.parts)
+
+        def work(j: int) -> None:
+            bad[j] = self._advance(j, k, blowup)
+
+        parallel_map(work, len(self.parts), workers)
+        self.theta, self._new = self._new, self.theta
+        return any(bad)
 
 
 def local_count_of(n: int, rank: int, size: int, even: bool) -> int:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import sympy as sp
 import torch
 
@@ -80,7 +81,7 @@ class SDEStepper:
         self.drift = state_function(sde.drift, self.state, "SDE drift", tdrift)
         self.noise = NoiseFactor(sde.diffusion, self.state, self.time)
         self.d = len(self.state)
-        self.fused = self.fused_pure = None
+        self.fused = self.fused_pure = self.det = None
         sig = self.noise.constant_sigma
         if method == "euler" and sig is not None:
             # additive noise: θ + b(θ, t)Δ + σ ΔW is one elementwise expression of (θ, ΔW[, t]); σ's zero
@@ -92,6 +93,12 @@ class SDEStepper:
             extra = (self.time,) if self.timed_drift else ()
             self.fused = torch_function(step, (*self.state, *dws, *extra), "SDE Euler step")
             self.fused_pure = torch_function(step, (*self.state, *dws, *extra), "SDE Euler step", pure=True)
+            if np.count_nonzero(sig - np.diag(np.diag(sig))) == 0:
+                # diagonal σ: θ_{k+1} = (θ + bΔ) + σ_jj √Δ z_j, the noise added in place (one call when
+                # σ = c·I) straight from the sampler's float32 normals: fewer passes than the fused map
+                det = th + sp.Matrix(sde.drift) * dt
+                self.det = torch_function(det, (*self.state, *extra), "SDE Euler drift step")
+                self.noise_scale = [float(v) * math.sqrt(dt) for v in np.diag(sig)]
         # the deterministic part of an autonomous step whose only randomness is ΔW = √Δ z, as a pure
         # function (θ, z) → θ_{k+1} that torch.compile can fuse (z drawn outside, cast inside)
         self.core: Compiled | None = None
@@ -108,9 +115,11 @@ class SDEStepper:
         Eagerly (the reference) the same kernels as before; traced by torch.compile, the
         stack-built ("pure") lambdified functions, which inductor fuses into one loop.
         """
+        traced = torch.compiler.is_compiling()
+        if self.det is not None and not traced:
+            return self._additive_diagonal(theta, z, None)
         h = self.dt
         dw = math.sqrt(h) * z.to(theta.dtype)
-        traced = torch.compiler.is_compiling()
         if self.fused is not None:
             f = self.fused_pure if traced else self.fused
             return f(*theta.unbind(1), *dw.unbind(1))
@@ -135,9 +144,22 @@ class SDEStepper:
         """2D(t_k, θ) (for the Brownian-bridge correction of step k)."""
         return self.noise.two_d(theta, self._t(k, theta))
 
+    def _additive_diagonal(self, theta: torch.Tensor, z: torch.Tensor, t0: Any) -> torch.Tensor:
+        """Euler with constant diagonal σ: (θ + b(θ, t_k)Δ), then += σ_jj √Δ z_j in place."""
+        out = self.det(*theta.unbind(1), *(() if t0 is None else (t0,)))
+        sc = self.noise_scale
+        if all(v == sc[0] for v in sc):
+            out.view(-1).add_(z.view(-1), alpha=sc[0])
+        else:
+            for j, v in enumerate(sc):
+                out[:, j].add_(z[:, j], alpha=v)
+        return out
+
     def step(self, theta: torch.Tensor, nz: Noise, k: int, ctx: Any) -> torch.Tensor:
         if self.core is not None:
             return self.core(theta, nz.normal_raw(self.d), use=bool(ctx and ctx["compiled"]))
+        if self.det is not None:
+            return self._additive_diagonal(theta, nz.normal_raw(self.d), self._t(k, theta))
         h = self.dt
         sq = math.sqrt(h)
         dw = sq * nz.normal(self.d)
@@ -203,7 +225,7 @@ def simulate_sde(
     fallback: bool = False,
     blowup: float = 1e12,
     fast_normals: bool = True,
-    threads: int | None = 1,
+    threads: int | None = None,
     compile: bool | str = "auto",
 ) -> ParticleCloud:
     """Simulate ``n_particles`` independent paths of ``sde`` up to ``t_end``.
@@ -232,7 +254,8 @@ def simulate_sde(
         fast_normals: float64 runs draw their Gaussian increments with torch's float32 sampler
             (≈5x faster; moments exact to ≈1e-7, see :mod:`symfp.particles.noise`); False for exact
             float64 normals.
-        threads: torch intra-op threads during the run (restored afterwards); None keeps torch's.
+        threads: CPU worker threads drawing the random numbers (and mini-batch gathers) slab by
+            slab; None: the cores this process may use. The results do not depend on it.
         compile: fuse the deterministic part of the step (drift, noise factor, the cast and scaling
             of the normals) with ``torch.compile`` (see :mod:`symfp.particles.compiled`); used for
             autonomous Euler steps with additive noise and weak2 with constant noise. ``"auto"``

@@ -91,9 +91,12 @@ class TrajectoryMoments:
         unit = idx // 2 if self.pair else idx
         n_units = self.n_local // 2 if self.pair else self.n_local
         g = (unit * self.groups) // max(n_units, 1)
-        np.add.at(self.count[k], g, 1.0)
-        np.add.at(self.s1[k], g, y)
-        np.add.at(self.s2[k], g, y[:, :, None] * y[:, None, :])
+        # g is non-decreasing in the row: sum each group's contiguous run (reduceat, not np.add.at)
+        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        gs = g[starts]
+        self.count[k, gs] += np.diff(np.r_[starts, len(g)])
+        self.s1[k, gs] += np.add.reduceat(y, starts, axis=0)
+        self.s2[k, gs] += np.add.reduceat(y[:, :, None] * y[:, None, :], starts, axis=0)
 
     def result(self, comm: Any = None) -> dict[str, np.ndarray]:
         """Mean, covariance and their batch-means standard errors at each output time (collective)."""

@@ -248,10 +248,13 @@ def final_moments(obs: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- simulate
-def simulate(spec: Spec, order: int | None = None, n: int | None = None) -> tuple[Any, dict]:
+def simulate(
+    spec: Spec, order: int | None = None, n: int | None = None, method: str | None = None
+) -> tuple[Any, dict]:
     """Particle simulation: the exact recursion (``method="recursion"``) or the SDE (``"sde"``).
 
-    For the recursion, the number of steps is round(t_end/η), so the final time is steps·η.
+    For the recursion, the number of steps is round(t_end/η), so the final time is steps·η. ``n`` and
+    ``method`` override the spec's particle count and method.
 
     Returns:
         The particle cloud and a summary: n, method, steps, t_end, mean/var/cov with standard errors,
@@ -261,6 +264,14 @@ def simulate(spec: Spec, order: int | None = None, n: int | None = None) -> tupl
     cfg = spec.particles("simulate")
     if n is not None:
         cfg["n"] = int(n)
+    if method is not None:
+        if method not in ("recursion", "sde"):
+            raise InputError(f"simulate: method {method!r}: use 'recursion' or 'sde'")
+        if method == "recursion" and spec.model is None:
+            raise InputError(f"{spec.path}: particles method 'recursion' needs a `model`")
+        cfg["method"] = method
+        if method == "recursion":
+            cfg.pop("scheme", None)
     t_end = spec.number("t_end", "simulate")
     extra = {k: cfg[k] for k in ("device", "batch") if k in cfg}
     summary: dict[str, Any] = {
