@@ -205,6 +205,18 @@ class SDEStepper:
         return out
 
 
+def _pooled(device: Any, fallback: bool, threads: Any) -> bool:
+    """Whether a run would use the CPU slab pool with more than one thread."""
+    from .backend import resolve_device
+    from .streams import available_cores
+
+    try:
+        cpu = resolve_device(device, fallback).type == "cpu"
+    except InputError:
+        return False  # the run itself reports the device
+    return cpu and (available_cores() if threads is None else threads) not in (0, 1)
+
+
 def simulate_sde(
     sde: Any,
     n_particles: int,
@@ -259,8 +271,11 @@ def simulate_sde(
         compile: fuse the deterministic part of the step (drift, noise factor, the cast and scaling
             of the normals) with ``torch.compile`` (see :mod:`symfp.particles.compiled`); used for
             autonomous Euler steps with additive noise and weak2 with constant noise. ``"auto"``
-            compiles runs of at least ``AUTO_MIN_WORK`` particle-steps (or reuses a compiled step);
-            a failed compilation warns and continues eagerly. Same random numbers either way.
+            compiles runs of at least ``AUTO_MIN_WORK`` particle-steps (or reuses a compiled step),
+            except on a CPU run with more than one worker thread: dynamo is not thread-safe, so a
+            compiled step runs in one thread, slower than the eager slab pool (1.37e8 vs 1.85e8
+            particle-steps/s on 2 cores, benchmarks/RESULTS.md). A failed compilation warns and
+            continues eagerly. Same random numbers either way.
 
     Returns:
         A :class:`ParticleCloud`.
@@ -281,6 +296,8 @@ def simulate_sde(
     stepper = cached(key, lambda: SDEStepper(sde, h, method))
     core = stepper.core
     use = core is not None and want_compile(compile, float(n_particles) * steps, core.ready, where)
+    if use and compile == "auto" and _pooled(device, fallback, threads):
+        use = False  # a compiled step runs in one thread: on CPU the slab pool is faster (benchmarks)
     opt = RunOptions(
         n_particles,
         steps,

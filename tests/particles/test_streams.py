@@ -94,3 +94,10 @@ def test_trajectory_moments_match_direct_moments():
     np.testing.assert_allclose(res["mean"][0], theta.mean(0), rtol=1e-12)
     np.testing.assert_allclose(res["cov"][0], np.cov(theta.T, bias=True), rtol=1e-10)
     assert np.all(res["mean_stderr"][0] > 0) and np.all(np.isfinite(res["cov_stderr"][0]))
+
+
+def test_auto_compile_only_without_the_slab_pool():
+    from symfp.particles.sde import _pooled
+
+    assert _pooled("cpu", False, 2) and not _pooled("cpu", False, 1)
+    assert not _pooled("meta-device-that-does-not-exist", False, 2)  # the run itself reports the device
