@@ -12,12 +12,20 @@ in bulk, following their specs (``symfp.recursion``):
 
 Momentum, weight decay and noise injection are whatever the update formula says: nothing is
 re-implemented here. Time is t = kη when the recursion has a numeric learning rate η, else t = k.
+
+**Learning-rate schedules** (``lr_schedule=``): step k uses :math:`\eta_k` instead of the model's η
+everywhere η enters the update (the gradient step, the momentum step, the injected-noise scale
+:math:`\sqrt{2\eta_k\delta}`); an SGD model is rebuilt with a symbolic :math:`\eta_k`, a
+``Recursion`` needs its ``lr`` to be a Symbol of its update. Time is then the SGD time
+:math:`t_k = \sum_{j<k}\eta_j` (the time of the modified equation with a schedule
+:math:`\eta_k = \eta\,u(t_k)`, Li, Tai & E), used for the output times and exit times.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import sympy as sp
 import torch
 
@@ -26,7 +34,7 @@ from .backend import resolve_device, resolve_dtype
 from .batches import BatchSource
 from .cache import cached
 from .cloud import ParticleCloud
-from .lambdify import torch_function
+from .lambdify import time_tensor, torch_function
 from .noise import Noise
 from .runner import RunOptions, run
 from .samplers import sampler
@@ -46,13 +54,90 @@ def _recursion_of(model: Any, where: str) -> Any:
     return rec
 
 
+def schedule_values(schedule: Any, steps: int, where: str) -> np.ndarray:
+    """The learning rates η_0..η_{steps−1} of a schedule, checked positive and finite.
+
+    Args:
+        schedule: a callable k ↦ η_k (k = 0, 1, …), a SymPy expression in one symbol (the step k),
+            or a sequence of at least ``steps`` numbers.
+        steps: the number of steps.
+        where: caller, for errors.
+    """
+    k = np.arange(steps)
+    try:
+        if isinstance(schedule, sp.Basic):
+            free = sorted(schedule.free_symbols, key=str)
+            if len(free) > 1:
+                raise InputError(
+                    f"{where}: lr_schedule {schedule} has symbols {free}; use one symbol, the step k"
+                )
+            vals = (
+                np.full(steps, float(schedule))
+                if not free
+                else np.asarray(sp.lambdify(free, schedule, "numpy")(k), dtype=float) * np.ones(steps)
+            )
+        elif callable(schedule):
+            vals = np.array([float(schedule(int(j))) for j in k])
+        else:
+            vals = np.asarray(schedule, dtype=float).ravel()
+            if len(vals) < steps:
+                raise InputError(f"{where}: lr_schedule has {len(vals)} values for {steps} steps")
+            vals = vals[:steps]
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"{where}: lr_schedule must be a callable k -> eta_k, a SymPy expression in the step k or a "
+            f"sequence of numbers ({exc})"
+        ) from None
+    bad = np.flatnonzero(~(np.isfinite(vals) & (vals > 0)))
+    if bad.size:
+        raise InputError(
+            f"{where}: lr_schedule gives eta_{bad[0]} = {vals[bad[0]]!r} at step {bad[0]}; learning "
+            "rates must be positive and finite"
+        )
+    return vals
+
+
+ETA_K = sp.Symbol("_symfp_eta_k", positive=True)  # the per-step learning rate of a schedule
+
+
+def _scheduled(model: Any, where: str) -> tuple[Any, sp.Symbol]:
+    """The recursion with its learning rate replaced by a symbol η_k (the stepper's per-step input)."""
+    eta_k = ETA_K
+    if hasattr(model, "_build_recursion"):  # SGD: rebuild the step with a symbolic η
+        params = model.parameters - model.lr.free_symbols
+        rec = model._build_recursion(eta=eta_k)
+    else:
+        rec = getattr(model, "recursion", model)
+        lr = getattr(rec, "lr", None)
+        if not isinstance(lr, sp.Symbol) or lr not in sp.Matrix(rec.update).free_symbols:
+            raise InputError(
+                f"{where}: lr_schedule needs the recursion's lr to be a symbol of its update (got lr={lr}); "
+                "build the Recursion with lr=eta and eta in the update"
+            )
+        params = rec.parameters - {lr}
+        rec = type(rec)(rec.state, sp.Matrix(rec.update).xreplace({lr: eta_k}), rec.randomness, lr=eta_k)
+    if params:
+        names = ", ".join(sorted(map(str, params)))
+        raise InputError(f"{where}: the recursion still has free symbols {names}; give them numbers first")
+    return rec, eta_k
+
+
 class RecursionStepper:
     """One exact step of a recursion for a block of particles."""
 
-    def __init__(self, rec: Any, device: torch.device, dtype: torch.dtype, reshuffle: bool, where: str):
+    def __init__(
+        self,
+        rec: Any,
+        device: torch.device,
+        dtype: torch.dtype,
+        reshuffle: bool,
+        where: str,
+        lr_symbol: sp.Symbol | None = None,
+    ):
         self.state = tuple(rec.state)
         lr = getattr(rec, "lr", None)
         self.dt = float(lr) if lr is not None and sp.sympify(lr).is_number else 1.0
+        self.lr_symbol = lr_symbol
         self.what = "recursion"
         self.divergence_hint = (
             "The learning rate is probably beyond the stability limit (for a quadratic loss of curvature a, "
@@ -86,26 +171,35 @@ class RecursionStepper:
         if reshuffle and not self.batches:
             raise InputError(f"{where}: reshuffle=True but the recursion has no mini-batch input")
         update = sp.Matrix(rec.update).xreplace(fused)
-        self.update = torch_function(update, (*self.state, *syms), f"{where} (update)")
+        extra = (lr_symbol,) if lr_symbol is not None else ()
+        self.update = torch_function(update, (*self.state, *syms, *extra), f"{where} (update)")
 
-    def start(self, nz: Noise) -> list:
-        return [b.start(nz) for b in self.batches]
+    def start(self, nz: Noise, schedule: np.ndarray | None = None) -> dict:
+        """Per-block context: the batch sources' state and the schedule's η_k (or None)."""
+        return {"batches": [b.start(nz) for b in self.batches], "schedule": schedule}
 
-    def step(self, theta: torch.Tensor, nz: Noise, k: int, ctx: list) -> torch.Tensor:
+    def step(self, theta: torch.Tensor, nz: Noise, k: int, ctx: dict) -> torch.Tensor:
         vals: list[torch.Tensor] = []
+        if ctx["schedule"] is not None:
+            tail = [time_tensor(float(ctx["schedule"][k]), theta)]
+        elif self.lr_symbol is not None:
+            raise InputError("simulate_recursion: this stepper needs an lr_schedule")
+        else:
+            tail = []
+        batch_ctx = ctx["batches"]
         b = 0
         for _, (kind, obj) in self.inputs:
             if kind == "monomials":
-                vals.extend(obj.monomial_means(nz, ctx[b]).unbind(1))
+                vals.extend(obj.monomial_means(nz, batch_ctx[b]).unbind(1))
                 b += 1
             elif kind == "batch":
-                vals.extend(obj.mean(theta, nz, ctx[b]).unbind(1))
+                vals.extend(obj.mean(theta, nz, batch_ctx[b]).unbind(1))
                 b += 1
             elif kind == "normal":
                 vals.extend(nz.normal(obj).unbind(1))
             else:
                 vals.append(obj(nz, ()))
-        return self.update(*theta.unbind(1), *vals)
+        return self.update(*theta.unbind(1), *vals, *tail)
 
 
 def simulate_recursion(
@@ -127,6 +221,7 @@ def simulate_recursion(
     blowup: float = 1e12,
     fast_normals: bool = True,
     threads: int | None = None,
+    lr_schedule: Any = None,
 ) -> ParticleCloud:
     """Simulate ``n_particles`` independent runs of the exact recursion for ``steps`` steps.
 
@@ -141,6 +236,9 @@ def simulate_recursion(
         absorbing: absorbing set(s); exit times are the first step in the set (times kη).
         reshuffle: draw mini-batches by random reshuffling (one permutation per epoch) instead of
             independently each step.
+        lr_schedule: learning rates per step (a callable k ↦ η_k, a SymPy expression in the step k,
+            or a sequence); the model's lr is then not used (it may stay a symbol). Times are
+            t_k = Σ_{j<k} η_j (see the module docstring).
 
     Returns:
         A :class:`ParticleCloud`.
@@ -149,7 +247,17 @@ def simulate_recursion(
         DivergenceError: particles blew up (step, fraction, the exploding quantity).
     """
     where = "simulate_recursion"
-    rec = _recursion_of(model, where)
+    etas = times = lr_sym = None
+    if lr_schedule is not None:
+        rec, lr_sym = _scheduled(model, where)
+        try:
+            n_steps = max(int(steps), 0)
+        except (TypeError, ValueError):
+            n_steps = 0  # the runner reports the bad step count
+        etas = schedule_values(lr_schedule, n_steps, where)
+        times = np.concatenate([[0.0], np.cumsum(etas)])
+    else:
+        rec = _recursion_of(model, where)
     dev = resolve_device(device, fallback)
     dt_ = resolve_dtype(dtype)
     key = (
@@ -161,8 +269,9 @@ def simulate_recursion(
         str(dev),
         dt_,
         bool(reshuffle),
+        lr_sym is not None,
     )
-    stepper = cached(key, lambda: RecursionStepper(rec, dev, dt_, reshuffle, where))
+    stepper = cached(key, lambda: RecursionStepper(rec, dev, dt_, reshuffle, where, lr_sym))
     opt = RunOptions(
         n_particles,
         steps,
@@ -181,6 +290,8 @@ def simulate_recursion(
         blowup,
         fast_normals=fast_normals,
         threads=threads,
-        info={"source": "recursion", "reshuffle": reshuffle},
+        info={"source": "recursion", "reshuffle": reshuffle, "lr_schedule": lr_schedule is not None},
+        start_kw={"schedule": etas},
+        times=times,
     )
     return run(stepper, opt, where)

@@ -64,6 +64,11 @@ class RunOptions:
     fast_normals: bool = True
     threads: int | None = None
     start_kw: dict = field(default_factory=dict)
+    times: np.ndarray | None = None  # t_0..t_steps when the steps are not uniform (lr schedules)
+
+    def t(self, k: int | np.ndarray, dt: float) -> Any:
+        """The time after k steps: ``times[k]``, else k·dt."""
+        return self.times[k] if self.times is not None else k * dt
 
 
 def output_steps(steps: int, outputs: int | None) -> np.ndarray:
@@ -122,7 +127,8 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     out_index = {int(k): i for i, k in enumerate(outs)}
     traj = TrajectoryMoments(len(outs), d, n_local, pair=opt.antithetic)
     theta_out = np.empty((n_local, d), dtype=np.float64 if dtype == torch.float64 else np.float32)
-    tau = np.full(n_local, steps * stepper.dt)
+    t_end = opt.t(steps, stepper.dt)
+    tau = np.full(n_local, t_end)
     exited = np.zeros(n_local, dtype=bool)
     chunk = opt.chunk_size
     if chunk and opt.antithetic and chunk % 2:
@@ -137,13 +143,13 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
         blk = Block(stepper, opt, bl, offset, n, dev, dtype, absorbing, use_bridge, where)
         for k in range(steps):
             if k in out_index:
-                failure = _diverged(blk.theta, k, stepper, opt.blowup)
+                failure = _diverged(blk.theta, k, stepper, opt.blowup, opt.t(k, stepper.dt))
                 if failure:
                     break
                 traj.add(out_index[k], blk.theta.double().cpu().numpy(), bl.start)
             check = (k + 1) % opt.check_every == 0 or k + 1 == steps
             if blk.step(k, workers, opt.blowup if check else None):
-                failure = _diverged(blk.theta, k + 1, stepper, opt.blowup)
+                failure = _diverged(blk.theta, k + 1, stepper, opt.blowup, opt.t(k + 1, stepper.dt))
                 if failure:
                     break
             bar.update(1)
@@ -171,9 +177,10 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
         "ranks": size,
         **opt.info,
     }
-    exit = ExitTimes(tau, exited, steps * stepper.dt, opt.antithetic, comm) if absorbing is not None else None
+    exit = ExitTimes(tau, exited, t_end, opt.antithetic, comm) if absorbing is not None else None
     return ParticleCloud(
-        theta_out, [str(s) for s in stepper.state], outs * stepper.dt, traj.result(comm), n, info, exit, comm
+        theta_out, [str(s) for s in stepper.state], opt.t(outs, stepper.dt), traj.result(comm), n, info, exit,
+        comm,
     )
 
 
@@ -193,7 +200,7 @@ class Block:
     """
 
     def __init__(self, stepper, opt, rows, offset, n_total, dev, dtype, absorbing, use_bridge, where):
-        self.stepper, self.absorbing, self.use_bridge = stepper, absorbing, use_bridge
+        self.stepper, self.absorbing, self.use_bridge, self.opt = stepper, absorbing, use_bridge, opt
         n, row = rows.stop - rows.start, offset + rows.start
         self.parts = slabs(n, dev, opt.antithetic)
         self.theta = torch.empty((n, len(stepper.state)), dtype=dtype, device=dev)
@@ -208,7 +215,7 @@ class Block:
         self.alive = self.tau = None
         if absorbing is not None:
             self.alive = ~absorbing.absorbed(self.theta)
-            self.tau = torch.full((n,), opt.steps * stepper.dt, dtype=torch.float64, device=dev)
+            self.tau = torch.full((n,), opt.t(opt.steps, stepper.dt), dtype=torch.float64, device=dev)
             self.tau[~self.alive] = 0.0
 
     def _advance(self, j: int, k: int, blowup: float | None) -> bool:
@@ -226,7 +233,7 @@ class Block:
             if self.use_bridge:
                 u = nz.uniform(1)[:, 0]
                 hit |= bridge_crossed(self.absorbing, x0, x, st.two_d(x0, k), st.dt, u) & live
-            self.tau[s][hit] = (k + 1) * st.dt
+            self.tau[s][hit] = self.opt.t(k + 1, st.dt)
             live &= ~hit
             x = torch.where(live[:, None], x, x0)
         self._new[s] = x
@@ -251,7 +258,7 @@ def local_count_of(n: int, rank: int, size: int, even: bool) -> int:
     return (units // size + (1 if rank < units % size else 0)) * unit
 
 
-def _diverged(theta: torch.Tensor, k: int, stepper: Any, blowup: float) -> str | None:
+def _diverged(theta: torch.Tensor, k: int, stepper: Any, blowup: float, t: float) -> str | None:
     bad = ~torch.isfinite(theta) | (theta.abs() > blowup)
     if not bool(bad.any()):
         return None
@@ -263,7 +270,7 @@ def _diverged(theta: torch.Tensor, k: int, stepper: Any, blowup: float) -> str |
     big = f"; largest finite |{name}| = {float(finite.abs().max()):.3g}" if finite.numel() else ""
     hint = getattr(stepper, "divergence_hint", "reduce the step size")
     return (
-        f"{stepper.what} diverged at step {k} (t = {k * stepper.dt:g}): {100 * frac:.3g}% of the particles "
+        f"{stepper.what} diverged at step {k} (t = {t:g}): {100 * frac:.3g}% of the particles "
         f"blew up (|value| > {blowup:g} or not finite); the exploding quantity is {name} "
         f"({100 * per[worst]:.3g}% of particles{big}). {hint}"
     )
