@@ -87,6 +87,23 @@ def test_one_step_batch_covariance_factor(mode, factor):
     assert abs(mean[0] + 0.5 * np.mean(data.arrays[xi])) < 3 * mse[0]
 
 
+def test_torch_index_path_of_gpus_gives_the_same_law(monkeypatch):
+    # On a GPU the batch indices come from torch.randint (no numpy generator): run that branch on the CPU
+    # by withholding the numpy generators, and check the with-replacement law as above (factor 1).
+    import symfp.particles.runner as runner
+
+    real = runner.slab_generators
+    monkeypatch.setattr(runner, "slab_generators", lambda seq, dev: (real(seq, dev)[0], None))
+    data = symfp.Dataset({xi: np.arange(10.0) ** 1.5})
+    sig2 = np.var(data.arrays[xi])
+    model = symfp.SGD(loss=th**2 / 2 + xi * th, params=[th], data=data, lr=0.5, batch_size=4)
+    cloud = model.simulate(n_particles=40_000, steps=1, init=0.0, seed=12)
+    var, se = cloud.cov(stderr=True)
+    assert abs(var[0, 0] - 0.25 * sig2 / 4) < 3 * se[0, 0]
+    mean, mse = cloud.mean(stderr=True)
+    assert abs(mean[0] + 0.5 * np.mean(data.arrays[xi])) < 3 * mse[0]
+
+
 def test_reshuffling_visits_every_sample_once_per_epoch():
     # ℓ = ξθ: over one epoch (N/B = 3 batches) θ moves by exactly −(η/B) Σ ξ_i for every particle.
     vals = np.array([0.3, -1.0, 2.0, 5.0, 0.1, -0.7, 1.1, 4.0, -2.5, 0.0, 0.6, 9.0])
