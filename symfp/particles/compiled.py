@@ -13,15 +13,19 @@ Inductor on CPU compiles C++ with the system compiler: a cold compile costs seco
 caches make later processes faster), so ``compile="auto"`` compiles only long runs
 (:data:`AUTO_MIN_WORK` particle-steps or more) or when this stepper already holds a compiled function.
 Any failure (no compiler, an unsupported op, a recompilation error) is reported once as a warning
-and the run continues eagerly with the same random numbers. In a process that imported ``dolfinx``
-nothing is compiled (see :func:`unsafe_reason`: the kernels then gave wrong numbers or crashed).
+and the run continues eagerly with the same random numbers. Kernels are loaded with local symbols
+(:func:`local_symbols`): in a process that imported ``dolfinx``, whose global dlopen flags made later
+kernels call the first one, they used to give wrong numbers or crash.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -31,18 +35,27 @@ from ..errors import InputError
 AUTO_MIN_WORK = 5e8  # particle-steps: ≈5 s of eager work, above a cold compile (≈2–20 s)
 
 
-def unsafe_reason() -> str | None:
-    """Why compiled kernels must not run in this process, or None.
+@contextmanager
+def local_symbols() -> Iterator[None]:
+    """Import extension modules with ``RTLD_LOCAL`` inside the block (restored afterwards).
 
-    Measured: once ``dolfinx`` (0.5.2, Debian 12) is imported, inductor's CPU kernels compiled and
-    loaded afterwards return wrong numbers or crash (SIGSEGV); ``mpi4py`` and ``petsc4py`` alone
-    are fine. Until the clash is understood, a process that imported dolfinx runs eagerly.
+    Every inductor CPU kernel is a small extension module exporting a C function named ``kernel``
+    that its own Python binding calls. ``import dolfinx`` (0.5.2) sets the interpreter's dlopen flags
+    to ``RTLD_NOW | RTLD_GLOBAL`` and leaves them so (its restore line is commented out); kernels loaded
+    afterwards then put their ``kernel`` into the global symbol scope, and the binding of every later
+    kernel resolves ``kernel`` to the **first** one loaded: a different loop with different
+    arguments, which returned wrong numbers (1e35 after 10 weak2 steps) or corrupted the heap
+    (measured). Loading kernels with local symbols keeps each binding on its own kernel.
     """
-    import sys
-
-    if "dolfinx" in sys.modules:
-        return "dolfinx is imported in this process (inductor kernels then misbehave)"
-    return None
+    flags = sys.getdlopenflags()
+    if not flags & os.RTLD_GLOBAL:
+        yield
+        return
+    sys.setdlopenflags(flags & ~os.RTLD_GLOBAL)
+    try:
+        yield
+    finally:
+        sys.setdlopenflags(flags)
 
 
 def want_compile(option: Any, work: float, ready: bool, where: str) -> bool:
@@ -55,18 +68,11 @@ def want_compile(option: Any, work: float, ready: bool, where: str) -> bool:
         where: caller, for errors.
 
     Returns:
-        ``option`` for a bool; for ``"auto"``: ``ready or work >= AUTO_MIN_WORK``; False (with a
-        warning for True) in a process where :func:`unsafe_reason` says compiled kernels misbehave.
+        ``option`` for a bool; for ``"auto"``: ``ready or work >= AUTO_MIN_WORK``.
     """
     if option is not True and option is not False and option != "auto":
         raise InputError(f"{where}: compile must be True, False or 'auto', got {option!r}")
     if option is False:
-        return False
-    reason = unsafe_reason()
-    if reason:
-        if option is True:
-            msg = f"{where}: compile=True ignored: {reason}; running eagerly"
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)
         return False
     return option is True or ready or work >= AUTO_MIN_WORK
 
@@ -101,12 +107,13 @@ class Compiled:
         try:
             if self.compiled is None:
                 self.compiled = torch.compile(self.fn, dynamic=None)
-            if self.compile_time is None:
-                t0 = time.perf_counter()
-                out = self.compiled(*args)
-                self.compile_time = time.perf_counter() - t0
-                return out
-            return self.compiled(*args)
+            with local_symbols():  # kernels are loaded on first calls and recompilations
+                if self.compile_time is None:
+                    t0 = time.perf_counter()
+                    out = self.compiled(*args)
+                    self.compile_time = time.perf_counter() - t0
+                    return out
+                return self.compiled(*args)
         except Exception as exc:  # noqa: BLE001 - compiler/driver errors of every kind: fall back
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             warnings.warn(

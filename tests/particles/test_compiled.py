@@ -22,49 +22,6 @@ torch = pytest.importorskip("torch")
 x, y = sp.symbols("x y", real=True)
 
 
-def _dolfinx_loaded() -> bool:
-    import sys
-
-    return "dolfinx" in sys.modules
-
-
-@pytest.fixture(autouse=True)
-def _no_dolfinx(request):
-    """Compiled kernels are refused once dolfinx is imported (see compiled.unsafe_reason)."""
-    if _dolfinx_loaded() and request.node.name != "test_in_fresh_process":
-        pytest.skip("dolfinx imported in this process: run in a fresh one by test_in_fresh_process")
-
-
-def test_in_fresh_process():
-    """When the suite has imported dolfinx, run this file's compiled tests in a clean interpreter."""
-    if not _dolfinx_loaded():
-        pytest.skip("compiled tests run in this process")
-    import subprocess
-    import sys
-
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            __file__,
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:warnings",
-            "-o",
-            "addopts=",
-            "-k",
-            "not test_in_fresh_process",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-
-
 def _ou(a=1.0, eps=0.05):
     return symfp.SDE([x, y], [-a * x, -a * y + x / 2], eps)
 
@@ -111,17 +68,29 @@ def test_compiled_equals_eager_and_moments(method):
     assert np.all(np.abs(cov - C) < 4 * cse)
 
 
-def test_compile_refused_after_dolfinx(monkeypatch):
+def test_kernels_stay_apart_under_global_dlopen_flags():
+    # ``import dolfinx`` leaves the interpreter's dlopen flags at RTLD_NOW | RTLD_GLOBAL; inductor
+    # kernels loaded then each export ``kernel`` globally and later bindings called the first one
+    # (weak2 reached 1e35 in 10 steps, or the heap was corrupted). Reproduce the flags, compile two
+    # different steps one after the other, and check both against the eager reference.
+    import os
     import sys
-    import types
 
-    monkeypatch.setitem(sys.modules, "dolfinx", types.ModuleType("dolfinx"))
-    sde = symfp.SDE([x], [-x], 0.1)
-    with pytest.warns(RuntimeWarning, match="dolfinx"):
-        c = sde.simulate(100, 0.1, 0.01, init=0.0, compile=True, outputs=2)
-    assert not c.info["compiled"]
-    assert not want_compile("auto", 1e12, True, "t")
-
+    cache.clear()
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(os.RTLD_NOW | os.RTLD_GLOBAL)
+    try:
+        sde = symfp.SDE([x, y], [-x, -y - x], [[0.05, 0.01], [0.01, 0.05]])
+        kw = dict(n_particles=1000, t_end=0.5, dt=0.01, init=[1.0, 1.0], outputs=2, seed=1, threads=1)
+        for method in ("euler", "weak2"):
+            comp = sde.simulate(**kw, method=method, compile=True)
+            assert comp.info["compiled"], comp.info.get("compile_error")
+            eager = sde.simulate(**kw, method=method, compile=False)
+            np.testing.assert_allclose(comp.theta, eager.theta, rtol=0, atol=1e-12)
+        assert sys.getdlopenflags() == os.RTLD_NOW | os.RTLD_GLOBAL  # the caller's flags are restored
+    finally:
+        sys.setdlopenflags(flags)
+        cache.clear()
 
 def test_compile_failure_falls_back(monkeypatch):
     cache.clear()
