@@ -96,6 +96,46 @@ def _rank_one_rows(quick: bool, dev) -> list[dict]:
     return rows
 
 
+def _bandwidth_rows(rate: float, dev) -> list[dict]:
+    """Achieved memory bandwidth of the default SDE Euler step against the device's copy bandwidth.
+
+    The traffic counted is a lower bound for d = 2: the float64 state read and written (32 B) and the
+    float32 normals written by the sampler and read by the update (16 B), 48 B per particle-step.
+    The reference is ``torch`` copying a 256 MiB tensor on the same device (read + write counted).
+    """
+    import torch
+
+    n = 2**25  # 32 Mi float64 = 256 MiB
+    a = torch.empty(n, dtype=torch.float64, device=dev).fill_(1.0)
+    b = torch.empty_like(a)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def copy():
+        b.copy_(a)
+        sync()
+
+    copy()
+    t = _timed(copy, repeat=5)
+    peak = 2 * 8 * n / t
+    achieved = 48 * rate
+    return [
+        {
+            "benchmark": "bandwidth",
+            "case": f"torch copy_ of 256 MiB ({dev})",
+            "value": peak / 1e9,
+            "unit": "GB/s",
+            "note": "read + write; the reachable streaming bandwidth of this device",
+        },
+        {
+            "benchmark": "bandwidth",
+            "case": "SDE Euler default step (≥ 48 B per particle-step)",
+            "value": achieved / 1e9,
+            "unit": "GB/s",
+            "note": f"{100 * achieved / peak:.0f} % of the copy bandwidth (lower bound on traffic, d = 2)",
+        },
+    ]
+
+
 def _timed(f, repeat: int = 2) -> float:
     best = np.inf
     for _ in range(repeat):
@@ -305,6 +345,7 @@ def run(quick: bool = False) -> list[dict]:
                 "note": "torchsde not installed",
             }
         )
+    rows += _bandwidth_rows(ns * ks / t_sde, dev)
     # state-dependent rank-one D (derivations/linear_network.py): symbolic σ = √c·u
     rows += _rank_one_rows(quick, dev)
     nm = 1_000_000 if quick else 10_000_000
