@@ -67,16 +67,6 @@ def check_count(n_particles: Any, where: str) -> int:
     return n
 
 
-def generator(seed: int | None, device: torch.device) -> torch.Generator:
-    """A torch generator on ``device`` seeded with ``seed`` (random seed when None)."""
-    g = torch.Generator(device=device)
-    if seed is None:
-        g.seed()
-    else:
-        g.manual_seed(int(seed))
-    return g
-
-
 def chunks(n: int, chunk_size: int | None) -> Iterator[slice]:
     """Slices of at most ``chunk_size`` particles covering range(n) (one slice when None)."""
     size = n if not chunk_size else max(1, int(chunk_size))

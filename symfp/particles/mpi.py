@@ -1,7 +1,8 @@
-"""Particles split over MPI ranks: local counts, per-rank seeds and reductions with mpi4py.
+"""Particles split over MPI ranks: local counts and reductions with mpi4py.
 
-Each rank simulates its own share of the particles with its own seed stream (``seed`` and the rank
-number feed a numpy SeedSequence, so ranks draw independent numbers); statistics are sums reduced
+Each rank simulates its own share of the particles; their random streams are those of their slabs,
+seeded by ``seed`` and the slab's first global row (:mod:`symfp.particles.streams`), so ranks draw
+independent numbers. Statistics are sums reduced
 with ``allreduce``, so every rank gets the same answer. With no communicator (or mpi4py absent) all
 of this degenerates to the serial case.
 """
@@ -36,14 +37,6 @@ def local_count(n: int, comm: Any, even: bool = False) -> int:
     units = n // unit
     share = units // size + (1 if rank < units % size else 0)
     return share * unit
-
-
-def rank_seed(seed: int | None, comm: Any) -> int | None:
-    """An independent seed for this rank derived from ``seed`` (the seed itself on one rank)."""
-    rank, size = rank_size(comm)
-    if seed is None or size == 1:
-        return seed
-    return int(np.random.SeedSequence([int(seed), rank]).generate_state(1, dtype=np.uint64)[0]) >> 1
 
 
 def allsum(value: Any, comm: Any) -> Any:

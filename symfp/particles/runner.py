@@ -25,7 +25,7 @@ from .init import initial_particles
 from .mpi import allsum, local_count, rank_size, world
 from .noise import Noise
 from .statistics import TrajectoryMoments
-from .streams import available_cores, parallel_map, slab_generators, slab_seed, slabs
+from .streams import parallel_map, resolve_threads, slab_generators, slab_seed, slabs
 
 
 class Stepper(Protocol):
@@ -88,13 +88,7 @@ def run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     vectorised calls whose synchronisation cost more than it gained on the measured 2-core machine.
     The random numbers do not depend on the thread count.
     """
-    try:
-        threads = available_cores() if opt.threads is None else int(opt.threads)
-    except (TypeError, ValueError):
-        threads = 0
-    if threads < 1 or (opt.threads is not None and threads != opt.threads):
-        raise InputError(f"{where}: threads must be a positive integer or None, got {opt.threads!r}")
-    opt.threads = threads
+    opt.threads = resolve_threads(opt.threads, where)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

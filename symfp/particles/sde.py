@@ -91,9 +91,10 @@ class SDEStepper:
             th = sp.Matrix(self.state)
             step = th + sp.Matrix(sde.drift) * dt + s_mat * sp.Matrix(dws)
             extra = (self.time,) if self.timed_drift else ()
-            self.fused = torch_function(step, (*self.state, *dws, *extra), "SDE Euler step")
             self.fused_pure = torch_function(step, (*self.state, *dws, *extra), "SDE Euler step", pure=True)
-            if np.count_nonzero(sig - np.diag(np.diag(sig))) == 0:
+            if np.count_nonzero(sig - np.diag(np.diag(sig))):
+                self.fused = torch_function(step, (*self.state, *dws, *extra), "SDE Euler step")
+            else:
                 # diagonal σ: θ_{k+1} = (θ + bΔ) + σ_jj √Δ z_j, the noise added in place (one call when
                 # σ = c·I) straight from the sampler's float32 normals: fewer passes than the fused map
                 det = th + sp.Matrix(sde.drift) * dt
@@ -103,8 +104,8 @@ class SDEStepper:
         # function (θ, z) → θ_{k+1} that torch.compile can fuse (z drawn outside, cast inside)
         self.core: Compiled | None = None
         heun = method == "weak2" and self.noise.kind == "constant"
-        if self.time is None and (self.fused is not None or heun):
-            if self.fused is None:
+        if self.time is None and (self.fused_pure is not None or heun):
+            if self.fused_pure is None:
                 drift_pure = torch_function(sde.drift, self.state, "SDE drift", pure=True)
                 self._drift_pure = lambda th: drift_pure(*th.unbind(-1))
             self.core = Compiled(self._core, f"{self.what} step")
@@ -120,7 +121,7 @@ class SDEStepper:
             return self._additive_diagonal(theta, z, None)
         h = self.dt
         dw = math.sqrt(h) * z.to(theta.dtype)
-        if self.fused is not None:
+        if self.fused_pure is not None:
             f = self.fused_pure if traced else self.fused
             return f(*theta.unbind(1), *dw.unbind(1))
         b = self._drift_pure if traced else self.drift
@@ -208,13 +209,12 @@ class SDEStepper:
 def _pooled(device: Any, fallback: bool, threads: Any) -> bool:
     """Whether a run would use the CPU slab pool with more than one thread."""
     from .backend import resolve_device
-    from .streams import available_cores
+    from .streams import resolve_threads
 
     try:
-        cpu = resolve_device(device, fallback).type == "cpu"
+        return resolve_device(device, fallback).type == "cpu" and resolve_threads(threads, "") > 1
     except InputError:
-        return False  # the run itself reports the device
-    return cpu and (available_cores() if threads is None else threads) not in (0, 1)
+        return False  # the run itself reports the device or the thread count
 
 
 def simulate_sde(

@@ -24,9 +24,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
+
+from ..errors import InputError
 
 ROWS = 32768  # particles per slab on CPU: the unit of parallel work and of the random streams
 
@@ -39,6 +42,17 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(threads: Any, where: str) -> int:
+    """``threads`` as a positive int (None: :func:`available_cores`), else InputError."""
+    try:
+        n = available_cores() if threads is None else int(threads)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or (threads is not None and n != threads):
+        raise InputError(f"{where}: threads must be a positive integer or None, got {threads!r}")
+    return n
 
 
 def _one_torch_thread() -> None:

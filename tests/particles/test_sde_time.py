@@ -107,11 +107,12 @@ def test_euler_weak2_bias_orders_with_schedule():
 def test_autonomous_sde_with_time_keeps_fast_path():
     from symfp.particles.sde import SDEStepper
 
+    # constant diagonal σ: the additive-noise Euler kernel θ + bΔ, the noise added in place
     st = SDEStepper(symfp.SDE([x], -x, 0.1, time=t), 0.1, "euler")
-    assert st.time is None and st.fused is not None
-    # drift with a schedule and constant D: still the fused Euler kernel, with t as an argument
+    assert st.time is None and st.det is not None and st.core is not None
+    # drift with a schedule and constant D: still that kernel, with t as an argument
     st = SDEStepper(symfp.SDE([x], -(1 + t) * x, 0.1, time=t), 0.1, "euler")
-    assert st.time == t and st.fused is not None
+    assert st.time == t and st.det is not None
 
 
 @pytest.mark.parametrize("method", ["euler", "weak2"])
