@@ -1,5 +1,5 @@
 """Benchmarks of the ``symfp`` command: ``symfp derive`` wall time (goal < 3 s, import included) and the
-import-time hot spots of ``symfp.cli`` and of a derive (``python -X importtime``)."""
+import-time hot spots of ``symfp.app.cli`` and of a derive (``python -X importtime``)."""
 
 from __future__ import annotations
 
@@ -77,10 +77,10 @@ def run(quick: bool = False) -> list[dict]:
                 }
             )
     for label, code in (
-        ("import symfp.cli", "import symfp.cli"),
+        ("import symfp.app.cli", "import symfp.app.cli"),
         (
             "derive (in-process)",
-            "from symfp.cli import main; main(['derive', 'derivations/double_well.py', '--json'])",
+            "from symfp.app.cli import main; main(['derive', 'derivations/double_well.py', '--json'])",
         ),
     ):
         for mod, secs in importtime(code):

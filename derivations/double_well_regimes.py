@@ -23,7 +23,7 @@ import sympy as sp
 import sympy.stats
 
 import symfp
-from symfp.spec import size
+from symfp.app.spec import size
 
 theta, xi = sp.symbols("theta xi", real=True)
 s, eta, c = sp.symbols("s eta c", real=True)

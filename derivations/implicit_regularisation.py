@@ -20,7 +20,7 @@ derivations/implicit_regularisation.py`` runs :func:`analyse` and writes the fig
 import sympy as sp
 
 import symfp
-from symfp.spec import size
+from symfp.app.spec import size
 
 w, x, y = sp.symbols("w x y", real=True)
 eta = sp.Symbol("eta", positive=True)

@@ -23,7 +23,7 @@ import sympy as sp
 import sympy.stats
 
 import symfp
-from symfp.spec import size
+from symfp.app.spec import size
 
 w, x, z = sp.symbols("w x z", real=True)
 eta, sigma = sp.symbols("eta sigma", positive=True)

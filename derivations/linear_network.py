@@ -36,7 +36,7 @@ import sympy as sp
 import sympy.stats
 
 import symfp
-from symfp.spec import size
+from symfp.app.spec import size
 
 NAME = "linear_network"
 HERE = pathlib.Path(__file__).resolve().parent if "__file__" in globals() else pathlib.Path("derivations")

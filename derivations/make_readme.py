@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from symfp.spec import load
+from symfp.app.spec import load
 
 HERE = Path(__file__).resolve().parent
 ENTRIES = [

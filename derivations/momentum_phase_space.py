@@ -41,7 +41,7 @@ import sympy as sp
 import sympy.stats
 
 import symfp
-from symfp.spec import size
+from symfp.app.spec import size
 
 NAME = "momentum_phase_space"
 HERE = pathlib.Path(__file__).resolve().parent if "__file__" in globals() else pathlib.Path("derivations")

@@ -12,7 +12,7 @@ import sympy as sp
 import sympy.stats
 
 import symfp
-from symfp.spec import size
+from symfp.app.spec import size
 
 theta, xi = sp.symbols("theta xi", real=True)
 a, s, eta = sp.symbols("a s eta", positive=True)

@@ -20,7 +20,7 @@ import sympy as sp
 import sympy.stats
 
 import symfp
-from symfp.spec import size
+from symfp.app.spec import size
 
 theta, xi = sp.symbols("theta xi", real=True)
 a, s, eta = sp.symbols("a s eta", positive=True)
@@ -91,7 +91,7 @@ def analyse(size: str = "small", figure: str | None = None) -> dict:
     """
     import numpy as np
 
-    from symfp.fem.stationary import stationary_density
+    from symfp.fem.dolfinx.stationary import stationary_density
 
     large = size == "large"
     n = 200_000 if large else 50_000

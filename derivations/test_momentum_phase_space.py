@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from symfp.spec import load
+from symfp.app.spec import load
 
 pytest.importorskip("dolfinx")
 pytest.importorskip("torch")

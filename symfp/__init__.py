@@ -27,28 +27,35 @@ _LAZY: dict[str, str] = {
     "SolverError": "symfp.errors",
     "DivergenceError": "symfp.errors",
     "DependencyError": "symfp.errors",
-    "SDE": "symfp.sde",
-    "Dataset": "symfp.data",
-    "Population": "symfp.data",
-    "Recursion": "symfp.recursion",
-    "SGD": "symfp.recursion",
-    "exp": "symfp.functions",
-    "log": "symfp.functions",
-    "tanh": "symfp.functions",
-    "sigmoid": "symfp.functions",
-    "softplus": "symfp.functions",
-    "relu": "symfp.functions",
-    "sqrt": "symfp.functions",
-    "sin": "symfp.functions",
-    "cos": "symfp.functions",
-    "modified_equation": "symfp.backward_error",
-    "FokkerPlanck": "symfp.fokker_planck",
-    "latex_document": "symfp.latex",
-    "mean_exit_time": "symfp.fem.exit_time",
-    "compare": "symfp.comparison",
+    "SDE": "symfp.symbolic.sde",
+    "Dataset": "symfp.symbolic.data",
+    "Population": "symfp.symbolic.data",
+    "Recursion": "symfp.symbolic.recursion",
+    "SGD": "symfp.symbolic.recursion",
+    "exp": "symfp.symbolic.functions",
+    "log": "symfp.symbolic.functions",
+    "tanh": "symfp.symbolic.functions",
+    "sigmoid": "symfp.symbolic.functions",
+    "softplus": "symfp.symbolic.functions",
+    "relu": "symfp.symbolic.functions",
+    "sqrt": "symfp.symbolic.functions",
+    "sin": "symfp.symbolic.functions",
+    "cos": "symfp.symbolic.functions",
+    "modified_equation": "symfp.symbolic.backward_error",
+    "FokkerPlanck": "symfp.symbolic.fokker_planck",
+    "latex_document": "symfp.symbolic.latex",
+    "mean_exit_time": "symfp.fem.dolfinx.exit_time",
+    "compare": "symfp.bridge.compare",
     "weak_error": "symfp.particles.weak_error",
 }
-_SUBMODULES = {"mesh", "fem", "particles", "weakform", "errors"}
+#: public sub-module name -> its module (``symfp.weakform`` lives in the symbolic core)
+_SUBMODULES = {
+    "mesh": "symfp.mesh",
+    "fem": "symfp.fem",
+    "particles": "symfp.particles",
+    "weakform": "symfp.symbolic.weakform",
+    "errors": "symfp.errors",
+}
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
@@ -59,7 +66,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        mod = importlib.import_module(f"symfp.{name}")
+        mod = importlib.import_module(_SUBMODULES[name])
         globals()[name] = mod
         return mod
     raise AttributeError(f"module 'symfp' has no attribute {name!r}")

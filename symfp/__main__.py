@@ -1,3 +1,3 @@
-from symfp.cli import main
+from symfp.app.cli import main
 
 raise SystemExit(main())

@@ -4,7 +4,7 @@
 >>> m = symfp.mesh.box([(-2, 2), (-2, 2)], cells=(64, 64))   # faces xmin, xmax, ymin, ymax
 >>> d = symfp.mesh.load("meshes/disk.msh")                   # gmsh physical groups → names
 
-See :mod:`symfp.fem.mesh` for the details.
+See :mod:`symfp.fem.dolfinx.mesh` for the details.
 """
 
 from __future__ import annotations
@@ -15,29 +15,29 @@ __all__ = ["box", "load", "as_mesh"]  # and Mesh, resolved lazily
 
 
 def box(bounds, cells=32, comm=None, cell_type: str = "simplex"):
-    """An interval/rectangle/box with faces named xmin, xmax, ymin, ...; see :func:`symfp.fem.mesh.box`."""
-    from .fem.mesh import box as _box
+    """An interval/rectangle/box with faces named xmin, xmax, ymin, ...; :func:`.fem.dolfinx.mesh.box`."""
+    from .fem.dolfinx.mesh import box as _box
 
     return _box(bounds, cells=cells, comm=comm, cell_type=cell_type)
 
 
 def load(path, comm=None, mesh_size: float | None = None):
-    """A gmsh .msh/.geo mesh with named parts; see :func:`symfp.fem.mesh.load`."""
-    from .fem.mesh import load as _load
+    """A gmsh .msh/.geo mesh with named parts; see :func:`symfp.fem.dolfinx.mesh.load`."""
+    from .fem.dolfinx.mesh import load as _load
 
     return _load(path, comm=comm, mesh_size=mesh_size)
 
 
 def as_mesh(obj: Any):
-    """A :class:`symfp.fem.mesh.Mesh` from a Mesh, a dolfinx mesh or a path."""
-    from .fem.mesh import as_mesh as _as_mesh
+    """A :class:`symfp.fem.dolfinx.mesh.Mesh` from a Mesh, a dolfinx mesh or a path."""
+    from .fem.dolfinx.mesh import as_mesh as _as_mesh
 
     return _as_mesh(obj)
 
 
 def __getattr__(name: str) -> Any:
     if name == "Mesh":
-        from .fem.mesh import Mesh
+        from .fem.dolfinx.mesh import Mesh
 
         return Mesh
     raise AttributeError(f"module 'symfp.mesh' has no attribute {name!r}")

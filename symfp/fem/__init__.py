@@ -2,17 +2,18 @@
 
 Importing this package does not import dolfinx; the sub-modules do, when a solve is requested:
 
-- :mod:`symfp.fem.compat`: one spelling for dolfinx 0.5.2 … 0.11 (feature detection);
-- :mod:`symfp.fem.translate`: SymPy → UFL;
-- :mod:`symfp.fem.mesh`: built-in boxes and gmsh meshes with named boundary parts and regions;
+- :mod:`symfp.fem.dolfinx.compat`: one spelling for dolfinx 0.5.2 … 0.11 (feature detection);
+- :mod:`symfp.fem.dolfinx.translate`: SymPy → UFL;
+- :mod:`symfp.fem.dolfinx.mesh`: built-in boxes and gmsh meshes with named boundary parts and regions;
 - :mod:`symfp.fem.domain`: the automatic box when no mesh is given, and :class:`DomainWarning`;
-- :mod:`symfp.fem.forward`: the forward Fokker–Planck stepper, returning a
-  :class:`symfp.fem.solution.Solution`;
-- :mod:`symfp.fem.exit_time`, :mod:`symfp.fem.stationary`, :mod:`symfp.fem.spectral`: the steady
+- :mod:`symfp.fem.dolfinx.forward`: the forward Fokker–Planck stepper, returning a
+  :class:`symfp.fem.dolfinx.solution.Solution`;
+- :mod:`symfp.fem.dolfinx.exit_time`, :mod:`symfp.fem.dolfinx.stationary`,
+  :mod:`symfp.fem.dolfinx.spectral`: the steady
   solvers (mean exit time :math:`-\\mathcal L\\tau = 1`, stationary density, generator spectrum).
 
 The names below are re-exported lazily (PEP 562): ``from symfp.fem import solve`` imports
-:mod:`symfp.fem.forward` (and dolfinx) only then. The FE layer never imports torch.
+:mod:`symfp.fem.dolfinx.forward` (and dolfinx) only then. The FE layer never imports torch.
 """
 
 from __future__ import annotations
@@ -22,18 +23,18 @@ from typing import Any
 
 #: public name → defining sub-module
 _LAZY = {
-    "solve": "forward",
-    "Solution": "solution",
+    "solve": "dolfinx.forward",
+    "Solution": "dolfinx.solution",
     "auto_domain": "domain",
     "DomainWarning": "domain",
     "SymfpWarning": "domain",
-    "mean_exit_time": "exit_time",
-    "ExitTime": "exit_time",
-    "stationary_density": "stationary",
-    "StationarySolution": "stationary",
-    "spectrum": "spectral",
-    "spectral_gap": "spectral",
-    "Spectrum": "spectral",
+    "mean_exit_time": "dolfinx.exit_time",
+    "ExitTime": "dolfinx.exit_time",
+    "stationary_density": "dolfinx.stationary",
+    "StationarySolution": "dolfinx.stationary",
+    "spectrum": "dolfinx.spectral",
+    "spectral_gap": "dolfinx.spectral",
+    "Spectrum": "dolfinx.spectral",
 }
 
 __all__ = sorted(_LAZY)

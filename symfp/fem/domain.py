@@ -1,6 +1,6 @@
 r"""A default computational domain derived from the problem, and the mass-at-the-wall warning.
 
-When :func:`symfp.fem.forward.solve` gets no mesh (``mesh=None`` or ``"auto"``), :func:`auto_domain`
+When :func:`symfp.fem.dolfinx.forward.solve` gets no mesh (``mesh=None`` or ``"auto"``), :func:`auto_domain`
 builds a box that covers where the density is expected to live during the run:
 
 1. **Initial density** :math:`p_0`: a point contributes itself; an expression or callable is sampled
@@ -215,7 +215,7 @@ def estimate(fp: Any, p0: Any, t_end: float | None = None, mass_tol: float = 1e-
 
     Args:
         fp: a numeric :class:`symfp.FokkerPlanck` (or SDE).
-        p0: as for :func:`symfp.fem.forward.solve` (point, SymPy expression or callable ``f(X)``).
+        p0: as for :func:`symfp.fem.dolfinx.forward.solve` (point, SymPy expression or callable ``f(X)``).
         t_end: final time (used only when the drift has no stable fixed point).
         mass_tol: probability mass allowed outside the box for each contributing law.
         min_std: the box covers at least ± this many standard deviations of each law.
@@ -227,7 +227,7 @@ def estimate(fp: Any, p0: Any, t_end: float | None = None, mass_tol: float = 1e-
         InputError: free parameters, or nothing to size the box with (no stable fixed point, no
             stationary density, a point p0 and no t_end).
     """
-    from .initial import density_callable, is_point
+    from .dolfinx.initial import density_callable, is_point
 
     if not hasattr(fp, "sde"):
         fp = fp.fokker_planck()
@@ -346,7 +346,7 @@ def auto_domain(fp: Any, p0: Any, t_end: float | None = None, comm: Any = None,
     Every rank computes the same estimate (deterministic numpy), so the mesh is consistent.
     ``options`` go to :func:`estimate`.
     """
-    from .mesh import box
+    from .dolfinx.mesh import box
 
     est = estimate(fp, p0, t_end=t_end, **options)
     return box(list(est.bounds), cells=list(est.cells), comm=comm), est
@@ -354,7 +354,7 @@ def auto_domain(fp: Any, p0: Any, t_end: float | None = None, comm: Any = None,
 
 def boundary_dofs(V: Any, msh: Any, exclude: Sequence[str] = ()) -> np.ndarray:
     """Owned local dofs on the exterior boundary, minus the facets of the named parts ``exclude``."""
-    m = __import__("symfp.fem.compat", fromlist=["dolfinx_modules"]).dolfinx_modules()
+    m = __import__("symfp.fem.dolfinx.compat", fromlist=["dolfinx_modules"]).dolfinx_modules()
     tdim = msh.mesh.topology.dim
     msh.mesh.topology.create_connectivity(tdim - 1, tdim)
     facets = m.mesh.exterior_facet_indices(msh.mesh.topology)

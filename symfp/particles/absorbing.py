@@ -163,7 +163,7 @@ class MeshComplement(AbsorbingSet):
             raise MeshError(f"MeshComplement: {mesh!r} is not a dolfinx mesh or symfp mesh") from exc
 
     def absorbed(self, theta):
-        from ..fem.compat import local_cells
+        from ..fem.dolfinx.compat import local_cells
 
         pts = theta.detach().cpu().numpy().astype(np.float64)
         comm = self.mesh.comm

@@ -59,7 +59,7 @@ class BatchSource:
     """Draws the batch means of one ``BatchMean`` spec for a block of particles.
 
     Args:
-        spec: the ``symfp.recursion.BatchMean`` (symbols, expr, data, batch_size, replacement).
+        spec: the ``symfp.symbolic.recursion.BatchMean`` (symbols, expr, data, batch_size, replacement).
         state: the state symbols.
         device, dtype: where the data live.
         reshuffle: random reshuffling by epoch (Dataset only).

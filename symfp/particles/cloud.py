@@ -124,8 +124,8 @@ class ParticleCloud:
         return self._exit
 
     def histogram(self, mesh: Any, **kwargs: Any):
-        """Density on an FE mesh (see :func:`symfp.particles.histogram.histogram_on_mesh`)."""
-        from .histogram import histogram_on_mesh
+        """Density on an FE mesh (see :func:`symfp.bridge.histogram.histogram_on_mesh`)."""
+        from ..bridge.histogram import histogram_on_mesh
 
         return histogram_on_mesh(self, mesh, **kwargs)
 

@@ -2,7 +2,7 @@ r"""Particle simulation of the exact one-step map of a recursion (SGD with all i
 
 The recursion's own symbolic update :math:`\theta_{k+1} = U(\theta_k, \text{inputs}_k)` is lambdified
 to torch (with CSE) and applied to all particles at once; its random inputs are drawn fresh each step,
-in bulk, following their specs (``symfp.recursion``):
+in bulk, following their specs (``symfp.symbolic.recursion``):
 
 * ``BatchMean``: the mini-batch mean of the per-sample expression (the gradient), over B indices of a
   Dataset (with/without replacement, or random reshuffling by epoch) or B fresh Population samples

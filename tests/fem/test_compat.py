@@ -10,8 +10,8 @@ pytestmark = pytest.mark.fem
 
 def _poisson_l2_error(n: int) -> float:
     """P1 solve of −Δu = 2π² sin(πx) sin(πy), u = 0 on ∂[0,1]²; L² error against the exact u."""
-    from symfp.fem import compat
-    from symfp.fem.mesh import box
+    from symfp.fem.dolfinx import compat
+    from symfp.fem.dolfinx.mesh import box
 
     m = compat.dolfinx_modules()
     ufl, fem = m.ufl, m.fem
@@ -48,7 +48,7 @@ def test_poisson_p1_l2_rate_is_two():
 
 
 def _interpolated(msh, f):
-    from symfp.fem import compat
+    from symfp.fem.dolfinx import compat
 
     V = compat.function_space(msh)
     u = compat.dolfinx_modules().fem.Function(V)
@@ -58,8 +58,8 @@ def _interpolated(msh, f):
 
 @pytest.mark.mpi
 def test_eval_points_is_exact_for_linear_and_same_on_every_rank(comm):
-    from symfp.fem import compat
-    from symfp.fem.mesh import box
+    from symfp.fem.dolfinx import compat
+    from symfp.fem.dolfinx.mesh import box
 
     msh = box([(-1, 2), (0, 1)], cells=(9, 7)).mesh
     u = _interpolated(msh, lambda X: 1.0 + X[0] - 2.0 * X[1])
@@ -81,8 +81,8 @@ def test_eval_points_is_exact_for_linear_and_same_on_every_rank(comm):
 
 @pytest.mark.mpi
 def test_gather_function_holds_every_dof_once_with_exact_values(comm):
-    from symfp.fem import compat
-    from symfp.fem.mesh import box
+    from symfp.fem.dolfinx import compat
+    from symfp.fem.dolfinx.mesh import box
 
     msh = box([(0, 1), (0, 1)], cells=(6, 5)).mesh
     u = _interpolated(msh, lambda X: np.sin(3 * X[0]) * np.exp(X[1]))
@@ -99,8 +99,8 @@ def test_gather_function_holds_every_dof_once_with_exact_values(comm):
 
 
 def test_create_vector_and_petsc_vec_share_layout():
-    from symfp.fem import compat
-    from symfp.fem.mesh import box
+    from symfp.fem.dolfinx import compat
+    from symfp.fem.dolfinx.mesh import box
 
     m = compat.dolfinx_modules()
     msh = box([(0, 1)], cells=10).mesh
@@ -118,8 +118,8 @@ def test_create_vector_and_petsc_vec_share_layout():
 
 def test_make_ksp_reports_divergence_with_reason():
     from symfp.errors import SolverError
-    from symfp.fem import compat
-    from symfp.fem.mesh import box
+    from symfp.fem.dolfinx import compat
+    from symfp.fem.dolfinx.mesh import box
 
     m = compat.dolfinx_modules()
     msh = box([(0, 1), (0, 1)], cells=16).mesh
@@ -135,7 +135,7 @@ def test_make_ksp_reports_divergence_with_reason():
 
 def test_read_gmsh_missing_file_and_no_groups(tmp_path):
     from symfp.errors import MeshError
-    from symfp.fem import compat
+    from symfp.fem.dolfinx import compat
 
     m = compat.dolfinx_modules()
     with pytest.raises(MeshError, match="does not exist"):

@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 import symfp
-from symfp.fem.gaussian import l2_error_2d, ou_moments
+from symfp.fem.dolfinx.gaussian import l2_error_2d, ou_moments
 
 pytestmark = pytest.mark.fem
 x, y = sp.symbols("x y", real=True)

@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 import symfp
-from symfp.fem.gaussian import l2_error_2d, ou_moments
+from symfp.fem.dolfinx.gaussian import l2_error_2d, ou_moments
 
 pytestmark = pytest.mark.fem
 x, y = sp.symbols("x y", real=True)
@@ -23,7 +23,7 @@ def _ou_sde():
 
 
 def _ou_exact(t: float):
-    """Mean and covariance of the OU law (symfp.fem.gaussian: scipy, rtol 1e-12)."""
+    """Mean and covariance of the OU law (symfp.fem.dolfinx.gaussian: scipy, rtol 1e-12)."""
     return ou_moments(A, DIFF, M0, S0 * np.eye(2), t)
 
 
@@ -58,7 +58,7 @@ def test_ou_2d_density_converges_at_rate_two_in_h_and_conserves_mass():
 
 @pytest.mark.parametrize("scheme,order", [("euler", 1), ("cn", 2), ("bdf2", 2)])
 def test_ou_time_error_falls_at_the_scheme_order(scheme, order):
-    from symfp.fem import compat
+    from symfp.fem.dolfinx import compat
 
     # time error isolated on a fixed mesh: against BDF2 with dt = 1/320 on the same mesh
     ref = _ou_solve(16, 1 / 320, "bdf2", t_end=0.5).density
@@ -99,7 +99,7 @@ def test_double_well_long_time_matches_gibbs_reference():
 
 def test_double_well_coarse_mesh_gibbs_form_on_request_still_matches():
     # "auto" used to pick the Gibbs form here (Pe > 1, detailed balance); it now takes FCT, which was
-    # measured 1.4–5× more accurate in transients (table in symfp.fem.stabilise). The Gibbs form stays
+    # measured 1.4–5× more accurate in transients (table in symfp.fem.dolfinx.stabilise). The Gibbs form stays
     # available by request, and its steady state is still the exact law.
     th = sp.Symbol("theta", real=True)
     f = th**4 / 4 - th**2 / 2

@@ -20,7 +20,7 @@ def test_package_import_is_light_and_names_resolve_lazily():
 @pytest.mark.fem
 def test_lazy_names_are_the_module_functions():
     import symfp.fem as f
-    from symfp.fem import exit_time, forward, spectral, stationary
+    from symfp.fem.dolfinx import exit_time, forward, spectral, stationary
 
     assert f.mean_exit_time is exit_time.mean_exit_time
     assert f.stationary_density is stationary.stationary_density

@@ -74,7 +74,7 @@ def test_gibbs_weight_is_shifted_by_its_maximum():
 def test_gibbs_log_range_reports_the_dynamic_range():
     from mpi4py import MPI
 
-    from symfp.fem.forward import gibbs_log_range
+    from symfp.fem.dolfinx.forward import gibbs_log_range
 
     x = np.linspace(-2.5, 2.5, 11)[:, None]
     vals, hi, rng = gibbs_log_range(-F / EPS, (th,), x, len(x), MPI.COMM_SELF)

@@ -8,7 +8,7 @@ import sympy as sp
 
 import symfp
 from symfp.errors import DependencyError, InputError, MeshError
-from symfp.fem.spectral import spectral_gap, spectrum
+from symfp.fem.dolfinx.spectral import spectral_gap, spectrum
 
 pytestmark = pytest.mark.fem
 x, y = sp.symbols("x y", real=True)

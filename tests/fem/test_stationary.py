@@ -10,7 +10,7 @@ import sympy as sp
 
 import symfp
 from symfp.errors import InputError, MeshError, SolverError
-from symfp.fem.stationary import stationary_density
+from symfp.fem.dolfinx.stationary import stationary_density
 
 pytestmark = pytest.mark.fem
 x, y = sp.symbols("x y", real=True)

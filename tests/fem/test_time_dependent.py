@@ -93,9 +93,9 @@ def test_gibbs_needs_an_autonomous_sde():
 
 
 def test_steady_solvers_refuse_a_time_dependent_sde():
-    from symfp.fem.exit_time import mean_exit_time
-    from symfp.fem.spectral import spectrum
-    from symfp.fem.stationary import stationary_density
+    from symfp.fem.dolfinx.exit_time import mean_exit_time
+    from symfp.fem.dolfinx.spectral import spectrum
+    from symfp.fem.dolfinx.stationary import stationary_density
 
     mesh = symfp.mesh.box([(-3, 3)], cells=20)
     for solver in (mean_exit_time, stationary_density, spectrum):

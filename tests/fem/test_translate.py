@@ -14,9 +14,9 @@ x, y = sp.symbols("x y", real=True)
 
 def _fe_integral(expr, n=24, degree=8):
     """∫_{[0,1]x[0.5,1.5]} expr with the translated UFL expression and a degree-8 quadrature."""
-    from symfp.fem import compat
-    from symfp.fem.mesh import box
-    from symfp.fem.translate import to_ufl
+    from symfp.fem.dolfinx import compat
+    from symfp.fem.dolfinx.mesh import box
+    from symfp.fem.dolfinx.translate import to_ufl
 
     m = compat.dolfinx_modules()
     msh = box([(0, 1), (0.5, 1.5)], cells=n).mesh
@@ -74,9 +74,9 @@ def _reference_piece(expr, a, b, c, d):
 
 
 def test_matrices_and_vectors():
-    from symfp.fem import compat
-    from symfp.fem.mesh import box
-    from symfp.fem.translate import to_ufl
+    from symfp.fem.dolfinx import compat
+    from symfp.fem.dolfinx.mesh import box
+    from symfp.fem.dolfinx.translate import to_ufl
 
     m = compat.dolfinx_modules()
     msh = box([(0, 1), (0.5, 1.5)], cells=4).mesh
@@ -93,9 +93,9 @@ def test_matrices_and_vectors():
 
 
 def test_untranslatable_is_refused_by_name():
-    from symfp.fem import compat
-    from symfp.fem.mesh import box
-    from symfp.fem.translate import to_ufl
+    from symfp.fem.dolfinx import compat
+    from symfp.fem.dolfinx.mesh import box
+    from symfp.fem.dolfinx.translate import to_ufl
 
     m = compat.dolfinx_modules()
     X = m.ufl.SpatialCoordinate(box([(0, 1), (0, 1)], cells=1).mesh)

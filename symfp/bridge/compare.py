@@ -1,0 +1,222 @@
+r"""FE ↔ particles: the one place where the Fokker–Planck solution meets the simulated algorithm.
+
+Metrics, each with its Monte Carlo noise level, so that "agree" has a meaning:
+
+* **Density.** Both are reduced to the masses of a grid of bins over the mesh's bounding box: the FE
+  mass :math:`P_b = \int_b p` (midpoint rule on ``sub``:sup:`d` points per bin, via the collective
+  ``solution.eval``) and the particle fraction :math:`\hat P_b = n_b/N`. The distance is
+  :math:`L^1 = \sum_b |\hat P_b - P_b|`. For a perfect sampler, :math:`n_b \sim \mathrm{Bin}(N, P_b)`
+  and de Moivre's mean absolute deviation :math:`E|n_b - NP_b| = 2(m+1)(1-P_b)\,\mathrm{pmf}(m+1)`,
+  :math:`m = \lfloor NP_b\rfloor`, gives the noise floor :math:`F = \sum_b E|n_b-NP_b|/N` and its
+  spread :math:`s^2 = \sum_b (NP_b(1-P_b) - E|\cdot|^2)/N^2` (bins treated as independent). The check
+  passes when :math:`L^1 \le F + z_{max}\, s + \text{fe\_tol}` (``fe_tol`` allows for the FE and
+  quadrature error). Particles outside the mesh are reported as escaped mass.
+* **Moments.** :math:`z = (\hat\mu - \mu_{FE})/\mathrm{se}` for every mean and covariance entry at the
+  final time; passes when :math:`\max|z| \le z_{max}`.
+* **Exit time** (optional): the FE mean exit time at ``x0`` against the particle mean exit time ± its
+  standard error (with the censored fraction reported).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass
+class Metric:
+    """One row of a comparison: FE value, particle value, noise scale, z-score, verdict."""
+
+    name: str
+    fe: float
+    particles: float
+    noise: float
+    z: float
+    passed: bool
+    note: str = ""
+
+
+@dataclass
+class ComparisonReport:
+    """The result of :func:`compare`: metrics, a verdict and a printable table."""
+
+    metrics: list[Metric] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True when every metric is within its noise level."""
+        return all(m.passed for m in self.metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dictionary (JSON-ready)."""
+        return {
+            "passed": self.passed,
+            "info": dict(self.info),
+            "metrics": [
+                {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in m.__dict__.items()}
+                for m in self.metrics
+            ],
+        }
+
+    def __str__(self) -> str:
+        head = f"{'metric':<22}{'FE':>13}{'particles':>13}{'noise':>11}{'z':>8}  ok"
+        lines = [
+            f"FE vs particles at t = {self.info.get('t', float('nan')):g} "
+            f"(N = {self.info.get('n', '?')}): {'PASSED' if self.passed else 'FAILED'}",
+            head,
+        ]
+        for m in self.metrics:
+            lines.append(
+                f"{m.name:<22}{m.fe:13.5g}{m.particles:13.5g}{m.noise:11.3g}{m.z:8.2f}  "
+                f"{'yes' if m.passed else 'NO'}{'  ' + m.note if m.note else ''}"
+            )
+        return "\n".join(lines)
+
+
+def binomial_mad(n: int, p: np.ndarray) -> np.ndarray:
+    """E|X − np| for X ~ Binomial(n, p) (de Moivre), elementwise in p."""
+    from scipy.stats import binom
+
+    p = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
+    m = np.floor(n * p)
+    return 2 * (m + 1) * (1 - p) * binom.pmf(m + 1, n, p)
+
+
+def _bounds(solution: Any, d: int) -> np.ndarray:
+    msh = getattr(solution.mesh, "mesh", solution.mesh)
+    x = msh.geometry.x[:, :d]
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    comm = msh.comm
+    from mpi4py import MPI
+
+    glo, ghi = np.empty_like(lo), np.empty_like(hi)
+    comm.Allreduce(np.ascontiguousarray(lo), glo, op=MPI.MIN)
+    comm.Allreduce(np.ascontiguousarray(hi), ghi, op=MPI.MAX)
+    return np.stack([glo, ghi], axis=1)
+
+
+def density_metric(
+    solution: Any, cloud: Any, bins: int | None = None, sub: int = 4, z_max: float = 4.0, fe_tol: float = 0.01
+) -> tuple[Metric, dict[str, Any]]:
+    """The binned L¹ density distance, its noise floor and the escaped mass (collective)."""
+    from ..particles.mpi import allsum
+
+    d = cloud.dim
+    box = _bounds(solution, d)
+    n = cloud.n
+    if bins is None:  # about 10 expected particles per bin in the mean, at most 64 per direction
+        bins = int(np.clip((n / 10) ** (1.0 / d), 4, 64))
+    edges = [np.linspace(lo, hi, bins + 1) for lo, hi in box]
+    # FE bin masses by the midpoint rule on sub^d points per bin
+    fine = [np.linspace(lo, hi, bins * sub + 1) for lo, hi in box]
+    mids = [0.5 * (f[1:] + f[:-1]) for f in fine]
+    grid = np.stack(np.meshgrid(*mids, indexing="ij"), axis=-1).reshape(-1, d)
+    vals = np.nan_to_num(solution.eval(grid), nan=0.0)
+    cell = np.prod([(hi - lo) / (bins * sub) for lo, hi in box])
+    P = vals.reshape([bins * sub] * d) * cell
+    for ax in range(d):
+        P = P.reshape(P.shape[:ax] + (bins, sub) + P.shape[ax + 1 :]).sum(axis=ax + 1)
+    counts, _ = np.histogramdd(cloud.theta.astype(float), bins=edges)
+    counts = allsum(counts, cloud.comm)
+    inside = float(counts.sum())
+    Phat = counts / n
+    l1 = float(np.abs(Phat - P).sum())
+    mad = binomial_mad(n, P.ravel())
+    floor = float(mad.sum() / n)
+    var = np.clip(n * P.ravel() * (1 - P.ravel()) - mad**2, 0, None).sum() / n**2
+    spread = float(np.sqrt(var))
+    escaped = 1.0 - inside / n
+    z = (l1 - floor - fe_tol) / spread if spread > 0 else np.inf
+    ok = l1 <= floor + z_max * spread + fe_tol
+    note = f"floor {floor:.3g}, {bins}^{d} bins, escaped mass {escaped:.2g}, FE mass {P.sum():.4f}"
+    return Metric("density L1", 0.0, l1, floor, float(z), bool(ok), note), {
+        "bins": bins,
+        "escaped_mass": escaped,
+        "fe_mass_in_bins": float(P.sum()),
+    }
+
+
+def compare(
+    solution: Any,
+    cloud: Any,
+    bins: int | None = None,
+    z_max: float = 4.0,
+    fe_tol: float = 0.01,
+    exit_time: Any = None,
+    x0: Any = None,
+) -> ComparisonReport:
+    """Compare an FE Fokker–Planck solution with a particle cloud of the same process (collective).
+
+    Args:
+        solution: FE solution (``.times``, ``.observables``, ``.eval(points)``, ``.mesh``).
+        cloud: a :class:`symfp.particles.ParticleCloud` at the solution's final time.
+        bins: bins per direction for the density distance (default from N).
+        z_max: how many noise levels a metric may deviate.
+        fe_tol: allowance for the FE discretisation error in the L¹ distance.
+        exit_time: optional FE mean exit time (``.eval``) to compare with ``cloud.exit_times()``.
+        x0: the start point of the particles for the exit-time comparison.
+
+    Returns:
+        A :class:`ComparisonReport` (``.passed``, ``str()``, ``.to_dict()``).
+    """
+    t_fe = float(np.asarray(solution.times)[-1])
+    t_p = float(cloud.times[-1])
+    if abs(t_fe - t_p) > 1e-6 * max(1.0, abs(t_fe)):
+        raise InputError(
+            f"compare: the FE solution ends at t = {t_fe:g} and the particles at t = {t_p:g}; "
+            "simulate the particles to the same final time"
+        )
+    d = cloud.dim
+    obs = solution.observables
+    if np.asarray(obs["mean"]).shape[-1] != d:
+        raise InputError(
+            f"compare: the FE solution has dimension {np.asarray(obs['mean']).shape[-1]}, the particles {d}"
+        )
+    report = ComparisonReport(info={"t": t_fe, "n": cloud.n, "z_max": z_max})
+    m, mse = cloud.mean(stderr=True)
+    c, cse = cloud.cov(stderr=True)
+    fe_mean = np.asarray(obs["mean"])[-1]
+    fe_cov = np.asarray(obs["cov"])[-1]
+    names = cloud.state
+    for i in range(d):
+        z = (m[i] - fe_mean[i]) / mse[i] if mse[i] > 0 else np.inf * (m[i] != fe_mean[i])
+        report.metrics.append(
+            Metric(f"mean[{names[i]}]", fe_mean[i], m[i], mse[i], float(z), abs(z) <= z_max)
+        )
+    for i in range(d):
+        for j in range(i, d):
+            z = (c[i, j] - fe_cov[i, j]) / cse[i, j] if cse[i, j] > 0 else np.inf
+            report.metrics.append(
+                Metric(
+                    f"cov[{names[i]},{names[j]}]", fe_cov[i, j], c[i, j], cse[i, j], float(z), abs(z) <= z_max
+                )
+            )
+    metric, extra = density_metric(solution, cloud, bins, z_max=z_max, fe_tol=fe_tol)
+    report.metrics.append(metric)
+    report.info.update(extra)
+    if exit_time is not None:
+        if x0 is None:
+            raise InputError("compare: give x0 (the particles' start point) to compare exit times")
+        tau_fe = float(np.asarray(exit_time.eval(np.atleast_2d(np.asarray(x0, dtype=float))))[0])
+        ex = cloud.exit_times()
+        tm, tse = ex.mean(stderr=True)
+        cf = ex.censored_fraction
+        z = (tm - tau_fe) / tse if tse > 0 else np.inf
+        report.metrics.append(
+            Metric(
+                "mean exit time",
+                tau_fe,
+                tm,
+                tse,
+                float(z),
+                abs(z) <= z_max and cf < 0.01,
+                f"censored fraction {cf:.3g}",
+            )
+        )
+    return report
+

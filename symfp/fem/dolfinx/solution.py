@@ -1,0 +1,155 @@
+"""The result of a forward Fokker–Planck solve: times, observables, the density, and I/O.
+
+``Solution.eval(points)`` is collective and returns the same array on every rank;
+``Solution.write(dir)`` writes ``density.xdmf`` (the stored density snapshots, for ParaView),
+``observables.json`` and ``observables.csv`` (rank 0 writes the JSON/CSV);
+``Solution.load(dir)`` reads the observables back (no mesh needed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...errors import InputError
+from . import compat
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+@dataclass
+class Solution:
+    """A forward solution.
+
+    Attributes:
+        times: output times (T,).
+        observables: dict of numpy arrays: ``t``, ``mass``, ``mean`` (T×d), ``cov`` (T×d×d), ``min``,
+            ``max``, ``entropy``, ``relative_entropy`` (when the stationary density is known),
+            ``E[name]`` for each requested expectation, ``region_mass`` (T×regions) with
+            ``region_names``.
+        mesh: the :class:`symfp.fem.dolfinx.mesh.Mesh`.
+        sde: the SDE solved (or None when loaded from disk).
+        density: the dolfinx Function of the density at the final time (None when loaded).
+        snapshots: ``{t: owned nodal values}`` of the stored densities.
+        info: how it was solved (scheme, stabilisation and why, Péclet number, KSP iterations...).
+        timings: wall-clock seconds on this rank: ``setup`` (Péclet test, forms, JIT, assembly, KSP
+            and observable set-up, p0), ``assemble`` (the operator matrices alone), and per time step
+            (arrays of length steps) ``step`` (the whole step: right-hand side, solve, checks,
+            observables), ``ksp`` (the linear solve alone) and ``output`` (observables; 0 when not an
+            output step). Empty when loaded from disk.
+    """
+
+    times: np.ndarray
+    observables: dict[str, np.ndarray]
+    mesh: Any = None
+    sde: Any = None
+    density: Any = None
+    snapshots: dict[float, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    def _function_at(self, t: float | None) -> Any:
+        if self.density is None:
+            raise InputError("Solution.eval: this solution was loaded without its mesh; re-run the solve")
+        if t is None:
+            return self.density
+        key = min(self.snapshots, key=lambda s: abs(s - t)) if self.snapshots else None
+        if key is None or abs(key - t) > 1e-9 * max(1.0, abs(t)):
+            have = ", ".join(f"{s:g}" for s in sorted(self.snapshots))
+            raise InputError(f"Solution.eval: no density stored at t = {t:g}; stored times: {have}. "
+                             "Pass keep='all' (or output_every) to solve() to store more")
+        f = compat.dolfinx_modules().fem.Function(self.density.function_space)
+        n = len(self.snapshots[key])
+        f.x.array[:n] = self.snapshots[key]
+        f.x.scatter_forward()
+        return f
+
+    def eval(self, points: Any, t: float | None = None) -> np.ndarray:
+        """Density at ``points`` (n, d) at the final time or a stored time ``t``; collective.
+
+        Returns:
+            (n,) values, the same on every rank; NaN outside the mesh.
+        """
+        f = self._function_at(t)
+        return compat.eval_points(f, points)[:, 0]
+
+    def write(self, directory: str | os.PathLike) -> str:
+        """Write ``density.xdmf`` (+ .h5) and ``observables.json``/``.csv`` into ``directory``."""
+        directory = os.fspath(directory)
+        comm = self.mesh.comm if self.mesh is not None else None
+        rank = comm.rank if comm is not None else 0
+        if rank == 0:
+            os.makedirs(directory, exist_ok=True)
+        if comm is not None:
+            comm.barrier()
+        if self.density is not None:
+            msh = self.density.function_space.mesh
+            with compat.xdmf_file(msh.comm, os.path.join(directory, "density.xdmf"), "w") as xf:
+                xf.write_mesh(msh)
+                items = sorted(self.snapshots.items()) or [(float(self.times[-1]), None)]
+                for t, vals in items:
+                    f = self._function_at(t) if vals is not None else self.density
+                    f.name = "density"
+                    xf.write_function(f, float(t))
+        if rank == 0:
+            obs = {k: _jsonable(v) for k, v in self.observables.items()}
+            meta = {k: _jsonable(v) for k, v in self.info.items() if isinstance(v, (str, int, float, bool))}
+            with open(os.path.join(directory, "observables.json"), "w") as fh:
+                json.dump({"observables": obs, "info": meta}, fh, indent=1)
+            self._write_csv(os.path.join(directory, "observables.csv"))
+        if comm is not None:
+            comm.barrier()
+        return directory
+
+    def _write_csv(self, path: str) -> None:
+        obs = self.observables
+        T = len(obs["t"])
+        cols: dict[str, np.ndarray] = {}
+        for k, v in obs.items():
+            if k == "region_names":
+                continue
+            a = np.asarray(v)
+            if a.ndim == 1:
+                cols[k] = a
+            elif k == "region_mass":
+                for j, name in enumerate(obs.get("region_names", [])):
+                    cols[f"mass[{name}]"] = a[:, j]
+            else:
+                flat = a.reshape(T, -1)
+                idx = np.ndindex(*a.shape[1:])
+                for j, ix in enumerate(idx):
+                    cols[f"{k}[{','.join(map(str, ix))}]"] = flat[:, j]
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(list(cols))
+            for i in range(T):
+                w.writerow([repr(float(c[i])) for c in cols.values()])
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Solution:
+        """Read the observables written by :meth:`write` (the density itself stays in the XDMF)."""
+        path = os.path.join(os.fspath(directory), "observables.json")
+        if not os.path.exists(path):
+            raise InputError(f"Solution.load: {path!r} does not exist; write a solution with .write(dir)")
+        with open(path) as fh:
+            data = json.load(fh)
+        obs: Mapping[str, Any] = data["observables"]
+        arrays = {k: np.array(v, dtype=object if k == "region_names" else None) for k, v in obs.items()}
+        return cls(times=arrays["t"], observables=arrays, info=data.get("info", {}))
+
+    def __repr__(self) -> str:
+        T = len(self.times)
+        return (f"Solution({T} output times up to t = {self.times[-1]:g}, "
+                f"stabilisation={self.info.get('stabilisation')!r}, scheme={self.info.get('scheme')!r})")

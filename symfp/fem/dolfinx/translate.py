@@ -1,0 +1,225 @@
+r"""SymPy → UFL: turn drift, diffusion and densities written in SymPy into UFL expressions.
+
+``to_ufl(expr, state, x)`` maps the state symbols :math:`\theta_i` to the components :math:`x_i` of
+``ufl.SpatialCoordinate(mesh)`` and rebuilds the expression tree node by node:
+
+- numbers (integers, rationals, floats, :math:`\pi`, :math:`e`) → Python floats;
+- ``Add``, ``Mul``, ``Pow`` (integer powers exactly, :math:`a^{1/2}` as ``sqrt``, other real powers
+  as ``a**p``);
+- ``exp``, ``log``, ``sqrt``, trigonometric (sin, cos, tan, cot, sec, csc, asin, acos, atan, atan2),
+  hyperbolic (sinh, cosh, tanh, coth, sech, csch, asinh, acosh, atanh via logarithms), ``erf``;
+- ``Abs``, ``sign``, ``Min``, ``Max``, ``Heaviside`` (with :math:`H(0)` as SymPy defines it),
+  ``Piecewise`` (nested ``conditional``), relations and ``And``/``Or``/``Not``;
+- matrices: a d×1 or 1×d matrix becomes ``as_vector``, an m×n one ``as_matrix``.
+
+Anything else (an unknown function, a free parameter that is not a state symbol, an integral) is
+refused with an :class:`~symfp.errors.ExpressionError` that names it. Functions that SymPy can
+rewrite into the above (``expr.rewrite(exp)``, ``Piecewise``) are rewritten first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sympy as sp
+
+from ...errors import ExpressionError
+
+
+def _ufl():
+    import ufl
+
+    return ufl
+
+
+def to_ufl(expr: Any, state: Sequence[sp.Symbol], x: Any,
+           symbols: Mapping[sp.Symbol, Any] | None = None) -> Any:
+    """Translate a SymPy expression or matrix into UFL.
+
+    Args:
+        expr: a SymPy expression, matrix, Python number, or list of them.
+        state: the state symbols; ``state[i]`` becomes ``x[i]``.
+        x: ``ufl.SpatialCoordinate(mesh)`` (indexable; a 1-D mesh uses ``x[0]``).
+        symbols: further symbols and the UFL objects they become, e.g. the time symbol t →
+            a ``dolfinx.fem.Constant`` updated every step (so the form is compiled once).
+
+    Returns:
+        A UFL expression (scalar, vector or matrix).
+
+    Raises:
+        ExpressionError: a node that cannot be translated, named in the message.
+    """
+    ufl = _ufl()
+    if isinstance(expr, (list, tuple)):
+        expr = sp.Matrix(expr)
+    if isinstance(expr, sp.MatrixBase):
+        m = sp.Matrix(expr)
+        if m.shape[1] == 1 or m.shape[0] == 1:
+            return ufl.as_vector([to_ufl(e, state, x, symbols) for e in m])
+        rows, cols = m.shape
+        return ufl.as_matrix([[to_ufl(m[i, j], state, x, symbols) for j in range(cols)] for i in range(rows)])
+    try:
+        e = sp.sympify(expr)
+    except (sp.SympifyError, TypeError) as exc:
+        raise ExpressionError(f"to_ufl: {expr!r} is not a SymPy expression") from exc
+    index = {s: i for i, s in enumerate(state)}
+    return ufl.as_ufl(_Translator(index, x, e, symbols).run(e))
+
+
+class _Translator:
+    def __init__(self, index: dict[sp.Symbol, int], x: Any, whole: sp.Basic,
+                 symbols: Mapping[sp.Symbol, Any] | None = None):
+        self.index = index
+        self.symbols = dict(symbols or {})
+        self.x = x
+        self.whole = whole
+        self.ufl = _ufl()
+
+    def fail(self, node: sp.Basic, why: str) -> ExpressionError:
+        return ExpressionError(f"to_ufl: cannot translate {why} {node} (in {self.whole}). {self._hint(node)}")
+
+    def _hint(self, node: sp.Basic) -> str:
+        if isinstance(node, sp.Symbol):
+            names = ", ".join(str(s) for s in self.index) or "none"
+            return (f"Substitute numbers for parameters with .subs({{{node}: value}}); "
+                    f"state variables: {names}.")
+        return "Rewrite it with elementary functions, Piecewise, Min/Max or Abs."
+
+    def run(self, e: sp.Basic) -> Any:  # noqa: C901 - one dispatch table
+        ufl = self.ufl
+        if isinstance(e, bool) or e in (sp.true, sp.false):
+            raise self.fail(e, "the bare boolean")
+        if e.is_number and e.is_real is False:
+            raise self.fail(e, "the complex number")
+        if e.is_Number or e in (sp.pi, sp.E, sp.EulerGamma):
+            if not e.is_real:
+                raise self.fail(e, "the complex number")
+            v = float(e)
+            return v
+        if isinstance(e, sp.Symbol):
+            if e in self.index:
+                return self.x[self.index[e]]
+            if e in self.symbols:
+                return self.symbols[e]
+            raise self.fail(e, "the free symbol")
+        args = e.args
+        if isinstance(e, sp.Add):
+            out = self.run(args[0])
+            for a in args[1:]:
+                out = out + self.run(a)
+            return out
+        if isinstance(e, sp.Mul):
+            out = self.run(args[0])
+            for a in args[1:]:
+                out = out * self.run(a)
+            return out
+        if isinstance(e, sp.Pow):
+            base, p = args
+            if p == sp.Rational(1, 2):
+                return ufl.sqrt(self.run(base))
+            if p == -sp.Rational(1, 2):
+                return 1.0 / ufl.sqrt(self.run(base))
+            if base == sp.E:
+                return ufl.exp(self.run(p))
+            if p.is_Integer:
+                n = int(p)
+                b = self.run(base)
+                if n == 0:
+                    return 1.0
+                out = b
+                for _ in range(abs(n) - 1):
+                    out = out * b
+                return out if n > 0 else 1.0 / out
+            return self.run(base) ** self.run(p)
+        simple = {
+            sp.exp: ufl.exp, sp.log: ufl.ln, sp.sin: ufl.sin, sp.cos: ufl.cos, sp.tan: ufl.tan,
+            sp.asin: ufl.asin, sp.acos: ufl.acos, sp.atan: ufl.atan, sp.sinh: ufl.sinh,
+            sp.cosh: ufl.cosh, sp.tanh: ufl.tanh, sp.erf: ufl.erf, sp.Abs: abs, sp.sign: ufl.sign,
+        }
+        if e.func in simple and len(args) == 1:
+            return simple[e.func](self.run(args[0]))
+        if isinstance(e, sp.log) and len(args) == 2:
+            return ufl.ln(self.run(args[0])) / ufl.ln(self.run(args[1]))
+        if e.func is sp.atan2:
+            return ufl.atan2(self.run(args[0]), self.run(args[1])) if hasattr(ufl, "atan2") \
+                else ufl.atan_2(self.run(args[0]), self.run(args[1]))
+        reciprocal = {sp.cot: ufl.tan, sp.sec: ufl.cos, sp.csc: ufl.sin, sp.coth: ufl.tanh,
+                      sp.sech: ufl.cosh, sp.csch: ufl.sinh}
+        if e.func in reciprocal:
+            return 1.0 / reciprocal[e.func](self.run(args[0]))
+        if e.func in (sp.asinh, sp.acosh, sp.atanh):
+            return self.run(e.rewrite(sp.log))
+        if isinstance(e, (sp.Min, sp.Max)):
+            f = ufl.min_value if isinstance(e, sp.Min) else ufl.max_value
+            out = self.run(args[0])
+            for a in args[1:]:
+                out = f(out, self.run(a))
+            return out
+        if isinstance(e, sp.Heaviside):
+            a = self.run(args[0])
+            h0 = args[1] if len(args) > 1 else sp.Rational(1, 2)
+            if h0 is sp.nan or not h0.is_number:
+                h0 = sp.Rational(1, 2)
+            return ufl.conditional(ufl.gt(a, 0), 1.0, ufl.conditional(ufl.lt(a, 0), 0.0, float(h0)))
+        if isinstance(e, sp.Piecewise):
+            return self._piecewise(e)
+        if isinstance(e, sp.core.relational.Relational):
+            return self._condition(e)
+        if isinstance(e, (sp.And, sp.Or, sp.Not)):
+            return self._condition(e)
+        if isinstance(e, sp.core.function.AppliedUndef):
+            raise self.fail(e, "the undefined function")
+        # functions SymPy knows how to express with exp/log or Piecewise (e.g. user-defined ones)
+        for target in (sp.exp, sp.Piecewise, sp.log):
+            try:
+                r = e.rewrite(target)
+            except Exception:  # noqa: BLE001 - SymPy rewrite may raise anything
+                continue
+            if r != e:
+                return self.run(r)
+        try:
+            r = e.doit()
+        except Exception:  # noqa: BLE001
+            r = e
+        if r != e:
+            return self.run(r)
+        raise self.fail(e, f"the function '{e.func.__name__}' in")
+
+    def _piecewise(self, e: sp.Piecewise) -> Any:
+        ufl = self.ufl
+        pieces = list(e.args)
+        last_val, last_cond = pieces[-1]
+        if last_cond == sp.true:
+            out = self.run(last_val)
+            pieces = pieces[:-1]
+        else:
+            raise self.fail(e, "the Piecewise without an otherwise (True) branch,")
+        for val, cond in reversed(pieces):
+            if cond == sp.true:
+                out = self.run(val)
+                continue
+            if cond == sp.false:
+                continue
+            out = ufl.conditional(self._condition(cond), self.run(val), out)
+        return out
+
+    def _condition(self, c: sp.Basic) -> Any:
+        ufl = self.ufl
+        rel = {sp.StrictLessThan: ufl.lt, sp.LessThan: ufl.le, sp.StrictGreaterThan: ufl.gt,
+               sp.GreaterThan: ufl.ge, sp.Equality: ufl.eq, sp.Unequality: ufl.ne}
+        if c.func in rel:
+            return rel[c.func](self.run(c.args[0]), self.run(c.args[1]))
+        if isinstance(c, sp.And):
+            out = self._condition(c.args[0])
+            for a in c.args[1:]:
+                out = ufl.And(out, self._condition(a))
+            return out
+        if isinstance(c, sp.Or):
+            out = self._condition(c.args[0])
+            for a in c.args[1:]:
+                out = ufl.Or(out, self._condition(a))
+            return out
+        if isinstance(c, sp.Not):
+            return ufl.Not(self._condition(c.args[0]))
+        raise self.fail(c, "the condition")
