@@ -7,7 +7,8 @@ compiled path is refused in a process that has imported dolfinx). Usage::
 
     python benchmarks/run.py            # full sizes
     python benchmarks/run.py --quick    # small sizes (smoke run)
-    python benchmarks/run.py fem cli    # only bench_fem.py and bench_cli.py
+    python benchmarks/run.py fem cli    # only bench_fem.py and bench_cli.py; the other modules'
+                                        # sections of RESULTS.md are kept as they were
 """
 
 from __future__ import annotations
@@ -65,6 +66,31 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _sections_of(text: str) -> dict[str, str]:
+    """``{"bench_x": "## bench_x ..."}`` for each module section of a RESULTS.md text."""
+    out: dict[str, str] = {}
+    for chunk in text.split("\n## ")[1:]:
+        name = chunk.split("\n", 1)[0].strip()
+        out[name] = "## " + chunk.rstrip() + "\n"
+    return out
+
+
+def _merge_sections(path: Path, new: list[str]) -> list[str]:
+    """The sections of ``path`` with those in ``new`` replaced or added (a partial run's table).
+
+    Each section states when its module ran only through the file head, so a merged file names the
+    modules of this run in a line of its own.
+    """
+    old = _sections_of(path.read_text()) if path.exists() else {}
+    fresh = _sections_of("\n" + "\n".join(new))
+    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    for name, body in fresh.items():
+        head, _, rest = body.partition("\n")
+        topic = name.removeprefix("bench_")
+        old[name] = f"{head}\n\n(run {stamp}, alone: `benchmarks/run.py {topic}`)\n{rest}"
+    return [old[k] for k in sorted(old)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("only", nargs="*", help="topics to run (bench_<topic>.py); default all")
@@ -93,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         text = table(rows)
         print(f"\n== {f.stem} ({took:.1f} s)\n{text}")
         sections.append(f"## {f.stem}\n\n{text}\n\n({took:.1f} s for this module)\n")
+    if args.only:
+        sections = _merge_sections(Path(args.out), sections)
     head = (
         "# Benchmark results\n\n"
         f"Written by `benchmarks/run.py{' --quick' if args.quick else ''}` on "
