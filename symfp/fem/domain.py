@@ -227,7 +227,7 @@ def estimate(fp: Any, p0: Any, t_end: float | None = None, mass_tol: float = 1e-
         InputError: free parameters, or nothing to size the box with (no stable fixed point, no
             stationary density, a point p0 and no t_end).
     """
-    from .dolfinx.initial import density_callable, is_point
+    from .initial import density_callable, is_point
 
     if not hasattr(fp, "sde"):
         fp = fp.fokker_planck()

@@ -14,65 +14,17 @@ unit mass :math:`\int_\Omega p_0 = 1`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
 from ...errors import InputError
+from ..initial import density_callable, is_point
 from . import compat
 
-
-def is_point(p0: Any, d: int) -> bool:
-    """True when ``p0`` is a list/tuple/array of d plain numbers (a point, not a density)."""
-    if isinstance(p0, (sp.Basic, str)) or callable(p0):
-        return False
-    try:
-        arr = np.asarray(p0, dtype=float)
-    except (TypeError, ValueError):
-        return False
-    return arr.ndim == 1 and arr.shape[0] == d
-
-
-def density_callable(p0: Any, state: Sequence[sp.Symbol], h: float,
-                     where: str) -> Callable[[np.ndarray], np.ndarray]:
-    """A vectorised ``f(X) -> values`` for ``X`` of shape (3, n) from any accepted form of ``p0``."""
-    d = len(state)
-    if is_point(p0, d):
-        x0 = np.asarray(p0, dtype=float)
-        s2 = (2.0 * h) ** 2
-
-        def bump(X: np.ndarray) -> np.ndarray:
-            r2 = sum((X[i] - x0[i]) ** 2 for i in range(d))
-            return np.exp(-r2 / (2 * s2))
-
-        return bump
-    if callable(p0) and not isinstance(p0, sp.Basic):
-
-        def user(X: np.ndarray) -> np.ndarray:
-            out = np.asarray(p0(X[:d]), dtype=float)
-            return np.broadcast_to(out, (X.shape[1],)).copy()
-
-        return user
-    try:
-        expr = sp.sympify(p0)
-    except (sp.SympifyError, TypeError) as exc:
-        raise InputError(f"{where}: p0 {p0!r} is not a SymPy expression, a callable or a point of "
-                         f"{d} numbers") from exc
-    if isinstance(expr, sp.MatrixBase) or not isinstance(expr, sp.Expr):
-        raise InputError(f"{where}: p0 must be a scalar density (or a point of {d} numbers), got {p0!r}")
-    extra = expr.free_symbols - set(state)
-    if extra:
-        raise InputError(f"{where}: p0 has symbols {sorted(map(str, extra))} that are not state variables "
-                         f"{[str(s) for s in state]}; substitute numbers for them")
-    f = sp.lambdify(state, expr, "numpy")
-
-    def sym(X: np.ndarray) -> np.ndarray:
-        out = np.asarray(f(*X[:d]), dtype=float)
-        return np.broadcast_to(out, (X.shape[1],)).copy()
-
-    return sym
+__all__ = ["density_callable", "interpolate_density", "is_point"]
 
 
 def interpolate_density(p0: Any, V: Any, state: Sequence[sp.Symbol], where: str = "solve",

@@ -90,32 +90,18 @@ The remedies offered (``stabilisation=``); :func:`choose` implements ``"auto"``:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ...errors import InputError
+from ..stabilisation import CHOICES, PecletReport, choose, peclet_of_cells
 from . import compat
 
-CHOICES = ("auto", "none", "gibbs", "fct", "afc", "upwind", "fitted", "supg")
-
-
-@dataclass(frozen=True)
-class PecletReport:
-    """Cell Péclet numbers on this mesh (global over ranks).
-
-    Attributes:
-        max_peclet: :math:`\\max_K \\mathrm{Pe}_K` (inf where D is degenerate).
-        degenerate: True when :math:`\\lambda_{\\min}(D) \\le 10^{-12} \\lambda_{\\max}(D)` in some cell.
-    """
-
-    max_peclet: float
-    degenerate: bool
+__all__ = ["CHOICES", "PecletReport", "cell_peclet", "choose", "discrete_upwind"]
 
 
 def cell_peclet(msh: Any, c: Callable[..., Any], D: Callable[..., Any], d: int) -> PecletReport:
-    """Evaluate the cell Péclet number at cell midpoints (collective).
+    """Cell Péclet numbers at cell midpoints (collective; :func:`symfp.fem.stabilisation.peclet_of_cells`).
 
     Args:
         msh: dolfinx mesh.
@@ -124,72 +110,9 @@ def cell_peclet(msh: Any, c: Callable[..., Any], D: Callable[..., Any], d: int) 
         d: dimension.
     """
     MPI = compat.dolfinx_modules().MPI
-    verts = compat.cell_vertex_coordinates(msh)
-    pe_max, degenerate = 0.0, False
-    if len(verts):
-        mid = verts.mean(axis=1)
-        diffs = verts[:, :, None, :] - verts[:, None, :, :]
-        h = np.sqrt((diffs**2).sum(-1)).max(axis=(1, 2))
-        X = [mid[:, i] for i in range(d)]
-        n = len(mid)
-        cv = np.array([np.broadcast_to(np.asarray(ci, float), (n,)) for ci in _flat(c(*X))])
-        Dv = np.array([np.broadcast_to(np.asarray(Dij, float), (n,)) for Dij in _flat(D(*X))])
-        Dv = Dv.reshape(d, d, n)
-        lam = np.linalg.eigvalsh(np.moveaxis(Dv, -1, 0))  # (n, d) ascending
-        lmin, lmax = lam[:, 0], lam[:, -1]
-        degenerate = bool(np.any(lmin <= 1e-12 * np.maximum(lmax, 1e-300)))
-        speed = np.sqrt((cv**2).sum(axis=0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pe = np.where(speed > 0, speed * h / (2 * np.maximum(lmin, 0.0)), 0.0)
-        pe = np.nan_to_num(pe, nan=np.inf, posinf=np.inf)
-        pe_max = float(pe.max())
+    pe_max, degenerate = peclet_of_cells(compat.cell_vertex_coordinates(msh), c, D, d)
     comm = msh.comm
     return PecletReport(comm.allreduce(pe_max, op=MPI.MAX), bool(comm.allreduce(degenerate, op=MPI.LOR)))
-
-
-def _flat(nested: Any) -> list[Any]:
-    """Entries of a lambdified nested list (each a scalar or an array over the points), row-major."""
-    if isinstance(nested, (list, tuple)):
-        return [e for item in nested for e in _flat(item)]
-    return [nested]
-
-
-def choose(requested: str, report: PecletReport, gibbs_available: bool,
-           gibbs_note: str | None = None) -> tuple[str, str]:
-    """The stabilisation to use and why (for the solution's ``info``).
-
-    Args:
-        requested: the user's ``stabilisation=``.
-        report: the cell Péclet numbers.
-        gibbs_available: whether the Gibbs-symmetrised form can be used (only quoted in the reason:
-            ``"auto"`` no longer picks it, see the module docstring).
-        gibbs_note: why it cannot although a closed-form density exists (e.g. the weight's dynamic range
-            exceeds double precision), quoted in the reason.
-    """
-    if requested not in CHOICES:
-        raise InputError(f"solve: stabilisation={requested!r} is not one of {', '.join(CHOICES)}")
-    if requested == "fitted":
-        requested = "upwind"
-    if requested == "afc":
-        requested = "fct"
-    pe = report.max_peclet
-    if requested != "auto":
-        return requested, f"requested by the user (max cell Péclet {pe:.3g})"
-    if report.degenerate:
-        return "fct", ("diffusion is degenerate (rank-deficient D): flux-corrected transport keeps p ≥ 0 "
-                       "and mass exact, and is Galerkin (second order) where the limiter is inactive")
-    if pe <= 1.0:
-        return "none", f"max cell Péclet {pe:.3g} ≤ 1: plain Galerkin is monotone enough and second order"
-    if gibbs_available:
-        return "fct", (f"max cell Péclet {pe:.3g} > 1: flux-corrected transport (positive, conservative, "
-                       "second order where smooth); the Gibbs-symmetrised form also applies here (detailed "
-                       "balance) but is less accurate in transients: stabilisation='gibbs' to use it")
-    if gibbs_note:
-        return "fct", (f"max cell Péclet {pe:.3g} > 1 and the Gibbs-symmetrised form is unusable "
-                       f"({gibbs_note}): flux-corrected transport (positive, conservative, second order "
-                       "where smooth)")
-    return "fct", (f"max cell Péclet {pe:.3g} > 1 and no closed-form stationary density: flux-corrected "
-                   "transport (positive, conservative, second order where smooth)")
 
 
 def discrete_upwind(K: Any) -> Any:

@@ -1,0 +1,71 @@
+"""Input checks shared by the backends' solves (backend-neutral)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import InputError
+
+FCT_DEFAULTS = {"passes": 50, "tol": 1e-3}
+
+
+def as_fokker_planck(fp: Any, where: str = "solve") -> Any:
+    """A :class:`symfp.FokkerPlanck` from itself or an SDE (InputError otherwise)."""
+    if hasattr(fp, "stationary_density") and hasattr(fp, "sde"):
+        return fp
+    if hasattr(fp, "fokker_planck"):
+        return fp.fokker_planck()
+    raise InputError(f"{where}: expected a symfp.FokkerPlanck or symfp.SDE, got {type(fp).__name__}")
+
+
+def is_number(v: Any) -> bool:
+    """True for a finite real number."""
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def check_times(t_end: Any, dt: Any, where: str = "solve") -> tuple[float, float, int]:
+    """(t_end, dt adjusted down to a whole number of steps, steps); InputError on bad values."""
+    try:
+        t_end, dt = float(t_end), float(dt)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: t_end and dt must be numbers, got t_end={t_end!r}, dt={dt!r}") from exc
+    if not (math.isfinite(dt) and dt > 0):
+        raise InputError(f"{where}: dt = {dt!r} must be a positive finite number")
+    if not math.isfinite(t_end) or t_end < dt * (1 - 1e-12):
+        raise InputError(f"{where}: t_end = {t_end!r} must be at least dt = {dt!r}; lower dt or raise t_end")
+    n = max(1, int(round(t_end / dt)))
+    return t_end, t_end / n, n
+
+
+def absorbing_parts(absorbing: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Absorbing part names as a tuple (() for None)."""
+    if absorbing is None:
+        return ()
+    return (absorbing,) if isinstance(absorbing, str) else tuple(absorbing)
+
+
+def fct_options(options: Mapping[str, Any] | None, where: str = "solve") -> dict[str, Any]:
+    """The limiter controls ``passes`` (int ≥ 1) and ``tol`` (≥ 0) with their defaults."""
+    kw = dict(FCT_DEFAULTS)
+    unknown = set(options or {}) - set(kw)
+    if unknown:
+        raise InputError(f"{where}: fct_options has unknown keys {sorted(unknown)} (known: passes, tol)")
+    kw.update(options or {})
+    if not (isinstance(kw["passes"], int) and kw["passes"] >= 1 and is_number(kw["tol"])
+            and float(kw["tol"]) >= 0):
+        raise InputError(f"{where}: fct_options={dict(options or {})!r}: passes must be an int ≥ 1 and "
+                         "tol a number ≥ 0")
+    return kw
+
+
+def check_output(output_every: Any, keep: Any, where: str = "solve") -> None:
+    """InputError unless output_every is a positive int and keep is 'final' or 'all'."""
+    if not isinstance(output_every, int) or output_every < 1:
+        raise InputError(f"{where}: output_every={output_every!r} must be a positive int (steps)")
+    if keep not in ("final", "all"):
+        raise InputError(f"{where}: keep={keep!r} must be 'final' or 'all'")

@@ -1,0 +1,213 @@
+r"""Time stepping on assembled operators (scipy.sparse / numpy), shared by the backends.
+
+The semi-discrete problem is :math:`M\dot u + K u = 0` (M mass, K operator; Dirichlet rows of the
+absorbing parts replaced by the identity with a zero right-hand side). Schemes:
+
+- ``"euler"`` (backward Euler, order 1): :math:`(M + \Delta t K)u^{n+1} = M u^n`;
+- ``"cn"`` (Crank–Nicolson, order 2): :math:`(M + \tfrac{\Delta t}2 K^{n+1})u^{n+1} = (M - \tfrac{\Delta t}2
+  K^n)u^n`;
+- ``"bdf2"`` (order 2, L-stable): :math:`(\tfrac32 M + \Delta t K)u^{n+1} = M(2u^n - \tfrac12 u^{n-1})`,
+  started by one backward-Euler step (local error :math:`O(\Delta t^2)`, the order stays 2).
+
+:class:`GalerkinStepper` does these; :class:`FCTStepper` the flux-corrected step of
+:mod:`symfp.fem.fct` (low-order lumped predictor and a Galerkin target of the same scheme, limited).
+Linear solves are the backend's: a ``solver`` factory maps a matrix to ``solve(b, x0) -> (x, its)``;
+:func:`splu_solver` factorises once with SuperLU (a constant time-step matrix is factorised once per
+run, not iterated every step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, SolverError
+from .fct import FCTLimiter, csr_pair_scipy, discrete_upwind_scipy
+
+SCHEMES = ("euler", "cn", "bdf2")
+
+Solve = Callable[[np.ndarray, np.ndarray | None], tuple[np.ndarray, int]]
+SolverFactory = Callable[[Any], Solve]
+
+
+def splu_solver(A: Any) -> Solve:
+    """Factorise ``A`` once (SuperLU, COLAMD ordering); returns ``solve(b, x0) -> (x, 0)``."""
+    from scipy.sparse.linalg import splu
+
+    try:
+        lu = splu(A.tocsc(), permc_spec="COLAMD")
+    except RuntimeError as exc:  # "Factor is exactly singular"
+        raise SolverError(f"time step: the step matrix cannot be factorised ({exc}); use a smaller dt or "
+                          "check the coefficients for NaN/inf") from exc
+
+    def solve(b: np.ndarray, x0: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        x = lu.solve(np.asarray(b, dtype=float))
+        if not np.all(np.isfinite(x)):
+            raise SolverError("time step: the linear solve gave NaN/inf; use a smaller dt or check p0")
+        return x, 0
+
+    return solve
+
+
+def with_dirichlet_rows(A: Any, rows: np.ndarray) -> Any:
+    """``A`` with the given rows replaced by rows of the identity (CSR)."""
+    import scipy.sparse as sps
+
+    A = sps.csr_matrix(A)
+    if not len(rows):
+        return A
+    keep = np.ones(A.shape[0])
+    keep[rows] = 0.0
+    hit = np.zeros(A.shape[0])
+    hit[rows] = 1.0
+    return sps.csr_matrix(sps.diags(keep) @ A + sps.diags(hit))
+
+
+def check_scheme(scheme: str, where: str = "solve") -> str:
+    """``scheme`` if it is one of :data:`SCHEMES` (InputError otherwise)."""
+    if scheme not in SCHEMES:
+        raise InputError(f"{where}: scheme={scheme!r} is not one of {', '.join(SCHEMES)}")
+    return scheme
+
+
+class GalerkinStepper:
+    r"""Euler / CN / BDF2 on :math:`M\dot u + Ku = 0` with Dirichlet rows ``bc_rows`` (u = 0 there).
+
+    Args:
+        scheme: "euler", "cn" or "bdf2".
+        M, K: scipy.sparse mass and operator matrices.
+        dt: the time step.
+        bc_rows: rows with u = 0 (absorbing).
+        solver: factory ``A -> solve`` (default :func:`splu_solver`).
+    """
+
+    def __init__(self, scheme: str, M: Any, K: Any, dt: float, *, bc_rows: Sequence[int] = (),
+                 solver: SolverFactory = splu_solver):
+        self.scheme = check_scheme(scheme)
+        self.dt = float(dt)
+        self.bc = np.asarray(bc_rows, dtype=np.int64)
+        self.solver = solver
+        self.iterations = 0
+        self.factorisations = 0
+        self.set_operators(M, K, K)
+
+    def _factor(self, A: Any) -> Solve:
+        self.factorisations += 1
+        return self.solver(with_dirichlet_rows(A, self.bc))
+
+    def set_operators(self, M: Any, K_new: Any, K_old: Any | None = None, M_old: Any | None = None) -> None:
+        r"""The matrices of the next step: :math:`K(t_{n+1})` (and :math:`K(t_n)` for CN's explicit half)."""
+        dt = self.dt
+        self.M = M
+        if self.scheme == "cn":
+            Mbar = M if M_old is None else 0.5 * (M + M_old)
+            self._main = self._factor(Mbar + 0.5 * dt * K_new)
+            self._rhs = Mbar - 0.5 * dt * (K_new if K_old is None else K_old)
+            self._first = self._main
+        elif self.scheme == "euler":
+            self._main = self._first = self._factor(M + dt * K_new)
+        else:
+            self._main = self._factor(1.5 * M + dt * K_new)
+            self._first = None  # built on the first step only
+            self._K = K_new
+
+    def step(self, u: np.ndarray, u_prev: np.ndarray | None, n: int) -> np.ndarray:
+        """u at step ``n`` from u at ``n − 1`` (and ``n − 2`` for BDF2: ``u_prev``, None at n = 1)."""
+        if self.scheme == "cn":
+            b, solve = self._rhs @ u, self._main
+        elif self.scheme == "euler":
+            b, solve = self.M @ u, self._main
+        elif u_prev is None:
+            if self._first is None:
+                self._first = self._factor(self.M + self.dt * self._K)
+            b, solve = self.M @ u, self._first
+        else:
+            b, solve = self.M @ (2.0 * u - 0.5 * u_prev), self._main
+        if len(self.bc):
+            b[self.bc] = 0.0
+        x, its = solve(b, u)
+        self.iterations += its
+        return x
+
+
+class FCTStepper:
+    r"""Flux-corrected transport (:mod:`symfp.fem.fct`) with a Galerkin target of ``scheme``.
+
+    Predictor: lumped mass, discrete upwinding, backward Euler (θ-targets) or lumped BDF2 (BDF2 target);
+    target: consistent mass, Galerkin, the same scheme. Positive for the θ-targets (M-matrix
+    predictor); with the BDF2 target the predictor's right-hand side :math:`2u^n - u^{n-1}/2` is
+    non-negative wherever a nodal value fell by less than 4× in one step.
+
+    Args:
+        scheme: target scheme "cn", "euler" or "bdf2".
+        M: consistent mass (scipy.sparse). K: Galerkin operator. ml: lumped mass (row sums of M).
+        dt: time step. bc_rows: Dirichlet rows (u = 0). solver: factory ``A -> solve``.
+        passes, tol: the limiter controls (:class:`symfp.fem.fct.FCTLimiter`).
+    """
+
+    def __init__(self, scheme: str, M: Any, K: Any, ml: np.ndarray, dt: float, *,
+                 bc_rows: Sequence[int] = (), solver: SolverFactory = splu_solver, passes: int = 50,
+                 tol: float = 1e-3):
+        import scipy.sparse as sps
+
+        self.scheme = check_scheme(scheme)
+        self.theta = {"cn": 0.5, "euler": 1.0, "bdf2": 1.0}[scheme]
+        self.dt = float(dt)
+        self.bc = np.asarray(bc_rows, dtype=np.int64)
+        self.solver = solver
+        self.iterations = 0
+        self.factorisations = 0
+        self.ml = np.asarray(ml, dtype=float)
+        self.ML = sps.diags(self.ml).tocsr()
+        self.M = sps.csr_matrix(M)
+        Kc = csr_pair_scipy(K)
+        self._pattern = Kc
+        self.limiter = FCTLimiter(Kc, csr_pair_scipy(self.M, pattern=Kc), self.ml, Kc.ja, self.bc,
+                                  max_iterations=passes, tol=tol)
+        self._set(K, K)
+
+    def _factor(self, A: Any) -> Solve:
+        self.factorisations += 1
+        return self.solver(with_dirichlet_rows(A, self.bc))
+
+    def _set(self, K_new: Any, K_old: Any) -> None:
+        dt, th = self.dt, self.theta
+        KL = discrete_upwind_scipy(K_new)
+        self._low = self._factor(self.ML + dt * KL)
+        self._high = self._factor(self.M + th * dt * K_new)
+        self._rhs_high = None if th == 1 else self.M - (1 - th) * dt * K_old
+        self._low2 = self._high2 = None
+        self._KL, self._K = KL, K_new
+
+    def set_operators(self, M: Any, K_new: Any, K_old: Any | None = None, M_old: Any | None = None) -> None:
+        """Time-dependent coefficients: the Galerkin K of the new level (same pattern)."""
+        self.limiter.set_operator(csr_pair_scipy(K_new, pattern=self._pattern), keep_previous=True)
+        self._set(K_new, K_new if K_old is None else K_old)
+
+    def _zero_bc(self, b: np.ndarray) -> np.ndarray:
+        if len(self.bc):
+            b[self.bc] = 0.0
+        return b
+
+    def step(self, u: np.ndarray, u_prev: np.ndarray | None, n: int) -> np.ndarray:
+        """One flux-corrected step (BDF2 target: backward-Euler FCT on the first step)."""
+        if self.scheme == "bdf2" and u_prev is not None:
+            if self._low2 is None:
+                self._low2 = self._factor(1.5 * self.ML + self.dt * self._KL)
+                self._high2 = self._factor(1.5 * self.M + self.dt * self._K)
+            r = 2.0 * u - 0.5 * u_prev
+            uL, i1 = self._low2(self._zero_bc(self.ml * r), u)
+            uH, i2 = self._high2(self._zero_bc(self.M @ r), uL)
+            self.iterations += i1 + i2
+            return self.limiter.limit(self.limiter.fluxes_bdf2(r, uL, uH, self.dt), u, uL)
+        uL, i1 = self._low(self._zero_bc(self.ml * u), u)
+        b = self.M @ u if self._rhs_high is None else self._rhs_high @ u
+        uH, i2 = self._high(self._zero_bc(b), uL)
+        self.iterations += i1 + i2
+        return self.limiter.correct(u, uL, uH, self.dt, self.theta)
+
+    def mean_alpha(self) -> float:
+        """Flux-weighted mean limiter coefficient over the run."""
+        return self.limiter.mean_alpha()

@@ -1,0 +1,205 @@
+"""Results of the scikit-fem backend: the forward :class:`Solution` and steady :class:`Field` s.
+
+``eval(points)`` interpolates the nodal values (P1: barycentric on the neutral mesh; P2 through
+scikit-fem's probes), NaN outside the mesh. ``write(dir)`` writes ``density.xdmf`` (XML data, no HDF5:
+read back by meshio without h5py) and ``observables.json``/``.csv``; :meth:`Solution.load` restores a
+solution that evaluates and plots like a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ...errors import InputError
+from ..mesh import NeutralMesh
+from ..output import atomic_write, read_observables, write_observables
+
+_CELL_TYPES = {1: "line", 2: "triangle", 3: "tetra"}
+
+
+def _write_xdmf(path: str, mesh: NeutralMesh, name: str, series: list[tuple[float, np.ndarray]]) -> None:
+    import meshio
+
+    tmp = path + ".tmp.xdmf"
+    cells = [(_CELL_TYPES[mesh.dim], mesh.cells)]
+    with meshio.xdmf.TimeSeriesWriter(tmp, data_format="XML") as w:
+        w.write_points_cells(mesh.points, cells)
+        for t, vals in series:
+            w.write_data(float(t), point_data={name: np.asarray(vals, dtype=float)})
+    os.replace(tmp, path)
+
+
+def _read_xdmf(path: str) -> tuple[NeutralMesh, list[tuple[float, np.ndarray]]]:
+    import meshio
+
+    with meshio.xdmf.TimeSeriesReader(path) as r:
+        points, cells = r.read_points_cells()
+        series = []
+        for k in range(r.num_steps):
+            t, pd, _ = r.read_data(k)
+            series.append((float(t), np.asarray(next(iter(pd.values())), dtype=float)))
+    d = {"line": 1, "triangle": 2, "tetra": 3}[cells[0].type]
+    return NeutralMesh(points=np.asarray(points)[:, :d], cells=np.asarray(cells[0].data, dtype=np.int64),
+                       source=os.path.basename(path)), series
+
+
+@dataclass
+class Solution:
+    """A forward solution of the scikit-fem backend (same attributes as the dolfinx one).
+
+    Attributes:
+        times, observables, mesh (a :class:`NeutralMesh`), sde, density (final nodal values),
+        snapshots ``{t: nodal values}``, info, timings.
+    """
+
+    times: np.ndarray
+    observables: dict[str, np.ndarray]
+    mesh: Any = None
+    sde: Any = None
+    density: Any = None
+    snapshots: dict[float, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    backend = "skfem"
+
+    def _values_at(self, t: float | None) -> np.ndarray:
+        if self.density is None or self.mesh is None:
+            raise InputError("Solution.eval: this solution has no density stored (loaded from observables "
+                             "alone); write it with .write(dir) and load the folder")
+        if t is None:
+            return self.density
+        key = min(self.snapshots, key=lambda s: abs(s - t)) if self.snapshots else None
+        if key is None or abs(key - t) > 1e-9 * max(1.0, abs(t)):
+            have = ", ".join(f"{s:g}" for s in sorted(self.snapshots))
+            raise InputError(f"Solution.eval: no density stored at t = {t:g}; stored times: {have}. "
+                             "Pass keep='all' (or output_every) to solve() to store more")
+        return self.snapshots[key]
+
+    def eval(self, points: Any, t: float | None = None) -> np.ndarray:
+        """Density at ``points`` (n, d) at the final time or a stored time ``t``; NaN outside."""
+        pts = np.asarray(points, dtype=float).reshape(-1, self.mesh.dim)
+        return self.mesh.interpolate_p1(self._values_at(t), pts)
+
+    def write(self, directory: str | os.PathLike) -> str:
+        """Write ``density.xdmf`` (all stored times) and ``observables.json``/``.csv`` into ``directory``."""
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        if self.density is not None:
+            items = sorted(self.snapshots.items()) or [(float(self.times[-1]), self.density)]
+            _write_xdmf(os.path.join(directory, "density.xdmf"), self.mesh, "density", items)
+        write_observables(directory, self.observables, {**self.info, "backend": "skfem"})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Solution:
+        """Read a folder written by :meth:`write`: observables, and the mesh and densities (XDMF)."""
+        directory = os.fspath(directory)
+        if not os.path.exists(os.path.join(directory, "observables.json")):
+            raise InputError(f"Solution.load: {directory!r} has no observables.json; write a solution with "
+                             ".write(dir)")
+        obs, info = read_observables(directory)
+        mesh = density = None
+        snaps: dict[float, np.ndarray] = {}
+        path = os.path.join(directory, "density.xdmf")
+        if os.path.exists(path):
+            mesh, series = _read_xdmf(path)
+            snaps = dict(series)
+            density = series[-1][1]
+        return cls(times=obs["t"], observables=obs, mesh=mesh, density=density, snapshots=snaps, info=info)
+
+    def __repr__(self) -> str:
+        return (f"Solution({len(self.times)} output times up to t = {self.times[-1]:g}, backend='skfem', "
+                f"stabilisation={self.info.get('stabilisation')!r}, scheme={self.info.get('scheme')!r})")
+
+
+@dataclass(eq=False)
+class Field:
+    """A steady finite-element field (mean exit time, stationary density) of the scikit-fem backend.
+
+    Attributes:
+        values: the dof values. basis: the scikit-fem basis. mesh: the :class:`NeutralMesh`.
+        sde: the SDE. name: "tau" or "p". degree: the Lagrange degree. info: summaries.
+    """
+
+    values: np.ndarray
+    basis: Any
+    mesh: NeutralMesh
+    sde: Any
+    name: str
+    degree: int = 1
+    info: dict[str, Any] = field(default_factory=dict)
+    absorbing: tuple[str, ...] | None = None
+    stabilization: str | None = None
+    observables: dict[str, Any] = field(default_factory=dict)
+
+    backend = "skfem"
+
+    def eval(self, points: Any) -> np.ndarray:
+        """Values at ``points`` (n, d) → (n,); NaN outside the mesh."""
+        pts = np.asarray(points, dtype=float).reshape(-1, self.mesh.dim)
+        if self.degree == 1:
+            return self.mesh.interpolate_p1(self.values[: len(self.mesh.points)], pts)
+        cells = self.mesh.locate_cells(pts)
+        out = np.full(len(pts), np.nan)
+        ok = cells >= 0
+        if ok.any():
+            out[ok] = self.basis.probes(pts[ok].T) @ self.values
+        return out
+
+    def max(self) -> float:
+        """The largest nodal value."""
+        return float(np.max(self.values))
+
+    def integral(self, g: Any = 1) -> float:
+        r""":math:`\int g\,u` for a SymPy expression ``g`` in the state."""
+        from .lowering import assemble_weighted
+
+        return float(assemble_weighted(g, self.basis, tuple(self.sde.state)) @ self.values)
+
+    def mean_over(self, density: Any = None) -> float:
+        r""":math:`\int u\rho/\int\rho` for a SymPy density (None: uniform on the mesh)."""
+        from .lowering import assemble_weighted
+
+        rho = sp.S.One if density is None else sp.sympify(density)
+        w = assemble_weighted(rho, self.basis, tuple(self.sde.state))
+        den = float(w.sum())
+        if not den > 0:
+            raise InputError(f"mean_over: the density integrates to {den} on the mesh; give a non-negative "
+                             "density with positive mass there")
+        return float(w @ self.values) / den
+
+    def expect(self, expr: Any) -> float:
+        r""":math:`\int g\,p` (stationary density)."""
+        return self.integral(expr)
+
+    @property
+    def mass(self) -> float:
+        return float(self.observables["mass"])
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.observables["mean"]
+
+    @property
+    def cov(self) -> np.ndarray:
+        return self.observables["cov"]
+
+    def write(self, directory: str | os.PathLike) -> str:
+        """Write the field (XDMF, vertex values) and a JSON summary; returns the XDMF path."""
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        label = "exit_time" if self.name == "tau" else "stationary"
+        path = os.path.join(directory, f"{label}.xdmf")
+        _write_xdmf(path, self.mesh, self.name, [(0.0, self.eval(self.mesh.points))])
+        summary = {"quantity": label.replace("_", " "), "max": self.max(), "degree": self.degree,
+                   "backend": "skfem", **{k: np.asarray(v).tolist() for k, v in self.observables.items()},
+                   **self.info}
+        atomic_write(os.path.join(directory, f"{label}.json"), json.dumps(summary, indent=2, default=str))
+        return path
