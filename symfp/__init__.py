@@ -44,7 +44,7 @@ _LAZY: dict[str, str] = {
     "modified_equation": "symfp.symbolic.backward_error",
     "FokkerPlanck": "symfp.symbolic.fokker_planck",
     "latex_document": "symfp.symbolic.latex",
-    "mean_exit_time": "symfp.fem.dolfinx.exit_time",
+    "mean_exit_time": "symfp.fem.registry",
     "compare": "symfp.bridge.compare",
     "weak_error": "symfp.particles.weak_error",
 }

@@ -1,6 +1,14 @@
-"""The dolfinx finite-element backend of symfp.
+"""The finite-element layer of symfp: backend-neutral modules and the backends.
 
-Importing this package does not import dolfinx; the sub-modules do, when a solve is requested:
+Backend-neutral (numpy/scipy): :mod:`symfp.fem.schemes` (euler/cn/bdf2 and FCT on assembled
+operators), :mod:`symfp.fem.fct` (the limiter), :mod:`symfp.fem.trackers` (run monitors),
+:mod:`symfp.fem.mesh` (the neutral mesh and the mesh protocol), :mod:`symfp.fem.registry`
+(``backend="auto" | "dolfinx" | "skfem"``; ``solve``, ``mean_exit_time``, ``stationary_density``,
+``spectrum``, ``spectral_gap`` below dispatch through it). Backends: :mod:`symfp.fem.dolfinx` (UFL,
+PETSc, MPI) and :mod:`symfp.fem.skfem` (pip-only, serial).
+
+Importing this package imports no backend; the dolfinx sub-modules import dolfinx when a solve is
+requested:
 
 - :mod:`symfp.fem.dolfinx.compat`: one spelling for dolfinx 0.5.2 … 0.11 (feature detection);
 - :mod:`symfp.fem.dolfinx.translate`: SymPy → UFL;
@@ -23,19 +31,23 @@ from typing import Any
 
 #: public name → defining sub-module
 _LAZY = {
-    "solve": "dolfinx.forward",
+    "solve": "registry",
     "Solution": "dolfinx.solution",
     "auto_domain": "domain",
     "DomainWarning": "domain",
     "SymfpWarning": "domain",
-    "mean_exit_time": "dolfinx.exit_time",
+    "mean_exit_time": "registry",
     "ExitTime": "dolfinx.exit_time",
-    "stationary_density": "dolfinx.stationary",
+    "stationary_density": "registry",
     "StationarySolution": "dolfinx.stationary",
-    "spectrum": "dolfinx.spectral",
-    "spectral_gap": "dolfinx.spectral",
+    "spectrum": "registry",
+    "spectral_gap": "registry",
+    "available_backends": "registry",
     "Spectrum": "dolfinx.spectral",
 }
+
+#: public name → name in its module
+_ALIAS = {"available_backends": "available"}
 
 __all__ = sorted(_LAZY)
 
@@ -44,7 +56,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'symfp.fem' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), _ALIAS.get(name, name))
     globals()[name] = value  # later look-ups skip __getattr__
     return value
 

@@ -8,6 +8,7 @@ report use; both :class:`NeutralMesh` and the dolfinx :class:`symfp.fem.dolfinx.
 - ``boundary_names`` / ``region_names`` — the named boundary parts and regions;
 - ``locate_cells(points)`` — for each point of an (n, d) array, a local owned cell containing it or
   −1 (a point on a shared facet is given to one rank only; collective);
+- ``contains(points)`` — whether each of this rank's points lies in the mesh (collective);
 - ``cell_volumes()`` — the volumes of the owned cells;
 - ``region_cells(name)`` — owned cell indices of a named region;
 - ``comm`` — the MPI communicator, or None (serial).
@@ -238,6 +239,10 @@ class NeutralMesh:
     def locate_cells(self, points: Any) -> np.ndarray:
         """A cell containing each point, or −1 outside (the protocol's point location)."""
         return self.barycentric(points)[0]
+
+    def contains(self, points: Any) -> np.ndarray:
+        """Whether each point lies in the mesh."""
+        return self.barycentric(points)[0] >= 0
 
     def interpolate_p1(self, nodal: np.ndarray, points: Any) -> np.ndarray:
         """The P1 interpolant of vertex values ``nodal`` at ``points`` (NaN outside the mesh)."""

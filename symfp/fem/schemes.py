@@ -137,8 +137,13 @@ class FCTStepper:
 
     Predictor: lumped mass, discrete upwinding, backward Euler (θ-targets) or lumped BDF2 (BDF2 target);
     target: consistent mass, Galerkin, the same scheme. Positive for the θ-targets (M-matrix
-    predictor); with the BDF2 target the predictor's right-hand side :math:`2u^n - u^{n-1}/2` is
-    non-negative wherever a nodal value fell by less than 4× in one step.
+    predictor). With the BDF2 target the predictor is lumped BDF2,
+    :math:`(\tfrac32 M_L + \Delta t K_L)u^L = M_L(2u^n - \tfrac12 u^{n-1})` (the only low-order partner
+    whose difference to the BDF2 target is a sum of edge fluxes, see
+    :meth:`symfp.fem.fct.FCTLimiter.fluxes_bdf2`); it is positive when :math:`2u^n - u^{n-1}/2 \ge 0`,
+    i.e. where no nodal value fell by more than 4× in one step. A step where that right-hand side is
+    negative beyond ``1e-10`` × its maximum is taken with the Crank–Nicolson target instead (positive,
+    also second order); ``fallback_steps`` counts them.
 
     Args:
         scheme: target scheme "cn", "euler" or "bdf2".
@@ -159,6 +164,7 @@ class FCTStepper:
         self.solver = solver
         self.iterations = 0
         self.factorisations = 0
+        self.fallback_steps = 0
         self.ml = np.asarray(ml, dtype=float)
         self.ML = sps.diags(self.ml).tocsr()
         self.M = sps.csr_matrix(M)
@@ -178,8 +184,8 @@ class FCTStepper:
         self._low = self._factor(self.ML + dt * KL)
         self._high = self._factor(self.M + th * dt * K_new)
         self._rhs_high = None if th == 1 else self.M - (1 - th) * dt * K_old
-        self._low2 = self._high2 = None
-        self._KL, self._K = KL, K_new
+        self._low2 = self._high2 = self._cn = None
+        self._KL, self._K, self._K_old = KL, K_new, K_old
 
     def set_operators(self, M: Any, K_new: Any, K_old: Any | None = None, M_old: Any | None = None) -> None:
         """Time-dependent coefficients: the Galerkin K of the new level (same pattern)."""
@@ -194,10 +200,12 @@ class FCTStepper:
     def step(self, u: np.ndarray, u_prev: np.ndarray | None, n: int) -> np.ndarray:
         """One flux-corrected step (BDF2 target: backward-Euler FCT on the first step)."""
         if self.scheme == "bdf2" and u_prev is not None:
+            r = 2.0 * u - 0.5 * u_prev
+            if r.min() < -1e-10 * max(float(r.max()), 0.0):
+                return self._cn_step(u)
             if self._low2 is None:
                 self._low2 = self._factor(1.5 * self.ML + self.dt * self._KL)
                 self._high2 = self._factor(1.5 * self.M + self.dt * self._K)
-            r = 2.0 * u - 0.5 * u_prev
             uL, i1 = self._low2(self._zero_bc(self.ml * r), u)
             uH, i2 = self._high2(self._zero_bc(self.M @ r), uL)
             self.iterations += i1 + i2
@@ -207,6 +215,18 @@ class FCTStepper:
         uH, i2 = self._high(self._zero_bc(b), uL)
         self.iterations += i1 + i2
         return self.limiter.correct(u, uL, uH, self.dt, self.theta)
+
+    def _cn_step(self, u: np.ndarray) -> np.ndarray:
+        """One FCT step with the Crank–Nicolson target (the BDF2 fallback)."""
+        self.fallback_steps += 1
+        if self._cn is None:
+            dt = self.dt
+            self._cn = (self._factor(self.M + 0.5 * dt * self._K), self.M - 0.5 * dt * self._K_old)
+        high, rhs = self._cn
+        uL, i1 = self._low(self._zero_bc(self.ml * u), u)
+        uH, i2 = high(self._zero_bc(rhs @ u), uL)
+        self.iterations += i1 + i2
+        return self.limiter.correct(u, uL, uH, self.dt, 0.5)
 
     def mean_alpha(self) -> float:
         """Flux-weighted mean limiter coefficient over the run."""

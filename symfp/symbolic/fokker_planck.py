@@ -519,15 +519,20 @@ class FokkerPlanck(Stage):
             f"FokkerPlanck.weak_form: unknown kind {kind!r}; use one of {', '.join(WEAK_FORM_KINDS)}"
         )
 
-    def solve(self, mesh: Any, p0: Any, t_end: float, dt: float, **kwargs: Any):
-        """Solve the forward equation with finite elements (dolfinx): ``symfp.fem.dolfinx.forward.solve``."""
-        forward = require("symfp.fem.dolfinx.forward", "FokkerPlanck.solve")
-        return forward.solve(self, mesh, p0, t_end, dt, **kwargs)
+    def solve(self, mesh: Any, p0: Any, t_end: float, dt: float, backend: str = "auto", **kwargs: Any):
+        """Solve the forward equation with finite elements: ``symfp.fem.registry.solve``.
 
-    def mean_exit_time(self, mesh: Any, absorbing: Any = None, **kwargs: Any):
-        """FE solution of :math:`-\\mathcal L\\tau = 1` (``symfp.fem.dolfinx.exit_time.mean_exit_time``)."""
-        exit_time = require("symfp.fem.dolfinx.exit_time", "FokkerPlanck.mean_exit_time")
-        return exit_time.mean_exit_time(self._sde, mesh, absorbing=absorbing, **kwargs)
+        ``backend``: "auto" (dolfinx when importable, else scikit-fem), "dolfinx" or "skfem".
+        """
+        registry = require("symfp.fem.registry", "FokkerPlanck.solve")
+        return registry.solve(self, mesh, p0, t_end, dt, backend=backend, feature="FokkerPlanck.solve",
+                              **kwargs)
+
+    def mean_exit_time(self, mesh: Any, absorbing: Any = None, backend: str = "auto", **kwargs: Any):
+        """FE solution of :math:`-\\mathcal L\\tau = 1` (``symfp.fem.registry.mean_exit_time``)."""
+        registry = require("symfp.fem.registry", "FokkerPlanck.mean_exit_time")
+        return registry.mean_exit_time(self._sde, mesh, absorbing=absorbing, backend=backend,
+                                       feature="FokkerPlanck.mean_exit_time", **kwargs)
 
     def subs(self, mapping: Mapping[Any, Any] | None = None, **kwargs: Any) -> FokkerPlanck:
         """The Fokker–Planck equation of ``sde.subs(...)``."""

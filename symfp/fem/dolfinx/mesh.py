@@ -43,6 +43,7 @@ class Mesh:
     facet_tags: Any = None
     cell_tags: Any = None
     source: str = "dolfinx mesh"
+    spec: Any = None  # symfp.fem.mesh.MeshSpec: how it was made (other backends rebuild it from this)
 
     @property
     def dim(self) -> int:
@@ -53,6 +54,56 @@ class Mesh:
     def comm(self) -> Any:
         """The MPI communicator of the mesh."""
         return self.mesh.comm
+
+    # ---- the backend-neutral mesh protocol (symfp.fem.mesh)
+    @property
+    def boundary_names(self) -> tuple[str, ...]:
+        """Names of the boundary parts."""
+        return tuple(self.boundaries)
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        """Names of the regions."""
+        return tuple(self.regions)
+
+    def bounds(self) -> np.ndarray:
+        """(d, 2) bounding box over all ranks (collective)."""
+        MPI = compat.dolfinx_modules().MPI
+        x = np.asarray(self.mesh.geometry.x)[:, : self.dim]
+        lo = x.min(axis=0) if len(x) else np.full(self.dim, np.inf)
+        hi = x.max(axis=0) if len(x) else np.full(self.dim, -np.inf)
+        glo, ghi = np.empty_like(lo), np.empty_like(hi)
+        self.comm.Allreduce(np.ascontiguousarray(lo), glo, op=MPI.MIN)
+        self.comm.Allreduce(np.ascontiguousarray(hi), ghi, op=MPI.MAX)
+        return np.stack([glo, ghi], axis=1)
+
+    def locate_cells(self, points: Any) -> np.ndarray:
+        """An owned local cell per point, −1 where another rank or nobody has it (collective)."""
+        pts = np.asarray(points, dtype=float).reshape(-1, self.dim)
+        return compat.locate_points(self.mesh, pts)[1]
+
+    def contains(self, points: Any) -> np.ndarray:
+        """Whether each of this rank's points lies in the (distributed) mesh (collective)."""
+        pts = np.asarray(points, dtype=float).reshape(-1, self.dim)
+        comm = self.comm
+        if comm.size == 1:
+            return compat.local_cells(self.mesh, pts) >= 0
+        MPI = compat.dolfinx_modules().MPI
+        parts = comm.allgather(pts)
+        found = (compat.local_cells(self.mesh, np.concatenate(parts)) >= 0).astype(np.int32)
+        tot = np.empty_like(found)
+        comm.Allreduce(found, tot, op=MPI.SUM)
+        start = sum(len(q) for q in parts[: comm.rank])
+        return tot[start : start + len(pts)] > 0
+
+    def cell_volumes(self) -> np.ndarray:
+        """Volumes of the owned cells (bounding-box volume for quadrilaterals/hexahedra)."""
+        xs = compat.cell_vertex_coordinates(self.mesh)
+        d = self.dim
+        if xs.shape[1] > d + 1:
+            return np.prod(xs[..., :d].max(axis=1) - xs[..., :d].min(axis=1), axis=1)
+        e = xs[:, 1 : d + 1, :d] - xs[:, :1, :d]
+        return np.abs(np.linalg.det(e)) / float(np.prod(np.arange(1, d + 1)))
 
     def boundary_facets(self, name: str) -> np.ndarray:
         """Local facet indices of the boundary part ``name`` (raises MeshError listing the names)."""
@@ -163,7 +214,11 @@ def box(bounds: Sequence[Sequence[float]], cells: int | Sequence[int] = 32, comm
     keep = np.concatenate([[True], idx[1:] != idx[:-1]]) if len(idx) else np.zeros(0, bool)
     ft = m.mesh.meshtags(msh, tdim - 1, idx[keep], val[keep])
     label = "box " + " x ".join(f"[{lo:g}, {hi:g}]" for lo, hi in b)
-    return Mesh(mesh=msh, boundaries=names, regions={}, facet_tags=ft, cell_tags=None, source=label)
+    from ..mesh import MeshSpec
+
+    spec = MeshSpec("box", tuple((float(lo), float(hi)) for lo, hi in b), tuple(n))
+    return Mesh(mesh=msh, boundaries=names, regions={}, facet_tags=ft, cell_tags=None, source=label,
+                spec=spec)
 
 
 def load(path: str | os.PathLike, comm: Any = None, mesh_size: float | None = None) -> Mesh:
@@ -190,14 +245,24 @@ def load(path: str | os.PathLike, comm: Any = None, mesh_size: float | None = No
     tdim = msh.topology.dim
     boundaries = dict(names.get(tdim - 1, {}))
     regions = dict(names.get(tdim, {}))
+    from ..mesh import MeshSpec
+
     return Mesh(mesh=msh, boundaries=boundaries, regions=regions, facet_tags=ft, cell_tags=ct,
-                source=os.path.basename(path))
+                source=os.path.basename(path), spec=MeshSpec("gmsh", path=os.path.abspath(path),
+                                                            mesh_size=mesh_size))
 
 
 def as_mesh(obj: Any) -> Mesh:
     """A :class:`Mesh` from a Mesh, a raw dolfinx mesh, or a path to a gmsh file."""
     if isinstance(obj, Mesh):
         return obj
+    spec = getattr(obj, "spec", None)
+    if spec is not None and hasattr(obj, "cells"):  # a symfp.fem.mesh.NeutralMesh: rebuilt natively, cached
+        cache = getattr(obj, "_cache", {})
+        if "dolfinx" not in cache:
+            cache["dolfinx"] = (box([list(b) for b in spec.bounds], cells=list(spec.cells))
+                                if spec.kind == "box" else load(spec.path, mesh_size=spec.mesh_size))
+        return cache["dolfinx"]
     if isinstance(obj, (str, os.PathLike)):
         return load(obj)
     if hasattr(obj, "topology") and hasattr(obj, "geometry"):

@@ -272,6 +272,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     }
     if method == "fct":
         info["fct_mean_alpha"] = stepper.mean_alpha()
+        info["fct_cn_fallback_steps"] = stepper.fallback_steps
     if math.isnan(info["max_cell_peclet"]):  # pragma: no cover - defensive
         info["max_cell_peclet"] = float("inf")
     return Solution(times=np.array(obs_tr.times), observables=observables, mesh=msh, sde=sde, density=u,

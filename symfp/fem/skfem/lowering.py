@@ -116,7 +116,8 @@ def supg_exit_time(wf: Any, sde: Any, basis: Any, h: np.ndarray) -> tuple[Any, n
     r"""SUPG terms of the exit-time problem: :math:`\sum_K\int_K\delta_K (a\cdot\nabla v)R(\tau)`.
 
     :math:`a` is the ``transport`` coefficient, :math:`R(\tau) = -b\cdot\nabla\tau - D:\nabla^2\tau - 1`
-    (the Hessian term only for degree ≥ 2), :math:`\delta_K` :func:`symfp.fem.stabilisation.supg_weight`
+    (P1: the Hessian term vanishes on affine cells; degree ≥ 2 is refused by the caller, scikit-fem's
+    Lagrange elements carry no Hessians), :math:`\delta_K` :func:`symfp.fem.stabilisation.supg_weight`
     with ``h`` (cells,) the cell size over the degree. Returns (matrix, right-hand side).
     """
     from ..stabilisation import supg_weight
@@ -128,7 +129,6 @@ def supg_exit_time(wf: Any, sde: Any, basis: Any, h: np.ndarray) -> tuple[Any, n
     bf = lambdify(sp.Matrix(sde.drift), state)
     Df = lambdify(sp.Matrix(sde.diffusion), state)
     hh = np.asarray(h, dtype=float)[:, None]
-    second = basis.elem.maxdeg > 1
 
     def weight(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = af(X)[:, 0]
@@ -142,8 +142,6 @@ def supg_exit_time(wf: Any, sde: Any, basis: Any, h: np.ndarray) -> tuple[Any, n
         X = _coords(w)
         a, D, delta = weight(X)
         r = -np.einsum("i...,i...->...", bf(X)[:, 0], u.grad)
-        if second:
-            r = r - np.einsum("ij...,ij...->...", D, u.hess)
         return delta * np.einsum("i...,i...->...", a, v.grad) * r
 
     @skfem.LinearForm
