@@ -254,16 +254,9 @@ def fe_series(obs: dict) -> dict:
 
 def _mesh_bounds(mesh: Any) -> np.ndarray:
     """(d, 2) bounding box of a symfp/dolfinx mesh over all ranks."""
-    m = getattr(mesh, "mesh", mesh)
-    x = np.asarray(m.geometry.x)
-    d = m.topology.dim
-    lo, hi = x[:, :d].min(axis=0), x[:, :d].max(axis=0)
-    comm = getattr(m, "comm", None)
-    if comm is not None and comm.size > 1:
-        from mpi4py import MPI
+    from symfp.mesh import protocol
 
-        lo, hi = comm.allreduce(lo, op=MPI.MIN), comm.allreduce(hi, op=MPI.MAX)
-    return np.stack([lo, hi], axis=1)
+    return np.asarray(protocol(mesh).bounds())
 
 
 def density_snapshots(spec: Spec, sol: Any, cloud: Any = None) -> list[dict]:
@@ -336,7 +329,7 @@ def exit_time_study(spec: Spec, order: int | None = None) -> dict:
     fe_tau = float(np.asarray(tau.eval(start[None, :]), float).ravel()[0])
     absorbing_set = cfg.get("set")
     if absorbing_set is None:
-        from symfp.particles.absorbing import MeshComplement
+        from symfp.bridge.absorbing import MeshComplement
 
         absorbing_set = MeshComplement(mesh)
     elif callable(absorbing_set) and not hasattr(absorbing_set, "absorbed"):

@@ -88,16 +88,10 @@ def binomial_mad(n: int, p: np.ndarray) -> np.ndarray:
 
 
 def _bounds(solution: Any, d: int) -> np.ndarray:
-    msh = getattr(solution.mesh, "mesh", solution.mesh)
-    x = msh.geometry.x[:, :d]
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    comm = msh.comm
-    from mpi4py import MPI
+    """(d, 2) bounding box of the solution's mesh over all ranks (the mesh protocol, any backend)."""
+    from ..mesh import protocol
 
-    glo, ghi = np.empty_like(lo), np.empty_like(hi)
-    comm.Allreduce(np.ascontiguousarray(lo), glo, op=MPI.MIN)
-    comm.Allreduce(np.ascontiguousarray(hi), ghi, op=MPI.MAX)
-    return np.stack([glo, ghi], axis=1)
+    return np.asarray(protocol(solution.mesh).bounds())[:d]
 
 
 def density_metric(

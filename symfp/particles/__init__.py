@@ -13,7 +13,7 @@ Importing this package imports torch (never dolfinx: the mesh histogram imports 
 
 from __future__ import annotations
 
-from .absorbing import Ball, Box, HalfSpace, MeshComplement, SubLevel, Union
+from .absorbing import Ball, Box, HalfSpace, SubLevel, Union
 from .cloud import ExitTimes, ParticleCloud
 from .sde import simulate_sde
 from .statistics import hill_tail_index
@@ -39,6 +39,10 @@ def __getattr__(name: str):
         from .recursion import simulate_recursion
 
         return simulate_recursion
+    if name == "MeshComplement":  # lives in the bridge (it needs an FE mesh)
+        from ..bridge.absorbing import MeshComplement
+
+        return MeshComplement
     if name == "weak_error":
         from .weak_error import weak_error
 

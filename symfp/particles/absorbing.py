@@ -11,6 +11,8 @@ exact for a flat boundary and constant coefficients over the step (Glasserman, M
 Financial Engineering, §6.4).
 
 Every set has ``complement=True`` to absorb on *leaving* the set instead (exit from a domain).
+The complement of an FE mesh, :class:`symfp.bridge.absorbing.MeshComplement`, lives in the bridge
+(it needs a mesh); ``symfp.particles.absorbing.MeshComplement`` still resolves to it, lazily.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from ..errors import InputError, MeshError
+from ..errors import InputError
 
 
 class AbsorbingSet:
@@ -145,47 +147,6 @@ class SubLevel(AbsorbingSet):
         return -gv / nrm, -grad / nrm[:, None]
 
 
-class MeshComplement(AbsorbingSet):
-    """Everything outside an FE mesh (a dolfinx mesh or symfp mesh wrapper): exit from the domain.
-
-    Point location uses dolfinx (imported here only); no distance is known, so the SDE bridge
-    correction is skipped for this set.
-    """
-
-    has_margin = False
-
-    def __init__(self, mesh: Any):
-        super().__init__(False)
-        self.mesh = getattr(mesh, "mesh", mesh)
-        try:
-            self.dim = self.mesh.topology.dim
-        except AttributeError as exc:
-            raise MeshError(f"MeshComplement: {mesh!r} is not a dolfinx mesh or symfp mesh") from exc
-
-    def absorbed(self, theta):
-        from ..fem.dolfinx.compat import local_cells
-
-        pts = theta.detach().cpu().numpy().astype(np.float64)
-        comm = self.mesh.comm
-        if comm.size == 1:
-            return torch.as_tensor(local_cells(self.mesh, pts) < 0, device=theta.device)
-        # distributed mesh: every rank locates everybody's particles in its own cells (collective;
-        # all ranks must call this equally often, i.e. the same number of particle blocks)
-        parts = comm.allgather(pts)
-        allp = np.concatenate(parts)
-        found = (local_cells(self.mesh, allp) >= 0).astype(np.int32)
-        tot = np.empty_like(found)
-        from mpi4py import MPI
-
-        comm.Allreduce(found, tot, op=MPI.SUM)
-        start = sum(len(q) for q in parts[: comm.rank])
-        return torch.as_tensor(tot[start : start + len(pts)] == 0, device=theta.device)
-
-    def margin_normal(self, theta):
-        m = torch.where(self.absorbed(theta), -1.0, 1.0).to(theta.dtype)
-        return m, torch.zeros_like(theta)
-
-
 class Union(AbsorbingSet):
     """Union of absorbing sets: absorbed on entering any of them."""
 
@@ -218,7 +179,9 @@ def as_absorbing(spec: Any, d: int) -> AbsorbingSet | None:
     if isinstance(spec, (list, tuple)):
         spec = Union([as_absorbing(s, d) for s in spec])
     if not isinstance(spec, AbsorbingSet):
-        if hasattr(spec, "mesh") or hasattr(spec, "topology"):
+        if hasattr(spec, "locate_cells") or hasattr(spec, "mesh") or hasattr(spec, "topology"):
+            from ..bridge.absorbing import MeshComplement  # the mesh lives in the FE world: the bridge
+
             spec = MeshComplement(spec)
         else:
             raise InputError(
@@ -251,3 +214,11 @@ def bridge_crossed(
     var = torch.einsum("ni,nij,nj->n", n0, diff2, n0).clamp_min(1e-300) * dt
     p = torch.exp(-2.0 * m0.clamp_min(0) * m1.clamp_min(0) / var)
     return uniform < p
+
+
+def __getattr__(name: str):
+    if name == "MeshComplement":
+        from ..bridge.absorbing import MeshComplement
+
+        return MeshComplement
+    raise AttributeError(f"module 'symfp.particles.absorbing' has no attribute {name!r}")
