@@ -16,8 +16,10 @@ __all__ = ["box", "load", "as_mesh"]  # and Mesh, resolved lazily
 
 def box(bounds, cells=32, comm=None, cell_type: str = "simplex"):
     """An interval/rectangle/box with faces named xmin, xmax, ymin, ...; :func:`.fem.dolfinx.mesh.box`."""
+    from .fem.checks import check_cells
     from .fem.dolfinx.mesh import box as _box
 
+    cells = check_cells(cells, "symfp.mesh.box")
     return _box(bounds, cells=cells, comm=comm, cell_type=cell_type)
 
 

@@ -54,10 +54,10 @@ _SIGN_RUN = re.compile(r"[+-](?:\s*[+-])+")
 
 
 def _collapse_signs(text: str) -> str:
-    """Replace every run of two or more signs by its net sign: ``a - -b`` → ``a + b``, ``---x`` → ``-x``.
+    r"""Replace every run of two or more signs by its net sign: ``a - -b`` → ``a + b``, ``---x`` → ``-x``.
 
     Exact: the first sign of a run is binary or unary, the others unary, and
-    :math:`a\,s_1(s_2\cdots s_n b) = a\,(s_1 s_2\cdots s_n)\,b`. Python's own parser recurses once
+    a s1 (s2 ... sn b) = a (s1 s2 ... sn) b. Python's own parser recurses once
     per unary sign (5000 of them overflow its stack).
     """
     return _SIGN_RUN.sub(lambda m: "-" if m.group(0).count("-") % 2 else "+", text)
@@ -76,7 +76,8 @@ def _check_power(base: sp.Expr, exp: sp.Expr, where: str, token: Callable[[], st
             bits = math.inf
         if bits > MAX_POWER_BITS:
             raise ExpressionError(
-                f"{where}: the constant power {token()!r} has about {bits / math.log2(10):.3g} decimal digits; "
+                f"{where}: the constant power {token()!r} has about {bits / math.log2(10):.3g} decimal "
+                "digits; "
                 f"symfp refuses constant powers beyond {MAX_POWER_BITS} bits (the number alone would "
                 "take minutes to compute). Write the value you mean, or a smaller exponent"
             )
