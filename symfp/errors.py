@@ -61,3 +61,21 @@ def require(module: str, feature: str, hint: str = ""):
         else:
             msg += " Run scripts/setup (Debian 12) or use environment.yml (conda-forge)."
         raise DependencyError(msg) from exc
+
+
+class OutputError(SymfpError, OSError):
+    """Results could not be written (read-only path, a directory in the way, a full disk, a locked folder)."""
+
+
+def os_error_text(exc: OSError) -> str:
+    """A short reason for an OSError: ``No space left on device``, ``Permission denied``..."""
+    import errno
+
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        reason += " (the disk is full: free space or write elsewhere)"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason += " (choose a folder you can write to)"
+    elif exc.errno == errno.EISDIR:
+        reason += " (a directory is in the way: give a file name)"
+    return reason

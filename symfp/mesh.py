@@ -38,6 +38,9 @@ def _use_dolfinx(backend: str, comm: Any) -> bool:
 
 def box(bounds, cells=32, comm=None, cell_type: str = "simplex", backend: str = "auto"):
     """An interval/rectangle/box with faces named xmin, xmax, ymin, ... (see the module docstring)."""
+    from .fem.checks import check_cells
+
+    cells = check_cells(cells, "symfp.mesh.box")
     if _use_dolfinx(backend, comm):
         from .fem.dolfinx.mesh import box as _box
 

@@ -159,7 +159,9 @@ def _moments_text(title: str, s: dict) -> str:
 def _load(args: argparse.Namespace):
     from .spec import load
 
-    return load(args.spec, order=args.order)
+    spec = load(args.spec, order=args.order)
+    spec.validate()
+    return spec
 
 
 def cmd_derive(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, SymfpError
+from ..errors import InputError, OutputError, SymfpError
 from .spec import Spec
 
 
@@ -127,15 +127,20 @@ def _derive_text(spec: Spec, sde: Any, fp: Any, out: dict) -> str:
 def write_latex(spec: Spec, sde: Any, fp: Any, tex: str | Path, pdf: bool = False) -> dict:
     """Write the LaTeX derivation (and its PDF); returns {"tex": path, "pdf": path or None}."""
     from .. import latex_document
+    from ..report.atomic import write_text, write_with
 
     tex = Path(tex)
+    if tex.is_dir():
+        raise OutputError(f"cannot write the LaTeX derivation to {tex}: it is a directory; give a file name "
+                          f"such as {tex / (spec.name + '.tex')}")
     parts = [p for p in (spec.model, sde, fp) if p is not None]
     doc = latex_document(*parts)
-    doc.write(str(tex))
+    write_text(tex, doc.source, what="LaTeX derivation")
     result: dict[str, Any] = {"tex": str(tex), "pdf": None}
     if pdf:
-        made = doc.pdf(str(tex.with_suffix(".pdf")))
-        result["pdf"] = str(made if made is not None else tex.with_suffix(".pdf"))
+        target = tex.with_suffix(".pdf")
+        write_with(target, lambda tmp: doc.pdf(str(tmp)), what="PDF derivation")
+        result["pdf"] = str(target)
     return result
 
 

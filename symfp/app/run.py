@@ -7,10 +7,17 @@ and ``weak_error.png`` (with a ``weak_error`` study).
 
 A step whose engine is not installed (an :class:`ImportError`, e.g. dolfinx missing) is skipped and
 listed under ``skipped`` with its reason; any other error stops the run.
+
+The folder is owned by the run (:class:`symfp.report.folder.RunFolder`): locked against a concurrent
+run, cleaned of an earlier run's outputs, every file written atomically, ``manifest.json`` (spec
+hash, options, versions, files with sizes and SHA-256) written last, and an ``INCOMPLETE`` marker
+saying why when the run fails or is killed. The report embeds only figures this run wrote.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, SymfpError
+from ..errors import InputError, OutputError, SymfpError, os_error_text
+from ..report.atomic import write_text, write_with
+from ..report.folder import RunFolder
 from ..report.jsonable import dumps
 from . import pipeline
 from .spec import Spec
@@ -27,9 +36,10 @@ from .spec import Spec
 class _Run:
     """Bookkeeping of one report: files written, steps skipped, timings, progress lines."""
 
-    def __init__(self, out: Path, progress: bool) -> None:
+    def __init__(self, out: Path, progress: bool, folder: RunFolder | None = None) -> None:
         self.out, self.progress = out, progress
-        self.files: list[str] = []
+        self.folder = folder
+        self.files: list[str] = folder.files if folder is not None else []
         self.skipped: list[str] = []
         self.timings: dict[str, float] = {}
         self.rank0 = pipeline.mpi_rank() == 0
@@ -37,14 +47,23 @@ class _Run:
     def step(self, name: str, func: Callable[[], Any]) -> Any:
         """Run one step; on ImportError record it as skipped and return None."""
         if self.progress:
-            print(f"[symfp run] {name} ...", flush=True)
+            print(f"[symfp run] {name} ...", file=sys.stderr, flush=True)
+        if self.folder is not None:
+            self.folder.stage = name
         t0 = time.perf_counter()
         try:
-            return func()
+            out = func()
+            if self.progress:
+                print(f"[symfp run]   {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            return out
+        except OSError as exc:
+            if isinstance(exc, (ImportError, SymfpError)):
+                raise
+            raise OutputError(f"{name}: cannot write the results: {os_error_text(exc)}") from exc
         except ImportError as exc:
             self.skipped.append(f"{name}: {' '.join(str(exc).split())}")
             if self.progress:
-                print(f"[symfp run]   skipped ({exc})", flush=True)
+                print(f"[symfp run]   skipped ({exc})", file=sys.stderr, flush=True)
             return None
         finally:
             self.timings[name] = time.perf_counter() - t0
@@ -52,6 +71,10 @@ class _Run:
     def add(self, path: Path) -> None:
         if path.exists() and str(path) not in self.files:
             self.files.append(str(path))
+
+    def wrote(self, name: str) -> bool:
+        """Whether this run wrote ``name`` into the folder."""
+        return str(self.out / name) in self.files
 
 
 def write_report(
@@ -76,11 +99,76 @@ def write_report(
         The observables.json content plus ``files`` (written), ``skipped`` (step: reason) and ``passed``
         (the comparison verdict, None when it did not run).
     """
+    out = Path(out)
+    validate_spec(spec)
+    options = {"order": order, "n": n, "pdf": pdf}
+    with RunFolder(out, spec_path=spec.path, options=options, command=f"symfp run {spec.path}") as folder:
+        data = _write_report(spec, out, folder, order=order, n=n, pdf=pdf, progress=progress)
+    data["files"] = list(folder.files) + ([str(out / "manifest.json")] if folder.rank0 else [])
+    return data
+
+
+def validate_spec(spec: Spec) -> None:
+    """Check the whole spec before the first stage (the studies' settings too), so that a typo in the
+    last section does not surface after minutes of derive, solve and simulate."""
+    check = getattr(spec, "validate", None)
+    if callable(check):
+        check()
+    et = spec.get("exit_time")
+    if et:
+        if not isinstance(et, dict):
+            raise InputError(f"{spec.path}: `exit_time` must be a dict, got {type(et).__name__}")
+        unknown = set(et) - {"mesh", "absorbing", "start", "set", "n", "t_max", "seed", "method", "dt"}
+        if unknown:
+            raise InputError(f"{spec.path}: unknown keys in `exit_time`: {sorted(unknown)}")
+        if "start" not in et:
+            raise InputError(f"{spec.path}: `exit_time` needs `start` (the particles' start point)")
+        if et.get("method", "recursion") not in ("recursion", "sde"):
+            raise InputError(f"{spec.path}: exit_time method {et['method']!r}: use 'recursion' or 'sde'")
+        ab = et.get("absorbing")
+        if ab is not None:
+            names = [ab] if isinstance(ab, str) else ab
+            if not isinstance(names, (list, tuple)) or not all(isinstance(a, str) for a in names):
+                raise InputError(
+                    f"{spec.path}: exit_time `absorbing` = {ab!r} must be a boundary-part name or a list of "
+                    "names (e.g. 'xmin' or ['xmin', 'xmax'])"
+                )
+            mesh = et.get("mesh") or spec.get("mesh")
+            known = _boundary_names(mesh)
+            bad = [a for a in names if known is not None and a not in known]
+            if bad:
+                raise InputError(
+                    f"{spec.path}: exit_time `absorbing` names {bad}, which the mesh does not have; its "
+                    f"boundary parts are {sorted(known)}"
+                )
+    we = spec.get("weak_error")
+    if we:
+        if not isinstance(we, dict):
+            raise InputError(f"{spec.path}: `weak_error` must be a dict, got {type(we).__name__}")
+        unknown = set(we) - {"lrs", "observable", "t_end", "init", "orders", "n", "substeps", "seed"}
+        if unknown:
+            raise InputError(f"{spec.path}: unknown keys in `weak_error`: {sorted(unknown)}")
+        for key in ("lrs", "observable", "t_end"):
+            if key not in we:
+                raise InputError(f"{spec.path}: `weak_error` needs `{key}`")
+
+
+def _boundary_names(mesh: Any) -> set[str] | None:
+    """Boundary-part names of a mesh given in a spec (None when unknown without building it)."""
+    names = getattr(mesh, "boundaries", None)
+    if isinstance(names, dict):
+        return set(names)
+    if isinstance(mesh, dict) and "bounds" in mesh:
+        d = len(mesh["bounds"])
+        return {f"{a}{m}" for a in "xyz"[:d] for m in ("min", "max")}
+    return None
+
+
+def _write_report(spec: Spec, out: Path, folder: RunFolder, *, order: int | None, n: int | None, pdf: bool,
+                  progress: bool) -> dict:
     from ..report import figures, html
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    run = _Run(out, progress)
+    run = _Run(out, progress, folder)
     data: dict[str, Any] = {"spec": str(spec.path), "title": spec.title}
 
     # derivation
@@ -91,11 +179,12 @@ def write_report(
             try:
                 d.update(pipeline.write_latex(spec, d["_sde"], d["_fp"], tex, pdf=pdf))
             except SymfpError as exc:  # pdflatex missing or failing: keep the .tex, say so
-                if not tex.exists():
+                if not tex.exists() or isinstance(exc, OutputError):
                     raise
                 run.skipped.append(f"derivation.pdf: {' '.join(str(exc).split())}")
             run.add(tex)
-            run.add(out / "derivation.pdf")
+            if d.get("pdf"):
+                run.add(out / "derivation.pdf")
         return d
 
     derived = run.step("derive", _derive)
@@ -110,9 +199,8 @@ def write_report(
     if solved is not None:
         sol, s_out = solved
         data["fe"] = s_out
-        run.step("write density (XDMF)", lambda: sol.write(str(out / "density")))
-        for f in sorted((out / "density").glob("*")) if (out / "density").exists() else []:
-            run.add(f)
+        run.step("write density (XDMF)", lambda: _write_density(sol, out, folder))
+        run.add(out / "density")
 
     # particles
     simulated = run.step("simulate (particles)", lambda: pipeline.simulate(spec, order=order, n=n))
@@ -172,21 +260,42 @@ def write_report(
             ("exit_time.png", "exit times: particle histogram, FE mean exit time"),
             ("weak_error.png", "weak error against the step size"),
         ):
-            if (out / name).exists():
+            if run.wrote(name):  # never a stale figure of an earlier run
                 figs.append((caption, name))
 
     data["timings_s"] = run.timings
     data["skipped"] = run.skipped
     if run.rank0:
         obs_path = out / "observables.json"
-        obs_path.write_text(dumps(_strip(data)), encoding="utf-8")
+        write_text(obs_path, dumps(_strip(data)), what="observables")
         run.add(obs_path)
         page = out / "report.html"
         html.write_html(page, spec.title, _sections(spec, data), figs)
         run.add(page)
-    data["files"] = run.files
     data["out"] = str(out)
     return _strip(data)
+
+
+def _write_density(sol: Any, out: Path, folder: RunFolder) -> None:
+    """``sol.write`` (collective) into a temporary folder of the same name on every rank, then rank 0
+    renames it to ``density/``: a reader never sees a half-written XDMF/HDF5 pair."""
+    tmp = out / f".density.writing-{folder.token}"
+    if folder.rank0 and tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        sol.write(str(tmp))
+        if folder.rank0:
+            write_with(out / "density", lambda t: os.replace(tmp, t), what="density folder")
+    except OSError as exc:
+        if folder.rank0:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, SymfpError):
+            raise
+        raise OutputError(f"cannot write the density to {out / 'density'}: {os_error_text(exc)}") from exc
 
 
 def _strip(data: dict) -> dict:

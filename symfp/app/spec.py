@@ -233,6 +233,43 @@ class Spec:
         return out
 
 
+    def validate(self) -> None:
+        """Check every setting a run will use before the first stage (particles, basins, observables,
+        numbers), so that a mistake in the last section is found in a second, not after the solve."""
+        import sympy as sp
+
+        if self.get("particles") is not None or self.get("p0") is not None:
+            self.particles("run")
+        for name in ("t_end", "dt"):
+            if self.get(name) is not None:
+                value = self.number(name, "run")
+                if value == float("inf"):
+                    raise InputError(f"{self.path}: `{name}` = inf must be finite")
+        for key in ("basins", "observables"):
+            raw = self.get(key)
+            if raw is None:
+                continue
+            if not isinstance(raw, Mapping):
+                raise InputError(f"{self.path}: `{key}` must be a dict {{name: SymPy expression}}")
+            for name, expr in raw.items():
+                ok = isinstance(expr, sp.Basic) and (
+                    isinstance(expr, (sp.core.relational.Relational, sp.logic.boolalg.Boolean))
+                    if key == "basins" else isinstance(expr, sp.Expr)
+                )
+                if not ok:
+                    want = "a SymPy relation such as theta < 0" if key == "basins" else "a SymPy expression"
+                    raise InputError(
+                        f"{self.path}: `{key}`[{name!r}] = {expr!r} is a {type(expr).__name__}, expected {want} "
+                        "in the state symbols (strings are not parsed here)"
+                    )
+                extra = {str(x) for x in expr.free_symbols} - {str(x) for x in self.state}
+                if extra:
+                    raise InputError(
+                        f"{self.path}: `{key}`[{name!r}] = {expr} uses {sorted(extra)}, which are not state "
+                        f"variables ({', '.join(map(str, self.state))})"
+                    )
+
+
 def _is_mesh(value: Any) -> bool:
     """True for mesh objects (which may happen to be callable)."""
     return hasattr(value, "topology") or hasattr(value, "boundaries") or hasattr(value, "mesh")
@@ -287,16 +324,33 @@ def load(path: str | os.PathLike[str], order: int | None = None) -> Spec:
         where = f"{path}:{line}" if line else str(path)
         raise InputError(f"{where}: running the spec failed: {_one_line(exc)}") from exc
 
+    from ..symbolic.recursion import SGD, Recursion
+    from ..symbolic.sde import SDE
+
     model, given_sde = ns.get("model"), ns.get("sde")
     if model is None and given_sde is None:
         raise InputError(f"{path}: the spec defines neither `model` (an SGD/Recursion) nor `sde` (an SDE)")
-    if model is not None and not (hasattr(model, "sme") and hasattr(model, "state")):
-        raise InputError(f"{path}: `model` is a {type(model).__name__}, expected an SGD or Recursion")
-    if given_sde is not None and not (hasattr(given_sde, "drift") and hasattr(given_sde, "diffusion")):
+    if model is not None and not isinstance(model, (SGD, Recursion)):
+        raise InputError(
+            f"{path}: `model` is a {type(model).__name__}, expected a symfp.SGD or symfp.Recursion "
+            "(an object that only looks like one cannot be derived, solved and simulated)"
+        )
+    if given_sde is not None and not isinstance(given_sde, SDE):
         raise InputError(f"{path}: `sde` is a {type(given_sde).__name__}, expected a symfp.SDE")
     params = ns.get("params") or {}
     if not isinstance(params, Mapping):
         raise InputError(f"{path}: `params` must be a dict {{symbol or name: number}}")
+    known = set()
+    for obj in (model, given_sde):
+        if obj is not None:
+            known |= {str(sym) for sym in getattr(obj, "parameters", set())}
+    unknown = [k for k in params if str(k) not in known]
+    if unknown:
+        raise InputError(
+            f"{path}: `params` has key(s) {sorted(map(str, unknown))} that are not symbols of the "
+            f"{'model' if model is not None else 'SDE'} (its free symbols: {sorted(known) or 'none'}); "
+            "a misspelt key would be ignored silently"
+        )
     spec_order = ns.get("order", 1) if order is None else order
     if not isinstance(spec_order, int) or spec_order < 1:
         raise InputError(f"{path}: order {spec_order!r} must be a positive integer")

@@ -80,6 +80,7 @@ class SDEStepper:
         tdrift = self.time if self.timed_drift else None
         self.drift = state_function(sde.drift, self.state, "SDE drift", tdrift)
         self.noise = NoiseFactor(sde.diffusion, self.state, self.time)
+        self.sde = sde
         self.d = len(self.state)
         self.fused = self.fused_pure = self.det = None
         sig = self.noise.constant_sigma
@@ -129,6 +130,45 @@ class SDEStepper:
         noise = self.noise.apply(theta, dw)
         ybar = theta + a * h + noise
         return theta + 0.5 * (b(ybar) + a) * h + noise
+
+    def check(self, theta: torch.Tensor, k: int) -> str | None:
+        """Why D(θ, t_k) is not positive semi-definite at some of the particles θ, or None.
+
+        The noise factor clamps negative values of D at 0 (round-off of a PSD D); a clearly
+        negative D (below −1e-9·max(1, max|D|)) is an SDE that does not exist there, refused
+        instead of simulated with the noise silently switched off.
+        """
+        nf = self.noise
+        if nf.kind == "constant" or not len(theta):
+            return None
+        t = self._t(k, theta)
+        if nf.kind == "diagonal":
+            vals = nf._diag(theta, t)
+            lam = vals.amin(dim=1)
+        elif nf.kind == "rank1":
+            vals = nf._r1(theta, t)[:, :1]
+            lam = vals[:, 0]
+        else:
+            vals = nf._full(theta, t)
+            lam = torch.linalg.eigvalsh(0.5 * (vals + vals.transpose(1, 2)))[:, 0]
+        scale = max(1.0, float(vals.abs().nan_to_num(0.0).amax()))
+        bad = lam < -1e-9 * scale
+        if not bool(bad.any()):
+            return None
+        from ..symbolic.sde import _valid_lr_hint
+
+        j = int(torch.argmin(lam))
+        at = ", ".join(f"{s} = {float(v):.4g}" for s, v in zip(self.state, theta[j], strict=True))
+        D = sp.Matrix(self.sde.diffusion)
+        shown = D[0, 0] if self.d == 1 else D.tolist()
+        pts = theta[bad].double().cpu().numpy()
+        return (
+            f"{self.what}: the diffusion D = {shown} is not positive semi-definite at "
+            f"{100 * float(bad.double().mean()):.3g}% of the particles at step {k} (t = {k * self.dt:g}); "
+            f"most negative eigenvalue of D {float(lam[j]) / 2:.4g} at {at}. A diffusion D = σσᵀ/2 must "
+            "be positive semi-definite: symfp refuses rather than clamp the noise to 0 there (an "
+            "absorbing set can keep the particles where D ⪰ 0)." + _valid_lr_hint(self.sde, pts)
+        )
 
     def start(self, noise: Noise, compile: bool = False) -> dict:
         """Per-block context: whether this run uses the compiled step."""

@@ -21,9 +21,14 @@ from matplotlib.figure import Figure  # noqa: E402
 
 def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` as a PNG at ``path`` and close it; returns the path."""
+    from .atomic import write_with
+
     path = Path(path)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        write_with(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"),
+                   what="figure")
+    finally:
+        plt.close(fig)
     return path
 
 

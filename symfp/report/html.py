@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_text
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
@@ -68,7 +70,7 @@ def write_html(
             )
     parts.append("</body></html>\n")
     path = Path(path)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    write_text(path, "\n".join(parts), what="report")
     return path
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +43,50 @@ _OP_TOKENS = {
 }
 _CONSTANTS = {"pi": sp.pi, "E": sp.E}
 
+#: longest string accepted (characters); a loss is a formula, not a data file
+MAX_LENGTH = 100_000
+#: deepest nesting of the expression tree (chains of + - and * / do not count: they are flattened)
+MAX_DEPTH = 150
+#: largest exponent of a power with a symbolic base, and largest power of a number (in bits)
+MAX_EXPONENT = 1000
+MAX_POWER_BITS = 100_000
+_SIGN_RUN = re.compile(r"[+-](?:\s*[+-])+")
+
+
+def _collapse_signs(text: str) -> str:
+    r"""Replace every run of two or more signs by its net sign: ``a - -b`` → ``a + b``, ``---x`` → ``-x``.
+
+    Exact: the first sign of a run is binary or unary, the others unary, and
+    a s1 (s2 ... sn b) = a (s1 s2 ... sn) b. Python's own parser recurses once
+    per unary sign (5000 of them overflow its stack).
+    """
+    return _SIGN_RUN.sub(lambda m: "-" if m.group(0).count("-") % 2 else "+", text)
+
+
+def _check_power(base: sp.Expr, exp: sp.Expr, where: str, token: Callable[[], str]) -> None:
+    """Refuse a power that would take minutes (or all memory) to build, before SymPy evaluates it."""
+    if not exp.is_Number:
+        return
+    if base.is_Number:
+        if base in (0, 1, -1) or exp.is_zero:
+            return
+        try:
+            bits = abs(float(exp)) * abs(math.log2(abs(float(base))))
+        except (OverflowError, ValueError):
+            bits = math.inf
+        if bits > MAX_POWER_BITS:
+            raise ExpressionError(
+                f"{where}: the constant power {token()!r} has about {bits / math.log2(10):.3g} decimal "
+                "digits; "
+                f"symfp refuses constant powers beyond {MAX_POWER_BITS} bits (the number alone would "
+                "take minutes to compute). Write the value you mean, or a smaller exponent"
+            )
+    elif abs(float(exp)) > MAX_EXPONENT:
+        raise ExpressionError(
+            f"{where}: the exponent of {token()!r} is {exp}, beyond the limit {MAX_EXPONENT} for a power of "
+            "a symbolic expression (its derivatives and moments could not be expanded)"
+        )
+
 
 def parse_string(text: str, names: Mapping[str, sp.Symbol], where: str = "loss") -> sp.Expr:
     """Parse an arithmetic expression string into SymPy without evaluating any Python code.
@@ -54,20 +100,35 @@ def parse_string(text: str, names: Mapping[str, sp.Symbol], where: str = "loss")
         ExpressionError: a syntax error, an undeclared name, a call of an unknown function or any
             construct outside the whitelist; the message names the token.
     """
+    if not isinstance(text, str):
+        raise ExpressionError(f"{where}: expected a string, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(
+            f"{where}: the string is {len(text)} characters long, beyond the limit of {MAX_LENGTH}; "
+            "build a long loss as a SymPy expression or a Python callable instead"
+        )
+    shown = text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
+    text = _collapse_signs(text)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(
-            f"{where}: cannot parse {text!r}: {exc.msg} at column {exc.offset}; "
+            f"{where}: cannot parse {shown!r}: {exc.msg} at column {exc.offset}; "
             "write arithmetic with + - * / ** and function calls"
         ) from exc
+    except (RecursionError, MemoryError) as exc:
+        raise ExpressionError(
+            f"{where}: {shown!r} is nested too deeply for Python's parser; "
+            "build it as a SymPy expression or a Python callable instead"
+        ) from exc
+    _check_depth(tree, where, shown)
 
     def token(node: ast.AST) -> str:
         return ast.get_source_segment(text.strip(), node) or type(node).__name__
 
     def refuse(node: ast.AST, what: str) -> ExpressionError:
         return ExpressionError(
-            f"{where}: {what} {token(node)!r} is not allowed in {text!r}; only numbers, the declared "
+            f"{where}: {what} {token(node)!r} is not allowed in {shown!r}; only numbers, the declared "
             f"names ({', '.join(sorted(names)) or 'none'}), + - * / ** and the functions "
             f"{', '.join(sorted(KNOWN_FUNCTIONS))} are"
         )
@@ -89,6 +150,8 @@ def parse_string(text: str, names: Mapping[str, sp.Symbol], where: str = "loss")
                 f"{where}: unknown name {node.id!r} in {text!r}; declare it as a parameter, a data "
                 f"symbol or in constants=(...) (declared: {', '.join(sorted(names)) or 'none'})"
             )
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+            return chain(node)
         if isinstance(node, ast.BinOp):
             op = _BINOPS.get(type(node.op))
             if op is None:
@@ -96,7 +159,10 @@ def parse_string(text: str, names: Mapping[str, sp.Symbol], where: str = "loss")
                     f"{where}: operator {_OP_TOKENS.get(type(node.op), type(node.op).__name__)!r} "
                     f"in {token(node)!r} is not allowed; use + - * / **"
                 )
-            return op(walk(node.left), walk(node.right))
+            left, right = walk(node.left), walk(node.right)
+            if isinstance(node.op, ast.Pow):
+                _check_power(left, right, where, lambda: token(node))
+            return op(left, right)
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.USub):
                 return -walk(node.operand)
@@ -119,7 +185,48 @@ def parse_string(text: str, names: Mapping[str, sp.Symbol], where: str = "loss")
                 ast.Compare: "comparison", ast.BoolOp: "boolean operator", ast.IfExp: "conditional"}
         raise refuse(node, kind.get(type(node), f"the construct {type(node).__name__}"))
 
-    return walk(tree)
+    def chain(node: ast.BinOp) -> sp.Expr:
+        """A left-nested chain a ± b ± c … (or a */ b */ c …) without recursing once per operand."""
+        additive = isinstance(node.op, (ast.Add, ast.Sub))
+        ops = (ast.Add, ast.Sub) if additive else (ast.Mult, ast.Div)
+        rest = []
+        while isinstance(node, ast.BinOp) and isinstance(node.op, ops):
+            rest.append((node.op, node.right))
+            node = node.left
+        terms = [walk(node)]
+        for op, right in reversed(rest):
+            r = walk(right)
+            if additive:
+                terms.append(r if isinstance(op, ast.Add) else -r)
+            else:
+                terms.append(r if isinstance(op, ast.Mult) else 1 / r)
+        return sp.Add(*terms) if additive else sp.Mul(*terms)
+
+    try:
+        return walk(tree)
+    except RecursionError as exc:
+        raise ExpressionError(
+            f"{where}: {shown!r} is nested too deeply to build; simplify it or pass a SymPy expression"
+        ) from exc
+
+
+def _check_depth(tree: ast.AST, where: str, shown: str) -> None:
+    """Refuse trees nested deeper than :data:`MAX_DEPTH` (+ - * / chains count once), iteratively."""
+    chains = (ast.Add, ast.Sub, ast.Mult, ast.Div)
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ExpressionError(
+                f"{where}: {shown!r} is nested more than {MAX_DEPTH} levels deep (powers, calls, "
+                "parentheses); symfp refuses it rather than overflow the stack. Simplify the expression"
+            )
+        for child in ast.iter_child_nodes(node):
+            same_chain = (
+                isinstance(node, ast.BinOp) and isinstance(child, ast.BinOp) and child is node.left
+                and isinstance(node.op, chains) and isinstance(child.op, chains)
+            )
+            stack.append((child, depth if same_chain else depth + 1))
 
 
 def trace_callable(

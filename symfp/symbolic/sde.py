@@ -128,6 +128,7 @@ class SDE(Stage):
                 "SDE: the diffusion matrix D = σσᵀ/2 must be symmetric; "
                 f"D - Dᵀ = {asym.tolist()}"
             )
+        _constant_psd_check(D, "SDE")
         object.__setattr__(self, "state", st)
         object.__setattr__(self, "drift", sp.ImmutableMatrix(b))
         object.__setattr__(self, "diffusion", sp.ImmutableMatrix(D))
@@ -238,3 +239,167 @@ class SDE(Stage):
             lines.append(f"  drift[{s}] = {b}")
         lines.append(f"  D = sigma sigma^T / 2 = {sp.Matrix(self.diffusion).tolist()}")
         return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- positive semi-definiteness
+#: D counts as negative where λ_min(D) < −PSD_TOL · max(1, max|D|) (round-off of a PSD D is kept)
+PSD_TOL = 1e-9
+
+
+def _constant_psd_check(D: sp.Matrix, where: str) -> None:
+    """Refuse a constant numeric D with a negative eigenvalue (it is not a diffusion anywhere)."""
+    if D.free_symbols or not all(e.is_number for e in D):
+        return
+    import numpy as np
+
+    try:
+        a = np.array(D.evalf(), dtype=float)
+    except (TypeError, ValueError):
+        return
+    if not np.all(np.isfinite(a)):
+        raise InputError(f"{where}: the diffusion matrix D = {D.tolist()} has entries that are not finite")
+    lam = np.linalg.eigvalsh(a)
+    if lam.min() < -PSD_TOL * max(1.0, np.abs(a).max()):
+        raise InputError(
+            f"{where}: the diffusion matrix D = {D.tolist()} has a negative eigenvalue {lam.min():.4g} "
+            "(everywhere: D is constant), so it is not σσᵀ/2 of any noise; D must be positive "
+            "semi-definite. Check the sign of the noise, or the order and step size of the SME"
+        )
+
+
+def diffusion_min_eigenvalue(sde: Any, points: Any) -> Any:
+    """λ_min(D(θ)) at each of the points (n, d) (numpy), for a numeric autonomous SDE."""
+    import numpy as np
+
+    state, _, D = sde_parts(sde, "diffusion check")
+    pts = np.asarray(points, dtype=float).reshape(-1, len(state))
+    n, d = pts.shape
+    time = getattr(sde, "time", None)
+    if time is not None:
+        D = D.subs(time, 0)
+    f = sp.lambdify(state, D.tolist(), "numpy")
+    with np.errstate(all="ignore"):
+        vals = f(*pts.T)
+    m = np.empty((n, d, d))
+    for i in range(d):
+        for j in range(d):
+            m[:, i, j] = np.broadcast_to(np.asarray(vals[i][j], dtype=float), (n,))
+    scale = max(1.0, float(np.nanmax(np.abs(m))) if m.size else 1.0)
+    if d == 1:
+        lam = m[:, 0, 0]
+    else:
+        ok = np.isfinite(m).all(axis=(1, 2))
+        lam = np.full(n, np.nan)
+        lam[ok] = np.linalg.eigvalsh(0.5 * (m[ok] + m[ok].transpose(0, 2, 1)))[:, 0]
+    return lam, scale
+
+
+def _interval_text(iv: sp.Interval, s: sp.Symbol) -> str:
+    """``-0.333 < theta < 0.333``, ``theta < 0``, ``theta >= 1`` from a SymPy interval."""
+    lo = "" if iv.start == -sp.oo else f"{float(iv.start):.3g} {'<' if iv.left_open else '<='} "
+    hi = "" if iv.end == sp.oo else f" {'<' if iv.right_open else '<='} {float(iv.end):.3g}"
+    return f"{lo}{s}{hi}" if (lo or hi) else f"every {s}"
+
+
+def _region_1d(expr: sp.Expr, s: sp.Symbol, pts: Any, bad: Any) -> str:
+    """Where a 1-D D is negative: exactly (SymPy, polynomials) or as intervals of the sample points."""
+    import numpy as np
+
+    if expr.is_polynomial(s) and sp.degree(expr, s) <= 4:
+        try:
+            sol = sp.solve_univariate_inequality(sp.nsimplify(expr) < 0, s, relational=False)
+            parts = sol.args if isinstance(sol, sp.Union) else (sol,)
+            if all(isinstance(iv, sp.Interval) for iv in parts) and len(parts) < 5:
+                return " or ".join(_interval_text(iv, s) for iv in parts)
+        except (NotImplementedError, ValueError, TypeError):
+            pass
+    x = np.asarray(pts)[:, 0]
+    order = np.argsort(x)
+    xs, bs = x[order], np.asarray(bad)[order]
+    runs, start = [], None
+    for i, b in enumerate(bs):
+        if b and start is None:
+            start = i
+        if (not b or i == len(bs) - 1) and start is not None:
+            end = i if b else i - 1
+            runs.append(f"[{xs[start]:.4g}, {xs[end]:.4g}]")
+            start = None
+    return f"{s} in " + " ∪ ".join(runs[:4]) + (" ∪ …" if len(runs) > 4 else "") + " (sample points)"
+
+
+def _valid_lr_hint(sde: Any, pts: Any) -> str:
+    """For an order-2 SME of plain SGD: the step sizes for which D ⪰ 0 at the same points."""
+    import numpy as np
+
+    src = getattr(sde, "source", None)
+    origin = str(getattr(sde, "origin", ""))
+    if "order-2" not in origin:
+        return ""
+    msg = (" This is an order-2 stochastic modified equation: its O(η) correction to D outweighs the "
+           "leading term there, i.e. the expansion is outside its range (η too large for this loss)")
+    lr = getattr(src, "lr", None)
+    plain = getattr(src, "momentum", 1) is None
+    if src is None or lr is None or not getattr(lr, "is_number", False) or not plain:
+        return msg + "; use a smaller lr or order=1."
+    try:
+        from .recursion import SGD
+
+        eta = sp.Symbol("eta_check", positive=True)
+        model = SGD(src.loss, src.params, src.data, eta, src.batch_size, src.replacement, None,
+                    src.weight_decay, src.noise, src.constants)
+        D_eta = sp.Matrix(model.sme(order=2).diffusion)
+
+        def ok(h: float) -> bool:
+            probe = SDE(sde.state, sp.zeros(len(sde.state), 1), D_eta.subs(eta, h))
+            lam, scale = diffusion_min_eigenvalue(probe, pts)
+            return bool(np.nanmin(lam) >= -PSD_TOL * scale)
+
+        bad_h = float(lr)
+        for h in float(lr) * 0.8 ** np.arange(1, 60):
+            if ok(h):
+                for _ in range(30):  # bisection between a valid h and an invalid bad_h
+                    mid = 0.5 * (h + bad_h)
+                    h, bad_h = (mid, bad_h) if ok(mid) else (h, mid)
+                return msg + f": D ⪰ 0 at the same points for lr ≤ {h:.4g} (here lr = {float(lr):g}); " \
+                             "use a smaller lr, or order=1."
+            bad_h = h
+    except Exception:  # noqa: BLE001 - the hint is best effort; the refusal stands without it
+        pass
+    return msg + "; use a smaller lr, or order=1."
+
+
+def check_diffusion(sde: Any, points: Any, where: str, region: str = "the sample points") -> None:
+    r"""Refuse an SDE whose D is not positive semi-definite at some of ``points`` (n, d).
+
+    Evaluates :math:`\lambda_{\min}(D(\theta))` at every point; a value below
+    :math:`-10^{-9}\max(1, \max|D|)` is a negative diffusion (round-off of a PSD D passes).
+
+    Raises:
+        InputError: naming D, the most negative value and where, the region where D < 0 (exact for
+            1-D polynomials), and for an order-2 SME which lr would be valid.
+    """
+    import numpy as np
+
+    state, _, D = sde_parts(sde, where)
+    pts = np.asarray(points, dtype=float).reshape(-1, len(state))
+    if not len(pts) or not (sp.Matrix(D).free_symbols & set(state)):
+        return
+    lam, scale = diffusion_min_eigenvalue(sde, pts)
+    bad = lam < -PSD_TOL * scale
+    if not bad.any():
+        return
+    k = int(np.nanargmin(lam))
+    at = ", ".join(f"{s} = {v:.4g}" for s, v in zip(state, pts[k], strict=True))
+    frac = 100.0 * bad.mean()
+    if len(state) == 1:
+        where_neg = _region_1d(sp.Matrix(D)[0, 0], state[0], pts, bad)
+        what = f"D = {sp.Matrix(D)[0, 0]} < 0 for {where_neg}"
+    else:
+        lo, hi = pts[bad].min(axis=0), pts[bad].max(axis=0)
+        box = " × ".join(f"[{a:.3g}, {b:.3g}]" for a, b in zip(lo, hi, strict=True))
+        what = f"D = {sp.Matrix(D).tolist()} is not positive semi-definite on {box}"
+    raise InputError(
+        f"{where}: the diffusion {what} ({frac:.3g}% of {region}; most negative eigenvalue "
+        f"{lam[k]:.4g} at {at}). A diffusion matrix D = σσᵀ/2 must be positive semi-definite; "
+        "symfp refuses rather than clamp the noise to 0." + _valid_lr_hint(sde, pts)
+    )

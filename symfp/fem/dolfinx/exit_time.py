@@ -39,6 +39,7 @@ import numpy as np
 import sympy as sp
 
 from ...errors import InputError, MeshError
+from ..checks import check_fe_problem
 from . import compat
 
 #: the default linear solver: a direct LU factorisation by MUMPS (robust for the non-symmetric operator)
@@ -70,6 +71,7 @@ def check_problem(sde: Any, mesh: Any, where: str):
     if m.dim != len(sde.state):
         raise MeshError(f"{where}: the mesh is {m.dim}-D but the SDE has {len(sde.state)} state variables "
                         f"({', '.join(map(str, sde.state))}); give a {len(sde.state)}-D mesh")
+    check_fe_problem(sde, m, where)
     return m
 
 

@@ -45,6 +45,7 @@ import numpy as np
 import sympy as sp
 
 from ...errors import InputError, MeshError, SolverError
+from ..checks import check_fe_problem
 from ..domain import DomainWarning, auto_domain, boundary_dofs
 from . import compat
 from .fct import FluxCorrectedStep
@@ -251,6 +252,7 @@ def solve(
     if msh.dim != d:
         raise MeshError(f"solve: the mesh is {msh.dim}-D but the SDE has {d} state variables "
                         f"({', '.join(map(str, state))}); give a {d}-D mesh")
+    check_fe_problem(sde, msh, "solve")
     t_end, dt, n_steps = _check_times(t_end, dt)
     fct_kw = {"passes": 50, "tol": 1e-3}
     unknown = set(fct_options or {}) - set(fct_kw)
