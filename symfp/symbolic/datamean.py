@@ -46,6 +46,7 @@ __all__ = [
     "data_nodes",
     "lambdify_datamean",
     "settle_rationals",
+    "stable_forms",
     "CHUNK_ELEMENTS",
 ]
 
@@ -303,32 +304,92 @@ def expand_data_nodes(expr: Any) -> Any:
 
 
 # ------------------------------------------------------------------ numerical evaluation
-def _softplus_forms(e: sp.Expr) -> sp.Expr:
-    """``log(1 + exp(u))`` → a softplus that numpy evaluates without overflow (``logaddexp(0, u)``)."""
-
-    def rule(node: sp.Expr) -> sp.Expr:
-        if isinstance(node, sp.log):
-            arg = node.args[0]
-            if arg.is_Add and len(arg.args) == 2 and sp.S.One in arg.args:
-                other = arg.args[0] if arg.args[1] == 1 else arg.args[1]
-                if isinstance(other, sp.exp):
-                    return _Softplus(other.args[0])
-        return node
-
-    return e.replace(lambda n: isinstance(n, sp.log), rule)
-
-
 class _Softplus(sp.Function):
-    """log(1 + e^u), only as a numerical form (printed to numpy's logaddexp)."""
+    """log(1 + e^u), a numerical form only (numpy ``logaddexp(0, u)``, torch ``softplus``)."""
 
     nargs = 1
 
     def _numpycode(self, printer: Any) -> str:
         return f"numpy.logaddexp(0, {printer._print(self.args[0])})"
 
+    def _torchcode(self, printer: Any) -> str:
+        return f"torch.nn.functional.softplus({printer._print(self.args[0])})"
+
     def _mpmathcode(self, printer: Any) -> str:
-        a = printer._print(self.args[0])
-        return f"mpmath.log(1 + mpmath.exp({a}))"
+        return f"mpmath.log(1 + mpmath.exp({printer._print(self.args[0])}))"
+
+
+class _Sigmoid(sp.Function):
+    """1/(1 + e^{-u}), a numerical form only (``exp(-logaddexp(0, -u))``, torch ``sigmoid``)."""
+
+    nargs = 1
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"numpy.exp(-numpy.logaddexp(0, -({printer._print(self.args[0])})))"
+
+    def _torchcode(self, printer: Any) -> str:
+        return f"torch.sigmoid({printer._print(self.args[0])})"
+
+    def _mpmathcode(self, printer: Any) -> str:
+        return f"(1/(1 + mpmath.exp(-({printer._print(self.args[0])}))))"
+
+
+def _one_plus_exp(base: sp.Expr) -> sp.Expr | None:
+    """u when ``base`` is 1 + exp(u), else None."""
+    if base.is_Add and len(base.args) == 2 and sp.S.One in base.args:
+        other = base.args[0] if base.args[1] == 1 else base.args[1]
+        if isinstance(other, sp.exp):
+            return other.args[0]
+    return None
+
+
+def _stable_mul(m: sp.Expr) -> sp.Expr:
+    r""":math:`e^{ku}(1+e^u)^{-n} = \sigma(u)^k\sigma(-u)^{n-k}` (0 ≤ k ≤ n) inside one product."""
+    factors = list(sp.Mul.make_args(m))
+    changed = False
+    for idx, f in enumerate(factors):
+        if not (f.is_Pow and f.exp.is_Integer and f.exp < 0):
+            continue
+        u = _one_plus_exp(f.base)
+        if u is None:
+            continue
+        n = int(-f.exp)
+        k = 0
+        for jdx, g in enumerate(factors):
+            if jdx == idx or g is sp.S.One:
+                continue
+            base, e = g.as_base_exp()
+            arg = g.args[0] if isinstance(g, sp.exp) else None
+            if arg is None and isinstance(base, sp.exp) and e.is_Integer:
+                arg = base.args[0] * e
+            if arg is None:
+                continue
+            ratio = sp.cancel(arg / u)
+            if ratio.is_Integer and 0 < int(ratio) <= n - k:
+                k += int(ratio)
+                factors[jdx] = sp.S.One
+        factors[idx] = _Sigmoid(u) ** k * _Sigmoid(-u) ** (n - k)
+        changed = True
+    return sp.Mul(*factors) if changed else m
+
+
+def stable_forms(e: Any) -> sp.Expr:
+    r"""Numerically stable forms for evaluation: :math:`\log(1+e^u)` → softplus, and
+    :math:`e^{ku}/(1+e^u)^n` → products of sigmoids (no ``inf/inf`` where :math:`e^u` overflows).
+    The result is the same function; it is meant for lowering, not for display."""
+    e = sp.sympify(e)
+
+    def rule_log(node: sp.Expr) -> sp.Expr:
+        u = _one_plus_exp(node.args[0])
+        return _Softplus(u) if u is not None else node
+
+    e = e.replace(lambda n: isinstance(n, sp.log), rule_log)
+    e = e.replace(lambda n: n.is_Mul, _stable_mul)
+
+    def bare(n: sp.Expr) -> bool:
+        return n.is_Pow and n.exp.is_Integer and n.exp < 0 and _one_plus_exp(n.base) is not None
+
+    return e.replace(bare, lambda n: _Sigmoid(-_one_plus_exp(n.base)) ** int(-n.exp))
 
 
 _INNER_CACHE: dict[tuple, tuple[Callable, Callable]] = {}
@@ -337,9 +398,11 @@ _INNER_CACHE: dict[tuple, tuple[Callable, Callable]] = {}
 def _inner_functions(e: sp.Expr, args: tuple[sp.Symbol, ...], syms: tuple[sp.Symbol, ...]):
     key = (e, args, syms)
     if key not in _INNER_CACHE:
-        stable = _softplus_forms(e)
+        stable = stable_forms(e)
         f = sp.lambdify([*args, *syms], stable, modules=["numpy"])
-        g = sp.lambdify([*args, *syms], stable, modules=["mpmath"])
+        import mpmath
+
+        g = sp.lambdify([*args, *syms], stable, modules=[{"mpmath": mpmath}, "mpmath"])
         _INNER_CACHE[key] = (f, g)
     return _INNER_CACHE[key]
 

@@ -155,3 +155,30 @@ def test_logistic_sme_against_direct_numpy():
         for sde in (s1, s2):
             gotD = np.array(sde.diffusion.subs(at).evalf(), dtype=float)
             np.testing.assert_allclose(gotD, D, rtol=1e-12)
+
+
+def test_fokker_planck_of_a_data_mean_sme_decides_numerically_and_fast():
+    import time
+
+    from symfp.symbolic.fokker_planck import _is_singular
+
+    model, X, Y = _logistic_model(400, sp.Rational(1, 2), 8)
+    sde = model.sme(order=2)
+    t0 = time.perf_counter()
+    assert _is_singular(sp.Matrix(sde.diffusion)) is False
+    fp = sde.fokker_planck()
+    # the curl of D^{-1}(b - div D) is evaluated numerically; no symbolic determinant or simplify
+    assert fp.stationary_density() is None
+    assert "not a gradient" in fp.stationary_reason or "no closed form" in fp.stationary_reason
+    # a singular data-mean D (both rows equal: one weight direction only) is recognised
+    Dsing = sp.Matrix([[1, 1], [1, 1]]) * sde.diffusion[0, 0]
+    assert _is_singular(Dsing) is True
+    assert time.perf_counter() - t0 < 60  # was > 3 minutes of symbolic determinants/simplify
+
+
+def test_one_dimensional_data_mean_sme_has_no_closed_form_density_but_says_why():
+    w = sp.Symbol("w", real=True)
+    d = Dataset({x: [0.5, -1.0, 2.0, 1.5]})
+    model = symfp.SGD(loss=sp.log(1 + sp.exp(-w * x)) + w**2 / 2, params=[w], data=d, lr=0.1, batch_size=1)
+    fp = model.sme(order=1).fokker_planck()
+    assert fp.stationary_density() is None and "data-means" in fp.stationary_reason
