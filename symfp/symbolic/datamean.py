@@ -377,6 +377,8 @@ def stable_forms(e: Any) -> sp.Expr:
     r"""Numerically stable forms for evaluation: :math:`\log(1+e^u)` → softplus, and
     :math:`e^{ku}/(1+e^u)^n` → products of sigmoids (no ``inf/inf`` where :math:`e^u` overflows).
     The result is the same function; it is meant for lowering, not for display."""
+    if isinstance(e, sp.MatrixBase):
+        return e.applyfunc(stable_forms)
     e = sp.sympify(e)
 
     def rule_log(node: sp.Expr) -> sp.Expr:
