@@ -8,8 +8,10 @@ batch of an epoch is dropped).
 When e is a polynomial in the data symbols, :math:`e_i(\theta;\xi) = \sum_k c_{ik}(\theta)\, m_k(\xi)`,
 the batch mean is :math:`\hat g_i = \sum_k c_{ik}(\theta)\,\overline{m_k}` with
 :math:`\overline{m_k}` the batch mean of the precomputed data monomials, gathered and summed with one
-``torch.take`` per monomial: no (n, B) tensor of per-sample gradients is formed. Otherwise e is
-evaluated on the gathered samples (n, B) and averaged.
+``torch.take`` per monomial: no (n, B) tensor of per-sample gradients is formed. Otherwise e (in its
+numerically stable form, :func:`~symfp.symbolic.datamean.stable_forms`) is evaluated on the gathered
+samples (n, B) and averaged: the cost is n·B per step, independent of N, and no expression over the
+N samples is ever built.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sympy as sp
 import torch
 
 from ..errors import DataError, InputError
+from ..symbolic.datamean import stable_forms
 from .lambdify import torch_function
 from .noise import Noise
 from .samplers import sampler
@@ -116,9 +119,11 @@ class BatchSource:
                 table = feats.reshape(self.N, len(monos)).to(device=device, dtype=dtype)
                 self.columns = [table[:, k].contiguous() for k in range(len(monos))]
         else:
-            self.expr_fn = torch_function(expr, (*self.state, *self.data_syms), where)
+            # the stable forms (softplus, sigmoids): no inf/inf where exp of a large argument overflows
+            self.expr_fn = torch_function(stable_forms(expr), (*self.state, *self.data_syms), where)
             if self.finite:
                 self.data = torch.as_tensor(cols, device=device, dtype=dtype)
+                self.data_columns = [self.data[:, k].contiguous() for k in range(self.data.shape[1])]
         self.poly = poly
 
     def _init_population(self, data: Any, device, dtype, where: str) -> None:
@@ -218,9 +223,10 @@ class BatchSource:
                 # one gather per data monomial (faster on CPU than embedding_bag or table[idx])
                 fbar = torch.stack([torch.take(col, idx).sum(dim=1) for col in self.columns], 1) / self.B
                 return (self._coef(cols) @ fbar[..., None])[..., 0]
-            xi = self.data[idx]  # (n, B, p)
+            # one gather per data column (faster on CPU than fancy indexing of the (N, p) table)
+            xi = [torch.take(col, idx) for col in self.data_columns]  # p × (n, B)
             th = [c[:, None].expand(-1, self.B) for c in cols]
-            return self.expr_fn(*th, *xi.unbind(-1)).mean(dim=1)
+            return self.expr_fn(*th, *xi).mean(dim=1)
         draws = [s(nz, (self.B,)) for s in self.rv_samplers]
         xi = self.var_fn(*draws) if draws else None  # (n, B, p)
         if xi is None:

@@ -19,6 +19,11 @@ extra 0-d tensor argument: ``sigma(theta, t)``, ``apply(theta, dw, t)``, ``two_d
 autonomous D the ``t`` argument is ignored (and nothing about the fast paths changes).
 
 A clearly negative eigenvalue (below −1e-8·max|λ|) means D is not a diffusion matrix: that raises.
+
+A D holding data-mean nodes (a covariance over a data set) is never simplified or factorised
+symbolically (that work grows with the expression): it is "constant" when free of the state,
+"diagonal" when its off-diagonal entries are structurally 0, else "full" (batched square root of the
+numerically evaluated, centred covariance, PSD to round-off).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import sympy as sp
 import torch
 
 from ..errors import InputError
+from ..symbolic.datamean import has_data_nodes
 from .lambdify import state_function
 
 
@@ -83,12 +89,16 @@ class NoiseFactor:
         self.timed = self.time is not None
         args = (*self.state, self.time) if self.timed else self.state
         off = [D[i, j] for i in range(self.d) for j in range(self.d) if i != j]
+        nodes = has_data_nodes(D)
         if not D.free_symbols & set(args):
             self.kind = "constant"
             self._sig = psd_sqrt_numpy(np.array(2 * D, dtype=float), "SDE simulation")
-        elif all(sp.simplify(e) == 0 for e in off):
+        elif all(e == 0 for e in off) or (not nodes and all(sp.simplify(e) == 0 for e in off)):
             self.kind = "diagonal"
             self._diag = self._fn(sp.Matrix([2 * D[i, i] for i in range(self.d)]), "SDE diffusion")
+        elif nodes:  # data-means: no symbolic factorisation; the batched PSD square root, per particle
+            self.kind = "full"
+            self._full = self._fn(2 * D, "SDE diffusion")
         elif (r1 := rank_one_factor(2 * D, args)) is not None:
             self.kind = "rank1"
             c, u = r1

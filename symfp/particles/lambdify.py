@@ -12,6 +12,14 @@ Two things are done before SymPy's printer sees the expression:
   constant per step; integer exponents stay integers (``x**2``, not ``x**2.0``);
 * the entries are written column by column into one output tensor (preallocated by the caller
   or allocated once per call), instead of broadcasting constants and stacking the columns.
+
+**Data-means.** An expression holding :class:`~symfp.symbolic.datamean.DataMean` /
+:class:`~symfp.symbolic.datamean.DataCov` nodes (the SME of a loss over a data set) is lowered in two
+parts: every node becomes a batched reduction over the samples, evaluated for all particles in chunks
+of at most :data:`DATA_CHUNK_ELEMENTS` (particle × sample) values (the inner expression in its stable
+form: softplus, sigmoids; the covariance in two passes over centred values), and the outer expression
+takes the node values as extra arguments. Cost per call: (number of nodes) × n × N evaluations of the
+inner expressions; memory: a few chunk-sized temporaries (32 MB each in float64), whatever n and N.
 """
 
 from __future__ import annotations
@@ -23,8 +31,110 @@ import sympy as sp
 import torch
 
 from ..errors import ExpressionError
+from ..symbolic.datamean import DataCov, DataMean, data_nodes, stable_forms
 
 TensorFn = Callable[..., torch.Tensor]
+
+#: the largest number of (particle × sample) values one chunk of a data-mean reduction holds
+DATA_CHUNK_ELEMENTS = 1 << 22
+
+
+def _nodes_reduction(nodes: Sequence[Any], args: Sequence[sp.Symbol], where: str,
+                     chunk_elements: int | None = None) -> Callable[..., list[torch.Tensor]]:
+    """Data-mean/-covariance nodes over one data set as ``g(*tensors) -> [(n,), ...]``.
+
+    All inner expressions are lowered together (common sub-expressions such as one sigmoid shared by
+    every derivative of a logistic loss are computed once per chunk), then reduced over the samples.
+    """
+    ds = nodes[0].dataset
+    syms = tuple(ds.symbols)
+    inners: list[sp.Expr] = []
+    for nd in nodes:
+        for e in nd.exprs:
+            if e not in inners:
+                inners.append(e)
+    pos = {e: k for k, e in enumerate(inners)}
+    try:
+        fn = sp.lambdify([*args, *syms], [numeric_constants(stable_forms(e)) for e in inners],
+                         modules="torch", cse=True)
+    except Exception as exc:  # noqa: BLE001 - sympy raises many kinds here
+        raise ExpressionError(f"{where}: cannot translate the data-means {nodes} to torch ({exc})") from exc
+    cache: dict = {}
+
+    def columns(ref: torch.Tensor) -> list[torch.Tensor]:
+        key = (ref.dtype, ref.device)
+        if key not in cache:
+            cache[key] = [torch.as_tensor(ds.arrays[s], dtype=ref.dtype, device=ref.device)[None, :]
+                          for s in syms]
+        return cache[key]
+
+    n_data = ds.n
+
+    def g(*tensors: torch.Tensor) -> list[torch.Tensor]:
+        budget = chunk_elements or DATA_CHUNK_ELEMENTS
+        per = max(1, budget // (max(n_data, 1) * max(1, len(inners))))
+        ref = torch.broadcast_tensors(*tensors)[0] if len(tensors) > 1 else tensors[0]
+        flat = [torch.broadcast_to(t, ref.shape).reshape(-1) for t in tensors]
+        n = flat[0].numel()
+        cols = columns(ref)
+        outs = [torch.empty(n, dtype=ref.dtype, device=ref.device) for _ in nodes]
+        for lo in range(0, n, per):
+            hi = min(n, lo + per)
+            vals = fn(*[t[lo:hi, None] for t in flat], *cols)
+            vals = [torch.broadcast_to(torch.as_tensor(v, dtype=ref.dtype, device=ref.device),
+                                       (hi - lo, n_data)) for v in vals]
+            means = [v.mean(dim=1, keepdim=True) for v in vals]
+            for k, nd in enumerate(nodes):
+                if isinstance(nd, DataCov):
+                    a, b = (pos[e] for e in nd.exprs)
+                    ca = vals[a] - means[a]
+                    cb = ca if a == b else vals[b] - means[b]
+                    outs[k][lo:hi] = (ca * cb).mean(dim=1)
+                else:
+                    outs[k][lo:hi] = means[pos[nd.expr]][:, 0]
+        for k, o in enumerate(outs):
+            if not torch.isfinite(o).all():
+                bad = int((~torch.isfinite(o)).sum())
+                raise ExpressionError(
+                    f"{where}: the data-mean {nodes[k]} is not finite at {bad} particle(s); the loss "
+                    "overflows there (rewrite it in a stable form or keep the particles in range)"
+                )
+        return [o.view(ref.shape) for o in outs]
+
+    return g
+
+
+def _with_data_nodes(expr: Any, args: Sequence[sp.Symbol], where: str, pure: bool) -> TensorFn | None:
+    """The lowering of an expression holding data-mean nodes, or None when it holds none."""
+    nodes = sorted(data_nodes(sp.Matrix(expr) if isinstance(expr, sp.MatrixBase) else expr),
+                   key=sp.default_sort_key)
+    if not nodes:
+        return None
+    placeholders = [sp.Dummy(f"dm{k}", real=True) for k in range(len(nodes))]
+    rep = dict(zip(nodes, placeholders, strict=True))
+    body = (sp.Matrix(expr).xreplace(rep) if isinstance(expr, sp.MatrixBase)
+            else sp.sympify(expr).xreplace(rep))
+    outer = torch_function(body, (*args, *placeholders), where, pure=pure)
+    groups: dict[int, list[int]] = {}
+    for k, nd in enumerate(nodes):
+        groups.setdefault(id(nd.dataset), []).append(k)
+    reds = [(ks, _nodes_reduction([nodes[k] for k in ks], args, where)) for ks in groups.values()]
+
+    def f(*tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        ref = torch.broadcast_tensors(*tensors)[0] if len(tensors) > 1 else tensors[0]
+        mvals: list[Any] = [None] * len(nodes)
+        for ks, r in reds:
+            for k, v in zip(ks, r(*tensors), strict=True):
+                mvals[k] = v
+        full = [torch.broadcast_to(t, ref.shape) for t in tensors]
+        if pure:
+            return outer(*full, *mvals)
+        return outer(*full, *mvals, out=out)
+
+    f.expr = expr  # type: ignore[attr-defined]
+    f.is_constant = False  # type: ignore[attr-defined]
+    f.data_nodes = len(nodes)  # type: ignore[attr-defined]
+    return f
 
 
 def numeric_constants(expr: sp.Expr) -> sp.Expr:
@@ -85,6 +195,10 @@ def torch_function(expr: Any, args: Sequence[sp.Symbol], where: str, pure: bool 
         ExpressionError: when the expression has symbols outside ``args`` or a non-real constant.
     """
     entries, shape = _entries(expr)
+    if any(e.has(DataMean, DataCov) for e in entries):
+        lowered = _with_data_nodes(expr, args, where, pure)
+        if lowered is not None:
+            return lowered
     free = set().union(*(e.free_symbols for e in entries)) - set(args)
     if free:
         names = ", ".join(sorted(map(str, free)))

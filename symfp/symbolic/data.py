@@ -15,9 +15,18 @@ The covariance uses :math:`\operatorname{Cov}(\xi^\alpha, \xi^\beta) = M_{\alpha
 (over a Dataset of non-integer values: the mean of centred products, computed in floating point).
 Integer-valued data give exact rational moments.
 
-**Otherwise** a Dataset falls back to the exact finite sum :math:`\frac1N\sum_n e(\theta;\xi_n)`,
-allowed up to ``max_exact_sum`` samples (default :data:`EXACT_SUM_LIMIT`); past that a
-:class:`~symfp.errors.DataError` says what to do. A Population falls back to ``sympy.stats.E``.
+**Otherwise** a Dataset returns an unevaluated data-mean node
+(:class:`~symfp.symbolic.datamean.DataMean`, :math:`\frac1N\sum_{i=1}^N e(\theta;\xi_i)`) and the
+covariance a matrix of :class:`~symfp.symbolic.datamean.DataCov` nodes
+(:math:`\operatorname{Cov}_i[g_a, g_b]`, evaluated in two passes over centred values). They do not grow
+with N, differentiate under the sum and evaluate themselves numerically. A Population falls back to
+``sympy.stats.E``.
+
+**Exact arithmetic on float data.** The moments of float data are float64 numbers (correctly rounded
+sums); they enter the expressions as the *exact* rationals of those floats, so that the symbolic
+cancellations of moment matching are exact (a quadratic loss gives a constant diffusion, with no
+``1e-18·θ`` residue). :func:`~symfp.symbolic.datamean.settle_rationals` turns them back into 15-digit
+Floats once the derivation is done.
 """
 
 from __future__ import annotations
@@ -32,11 +41,12 @@ import sympy.stats as st
 from sympy.stats.rv import is_random
 
 from ..errors import DataError
+from .datamean import DataCov, DataMean
 
 __all__ = ["Dataset", "Population", "EXACT_SUM_LIMIT", "as_data_symbol"]
 
-#: largest N for which a Dataset sums a non-polynomial expression sample by sample.
-EXACT_SUM_LIMIT = 500
+#: kept for compatibility: there is no size limit any more (non-polynomial means are data-mean nodes).
+EXACT_SUM_LIMIT = None
 
 
 def as_data_symbol(key: Any, where: str) -> sp.Symbol:
@@ -110,8 +120,8 @@ class Dataset(_DataModel):
 
     Args:
         columns: ``{symbol or name: array}``, all 1-D, finite, of equal length N ≥ 1.
-        max_exact_sum: the largest N for which a non-polynomial expression is averaged sample by
-            sample (symbolic sums grow with N).
+        max_exact_sum: accepted for compatibility and ignored (no size limit remains: expectations of
+            non-polynomial expressions are :class:`~symfp.symbolic.datamean.DataMean` nodes).
 
     Attributes:
         symbols: the data symbols (tuple, in the given order).
@@ -119,12 +129,17 @@ class Dataset(_DataModel):
         n: the number of samples N.
     """
 
-    def __init__(self, columns: Mapping[Any, Any], max_exact_sum: int = EXACT_SUM_LIMIT) -> None:
+    def __init__(self, columns: Mapping[Any, Any], max_exact_sum: int | None = None) -> None:
         if not isinstance(columns, Mapping) or not columns:
             raise DataError("Dataset: give a non-empty mapping {symbol: array of samples}")
         arrays: dict[sp.Symbol, np.ndarray] = {}
         for key, values in columns.items():
             sym = as_data_symbol(key, "Dataset")
+            if any(s.name == sym.name for s in arrays):
+                raise DataError(
+                    f"Dataset: column {sym} is given twice (keys {key!r} and an earlier one of the same "
+                    "name, e.g. a string and a Symbol); give each data symbol once"
+                )
             try:
                 arr = np.asarray(values, dtype=float)
             except (TypeError, ValueError) as exc:
@@ -146,7 +161,7 @@ class Dataset(_DataModel):
         self.symbols: tuple[sp.Symbol, ...] = tuple(arrays)
         self.arrays = arrays
         self.n: int = next(iter(arrays.values())).size
-        self.max_exact_sum = int(max_exact_sum)
+        self.max_exact_sum = max_exact_sum
         self._integer = all(
             np.all(a == np.round(a)) and np.max(np.abs(a)) < 2**31 for a in arrays.values()
         )
@@ -170,7 +185,7 @@ class Dataset(_DataModel):
                 for s, k in zip(self.symbols, alpha, strict=True):
                     if k:
                         prod = prod * self.arrays[s] ** k
-                self._cache[alpha] = sp.Float(math.fsum(prod) / self.n)
+                self._cache[alpha] = sp.Rational(math.fsum(prod) / self.n)  # exact image of the float
         return self._cache[alpha]
 
     def _cov_monomials(self, a: tuple[int, ...], b: tuple[int, ...]) -> sp.Expr:
@@ -184,37 +199,26 @@ class Dataset(_DataModel):
                     out = out * self.arrays[s] ** k
             return out - out.mean()
 
-        return sp.Float(math.fsum(mono(a) * mono(b)) / self.n)
+        return sp.Rational(math.fsum(mono(a) * mono(b)) / self.n)  # exact image of the float
 
     def _sample_values(self, n: int) -> dict[sp.Symbol, sp.Expr]:
-        conv = (lambda v: sp.Integer(int(v))) if self._integer else sp.Float
+        """Sample n as exact SymPy numbers (integers, or the exact rationals of the floats)."""
+        conv = (lambda v: sp.Integer(int(v))) if self._integer else (lambda v: sp.Rational(float(v)))
         return {s: conv(self.arrays[s][n]) for s in self.symbols}
-
-    def _check_sum_size(self, expr: Any) -> None:
-        if self.n > self.max_exact_sum:
-            raise DataError(
-                f"Dataset: {expr} is not polynomial in the data symbols "
-                f"({', '.join(map(str, self.symbols))}), so its expectation is an exact sum over all "
-                f"N = {self.n} samples, above the limit max_exact_sum = {self.max_exact_sum}. Use a loss "
-                "polynomial in the data (e.g. a Taylor surrogate), a symfp.Population, a subsample, or "
-                "raise Dataset(..., max_exact_sum=...) if the expressions may grow that large"
-            )
 
     def _expect_scalar(self, expr: sp.Expr) -> sp.Expr:
         poly = self._poly(sp.expand(expr))
         if poly is not None:
             return sp.Add(*[c * self._moment(a) for a, c in poly.items()])
-        self._check_sum_size(expr)
-        return sp.Add(*[expr.xreplace(self._sample_values(n)) for n in range(self.n)]) / self.n
+        return DataMean(expr, self)
 
     def _covariance_fallback(self, g: sp.Matrix) -> sp.Matrix:
-        self._check_sum_size(g.T)
-        mean = g.applyfunc(self._expect_scalar)
-        out = sp.zeros(g.rows, g.rows)
-        for n in range(self.n):
-            c = g.xreplace(self._sample_values(n)) - mean
-            out += c * c.T
-        return out / self.n
+        m = g.rows
+        out = sp.zeros(m, m)
+        for i in range(m):
+            for j in range(i, m):
+                out[i, j] = out[j, i] = DataCov(g[i], g[j], self)
+        return out
 
 
 class Population(_DataModel):

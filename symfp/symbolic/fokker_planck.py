@@ -28,6 +28,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import InputError, require
+from .datamean import has_data_nodes, lambdify_datamean
 from .sde import sde_parts
 from .stage import Stage
 from .weakform import (
@@ -44,6 +45,9 @@ WEAK_FORM_KINDS = ("forward", "symmetrised", "exit_time", "stationary")
 
 #: relative tolerance of zero tests on expressions with floating-point coefficients (data moments)
 FLOAT_RTOL = 1e-9
+
+#: symbolic proofs (determinants, simplify) are attempted only on matrices up to this many operations
+SYMBOLIC_OPS_LIMIT = 400
 
 
 def _sample_points(exprs: Sequence[sp.Expr], n: int = 4) -> list[dict[sp.Symbol, float]]:
@@ -65,6 +69,12 @@ def _cancels(a: sp.Expr, b: sp.Expr) -> bool:
     diff = a - b
     if diff == 0:
         return True
+    if has_data_nodes(diff):  # data-means: numerically only (no simplify of sums over samples)
+        pts = _sample_points([a, b]) or [{}]
+        for va, vb in _numeric_values([a, b], pts):
+            if abs(va - vb) > FLOAT_RTOL * (abs(va) + abs(vb)) + 1e-300:
+                return False
+        return True
     if not diff.has(sp.Float):
         return sp.simplify(diff) == 0
     for pt in _sample_points([a, b]):
@@ -79,18 +89,48 @@ def _is_zero(e: sp.Expr) -> bool:
     return _cancels(e, sp.S.Zero)
 
 
-def _is_singular(D: sp.Matrix) -> bool:
-    """True when det D = 0: exactly, or with floats relative to Hadamard's bound prod_i |row_i|."""
-    det = D.det()
-    if not sp.sympify(det).has(sp.Float):
-        return _is_zero(det)
+def _numeric_values(exprs: Sequence[sp.Expr], pts: list[dict[sp.Symbol, float]]) -> list[list[float]]:
+    """Each expression at each point, numerically (data-mean nodes as reductions over the samples)."""
     import numpy as np
 
-    for pt in _sample_points(list(D)):
-        M = np.array(D.subs(pt).evalf(), dtype=float)
+    syms = list(pts[0]) if pts else []
+    out = []
+    for e in exprs:
+        f = lambdify_datamean(syms, sp.sympify(e))
+        vals = f(*[np.array([pt[s] for pt in pts]) for s in syms]) if syms else [f()] * len(pts)
+        out.append([float(v) for v in np.broadcast_to(vals, (len(pts),))])
+    return [[out[k][p] for k in range(len(exprs))] for p in range(len(pts))]
+
+
+def _numerically_singular(D: sp.Matrix) -> bool | None:
+    """det D at a few points: False when clearly non-zero at one, True when ≈ 0 at all, None if unknown."""
+    import numpy as np
+
+    pts = _sample_points(list(D)) or [{}]
+    try:
+        rows = _numeric_values(list(D), pts)
+    except (TypeError, ValueError, InputError):
+        return None
+    d = D.rows
+    for vals in rows:
+        M = np.array(vals, dtype=float).reshape(d, d)
         if abs(np.linalg.det(M)) > FLOAT_RTOL * float(np.prod(np.linalg.norm(M, axis=1))):
             return False
     return True
+
+
+def _is_singular(D: sp.Matrix) -> bool:
+    """True when det D = 0: decided numerically first (det at sample points against Hadamard's bound
+    prod_i |row_i|); a symbolic determinant only when D is small and has no data-mean nodes."""
+    numeric = _numerically_singular(D)
+    if numeric is False:
+        return False  # a clearly non-zero determinant at one point: not identically singular
+    if has_data_nodes(D) or sum(sp.count_ops(e) for e in D) > SYMBOLIC_OPS_LIMIT:
+        return bool(numeric) if numeric is not None else True
+    det = D.det()
+    if not sp.sympify(det).has(sp.Float):
+        return _is_zero(det)
+    return bool(numeric)
 
 
 def _exp_of_minus(phi: sp.Expr, state: Sequence[sp.Symbol]) -> sp.Expr:
@@ -293,9 +333,15 @@ class FokkerPlanck(Stage):
             )
             self._cache["db"] = res
             return res
+        nodes = has_data_nodes(D) or has_data_nodes(self._b)
         floats = D.has(sp.Float) or self._b.has(sp.Float)
         pair: Any = "unknown"
-        if floats and d > 1:  # big float expressions from data: decide on the curl numerically first
+        if nodes and d == 1:
+            res = DetailedBalance(True, None, None, "detailed balance holds (1-D); the potential "
+                                  "log D - ∫ b/D of a data-mean drift has no closed form")
+            self._cache["db"] = res
+            return res
+        if (floats or nodes) and d > 1:  # floats or data-means: decide on the curl numerically first
             pair = self._numeric_curl()
             if isinstance(pair, tuple):
                 (i, j), size = pair
@@ -306,6 +352,16 @@ class FokkerPlanck(Stage):
                     "detailed balance fails: F = D^{-1}(b - div D) is not a gradient, its curl component "
                     f"d{st[i]} F_{st[j]} - d{st[j]} F_{st[i]} is not 0 (relative size {size:.2g} at a test "
                     "point, beyond round-off); the stationary density, if any, has non-zero flux",
+                )
+                self._cache["db"] = res
+                return res
+            if nodes:  # no symbolic curl and potential of data-mean fields: state what is known
+                res = DetailedBalance(
+                    pair == "symmetric", None, None,
+                    "detailed balance holds to round-off at the test points (numerical curl of "
+                    "D^{-1}(b - div D)), but the potential of a data-mean field has no closed form"
+                    if pair == "symmetric" else
+                    "detailed balance undecided: D is numerically singular at a test point",
                 )
                 self._cache["db"] = res
                 return res
@@ -356,7 +412,10 @@ class FokkerPlanck(Stage):
         pieces = [D, c, *[D.diff(s) for s in st], *[c.diff(s) for s in st]]
         pts = _sample_points([*D, *c, *st])
         syms = list(pts[0])
-        f = sp.lambdify(syms, pieces, "numpy")
+        fs = [lambdify_datamean(syms, sp.Matrix(pc)) for pc in pieces]
+
+        def f(*args: Any) -> list[Any]:
+            return [g(*args) for g in fs]
         worst: tuple[tuple[int, int], float] | None = None
         d = len(st)
         for pt in pts:
@@ -387,6 +446,11 @@ class FokkerPlanck(Stage):
             )
             self._cache["rho"] = out0
             return out0
+        if self.dim == 1 and (has_data_nodes(D) or has_data_nodes(b)):
+            out0 = (None, "1-D zero flux: rho ∝ D^-1 exp(∫ b/D), but b/D contains data-means over the "
+                          "samples, which have no closed-form antiderivative (solve the FE problem)")
+            self._cache["rho"] = out0
+            return out0
         if self.dim == 1:
             x = st[0]
             if _is_zero(D[0]):
@@ -410,7 +474,7 @@ class FokkerPlanck(Stage):
                     )
         else:
             db = self.detailed_balance()
-            if not db.holds:
+            if not db.holds or db.potential is None:
                 out = (None, db.reason)
             elif db.potential.has(sp.Integral):
                 out = (None, "detailed balance holds but the potential Phi has no closed form antiderivative")

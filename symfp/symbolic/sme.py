@@ -32,6 +32,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import InputError
+from .datamean import settle_rationals
 from .moments import one_step_moments
 from .sde import SDE
 
@@ -231,8 +232,9 @@ def sgd_sme(model: Any, order: int = 1) -> SDE:
         if spec is not None:
             assumptions.append(f"mini-batch covariance Sigma_B = {spec.factor} * Sigma_1")
     b = sum((h**k * bs[k] for k in range(p)), sp.zeros(rec.dim, 1))
-    b = b.xreplace(back).applyfunc(sp.expand)
-    D = D.xreplace(back).applyfunc(sp.expand)
+    # exact arithmetic up to here (data moments are exact rationals): now 15-digit floats for display
+    b = settle_rationals(b.xreplace(back).applyfunc(sp.expand))
+    D = settle_rationals(D.xreplace(back).applyfunc(sp.expand))
     return SDE(
         rec.state, b, D,
         origin=f"order-{p} stochastic modified equation of SGD",

@@ -1,5 +1,7 @@
 """symfp.symbolic.data: Dataset and Population expectations against brute force / closed forms."""
 
+import math
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -7,6 +9,7 @@ import sympy.stats as st
 
 from symfp.errors import DataError
 from symfp.symbolic.data import Dataset, Population
+from symfp.symbolic.datamean import DataMean
 
 w1, w2, x, y = sp.symbols("w1 w2 x y", real=True)
 LOSS = (w1 * w2 * x - y) ** 2 / 2 + w1**2 * x**3 / 4
@@ -53,17 +56,31 @@ def test_float_data_against_numpy_and_size_is_flat_in_n():
     assert sizes[10] == sizes[10_000]  # moments, not sums: the expression does not grow with N
 
 
-def test_non_polynomial_exact_sum_and_limit():
+def test_non_polynomial_is_a_data_mean_without_size_limit():
     xs = [0.5, -1.0, 2.0]
     d = Dataset({x: xs})
     e = d.expect(sp.log(1 + sp.exp(-w1 * x)))
+    assert isinstance(e, DataMean)
     ref = np.mean(np.log1p(np.exp(-0.3 * np.array(xs))))
     assert abs(float(e.subs(w1, 0.3)) - ref) < 1e-14
-    big = Dataset({x: np.linspace(-1, 1, 600)})
-    with pytest.raises(DataError, match=r"not polynomial in the data symbols \(x\).*N = 600.*max_exact_sum"):
-        big.expect(sp.exp(w1 * x))
-    ok = Dataset({x: np.linspace(-1, 1, 600)}, max_exact_sum=1000)
-    assert abs(float(ok.expect(sp.exp(x))) - np.mean(np.exp(np.linspace(-1, 1, 600)))) < 1e-13
+    big = np.linspace(-1, 1, 200_000)  # far above the old max_exact_sum = 500
+    e = Dataset({x: big}).expect(sp.exp(w1 * x))
+    assert sp.count_ops(e) < 10
+    assert abs(float(e.subs(w1, 1)) - np.mean(np.exp(big))) < 1e-13
+
+
+def test_float_moments_are_exact_rationals_of_the_float_sums():
+    xs = np.array([0.1, 0.7, -0.3])
+    m = Dataset({x: xs}).expect(x)
+    assert isinstance(m, sp.Rational) and float(m) == math.fsum(xs) / 3
+
+
+def test_same_column_twice_is_refused():
+    xx = sp.Symbol("x")  # no assumptions: a different Symbol with the same name as the real x
+    with pytest.raises(DataError, match="column x is given twice"):
+        Dataset({"x": [1.0, 2.0], xx: [3.0, 4.0]})
+    with pytest.raises(DataError, match="column x is given twice"):
+        Dataset({x: [1.0, 2.0], "x": [3.0, 4.0]})
 
 
 def test_population_exact():

@@ -1,0 +1,532 @@
+r"""Unevaluated means and covariances over a finite data set: :class:`DataMean`, :class:`DataCov`.
+
+An expectation over a :class:`~symfp.symbolic.data.Dataset` of N samples of an expression that is not
+polynomial in the data stays *one* SymPy node, whatever N is:
+
+.. math::
+    \operatorname{mean}_i[e] = \frac1N\sum_{i=1}^N e(\theta;\xi_i),\qquad
+    \operatorname{Cov}_i[a, b] = \frac1N\sum_{i=1}^N (a_i - \bar a)(b_i - \bar b).
+
+Both are linear (bilinear) in their argument(s): factors free of the data come out, sums split, so
+two expressions that are equal as polynomials in the nodes cancel exactly (a product of two means and
+the mean of a product stay distinct). Differentiation in θ passes under the sum,
+:math:`\partial_\theta\operatorname{mean}_i[e] = \operatorname{mean}_i[\partial_\theta e]` and
+:math:`\partial_\theta\operatorname{Cov}_i[a,b] = \operatorname{Cov}_i[\partial_\theta a, b] +
+\operatorname{Cov}_i[a, \partial_\theta b]`. The covariance is evaluated in two passes (centred
+data-means), so no cancellation of large raw moments occurs and it is positive semi-definite to
+round-off.
+
+The nodes evaluate themselves: ``float``, ``sp.N``, ``evalf`` and ``doit`` of an expression whose only
+free symbols were the data symbols give the number (numpy, vectorised over the samples). For many
+parameter points at once use :func:`lambdify_datamean` (chunked: memory stays bounded by
+``chunk_elements`` floats). A sample whose float64 evaluation overflows (``exp`` of a large argument,
+e.g. ``exp(u)/(1 + exp(u))``) is re-evaluated with mpmath at 30 digits; a value that is itself
+infinite or NaN raises :class:`~symfp.errors.InputError` naming the sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from sympy.core.sorting import default_sort_key
+
+from ..errors import InputError
+
+__all__ = [
+    "DataMean",
+    "DataCov",
+    "DataRef",
+    "data_mean",
+    "data_cov",
+    "has_data_nodes",
+    "expand_data_nodes",
+    "data_nodes",
+    "lambdify_datamean",
+    "settle_rationals",
+    "stable_forms",
+    "CHUNK_ELEMENTS",
+]
+
+#: the largest number of (point × sample) float64 values evaluated at once (≈ 32 MB per array).
+CHUNK_ELEMENTS = 1 << 22
+
+
+class DataRef(sp.Atom):
+    """A reference to a data set inside an expression: an atom without free symbols.
+
+    Two references are equal when they refer to the same :class:`~symfp.symbolic.data.Dataset` object.
+    """
+
+    is_commutative = True
+
+    def __new__(cls, data: Any) -> DataRef:
+        if isinstance(data, DataRef):
+            return data
+        obj = super().__new__(cls)
+        obj.data = data
+        return obj
+
+    def _hashable_content(self) -> tuple:
+        return (id(self.data),)
+
+    def __getnewargs__(self) -> tuple:
+        return (self.data,)
+
+    @property
+    def free_symbols(self) -> set:
+        return set()
+
+    @property
+    def n(self) -> int:
+        """The number of samples N."""
+        return self.data.n
+
+    @property
+    def symbols(self) -> tuple[sp.Symbol, ...]:
+        """The data symbols (bound inside a mean)."""
+        return tuple(self.data.symbols)
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"data(N={self.data.n})"
+
+    def _latex(self, printer: Any) -> str:
+        return "N"
+
+    def sort_key(self, order: Any = None) -> tuple:
+        return (self.class_key(), (1, (str(self.data.n), id(self.data))), sp.S.One.sort_key(), sp.S.One)
+
+
+def _split(expr: sp.Expr, syms: Sequence[sp.Symbol]) -> list[tuple[sp.Expr, sp.Expr]]:
+    """``expr`` as ``[(coefficient free of syms, data-dependent factor)]``; like factors merged."""
+    terms: dict[sp.Expr, list[sp.Expr]] = {}
+    for t in sp.Add.make_args(expr):
+        c, dep = t.as_independent(*syms, as_Add=False)
+        terms.setdefault(dep, []).append(c)
+    return [(sp.Add(*cs), dep) for dep, cs in terms.items()]
+
+
+class _DataNode(sp.Expr):
+    """Common parts of :class:`DataMean` and :class:`DataCov` (args: the expressions, then a DataRef)."""
+
+    is_commutative = True
+    is_Atom = True  # expand, cse, count_ops treat the node as a leaf; subs/xreplace/diff still pass under
+
+    @property
+    def ref(self) -> DataRef:
+        """The :class:`DataRef` of the data set."""
+        return self.args[-1]
+
+    @property
+    def dataset(self) -> Any:
+        """The :class:`~symfp.symbolic.data.Dataset`."""
+        return self.args[-1].data
+
+    @property
+    def exprs(self) -> tuple[sp.Expr, ...]:
+        """The expression(s) under the mean."""
+        return self.args[:-1]
+
+    @property
+    def free_symbols(self) -> set:
+        bound = set(self.ref.symbols)
+        out: set = set()
+        for e in self.exprs:
+            out |= e.free_symbols
+        return out - bound
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return True if all(e.is_extended_real for e in self.exprs) else None
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        if self.free_symbols:
+            return None
+        return sp.Float(self.value(), 15)
+
+    def doit(self, **hints: Any) -> sp.Expr:
+        """The number when no free symbol other than the data remains, else the node itself."""
+        new = self.func(*[e.doit(**hints) if hints.get("deep", True) else e for e in self.exprs], self.ref)
+        if isinstance(new, _DataNode) and not new.free_symbols:
+            return sp.Float(new.value(), 15)
+        return new
+
+    def _samples(self, e: sp.Expr) -> sp.Expr:
+        syms = self.ref.symbols
+        i = sp.Symbol("i", integer=True, positive=True)
+        return e.xreplace({s: sp.Indexed(sp.IndexedBase(s), i) for s in syms})
+
+    def value(self) -> float:
+        """The float64 value (requires no free symbols other than the data symbols)."""
+        if self.free_symbols:
+            raise InputError(
+                f"{self}: free symbols {sorted(map(str, self.free_symbols))} remain; substitute numbers "
+                "for them before evaluating the data-mean"
+            )
+        f = lambdify_datamean([], self)
+        return float(f())
+
+
+class DataMean(_DataNode):
+    r""":math:`\frac1N\sum_{i=1}^N e(\theta;\xi_i)`, unevaluated (see the module docstring).
+
+    Build it with :func:`data_mean` (or ``DataMean(expr, dataset)``), which returns a linear
+    combination of canonical nodes; ``evaluate=False`` keeps one raw node.
+    """
+
+    def __new__(cls, expr: Any, data: Any, evaluate: bool = True) -> sp.Expr:
+        ref = DataRef(data)
+        expr = sp.sympify(expr)
+        if not evaluate:
+            return sp.Expr.__new__(cls, expr, ref)
+        syms = ref.symbols
+        out = []
+        for c, dep in _split(expr, syms):
+            if not dep.has(*syms):
+                out.append(c * dep)
+            else:
+                out.append(c * sp.Expr.__new__(cls, dep, ref))
+        return sp.Add(*out)
+
+    @property
+    def expr(self) -> sp.Expr:
+        """The expression :math:`e(\\theta;\\xi)` under the mean."""
+        return self.args[0]
+
+    def _eval_derivative(self, s: sp.Symbol) -> sp.Expr:
+        if s in self.ref.symbols:
+            return sp.S.Zero
+        return DataMean(sp.diff(self.expr, s), self.ref)
+
+    def _eval_subs(self, old: Any, new: Any) -> sp.Expr | None:
+        if old in self.ref.symbols:
+            return self  # bound variable
+        return None
+
+    def expanded(self) -> sp.Expr:
+        """The explicit N-term sum (exact values of the samples); for checks on small data sets."""
+        ds = self.dataset
+        return sp.Add(*[self.expr.xreplace(ds._sample_values(n)) for n in range(ds.n)]) / ds.n
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"mean_i({printer._print(self.expr)})"
+
+    def _latex(self, printer: Any) -> str:
+        inner = printer._print(self._samples(self.expr))
+        return rf"\frac{{1}}{{N}}\sum_{{i=1}}^{{N}} \left({inner}\right)"
+
+
+class DataCov(_DataNode):
+    r""":math:`\operatorname{Cov}_i[a, b] = \frac1N\sum_i (a_i - \bar a)(b_i - \bar b)`, unevaluated.
+
+    Bilinear and symmetric; ``DataCov(a, b, dataset)`` returns a linear combination of canonical nodes.
+    """
+
+    def __new__(cls, a: Any, b: Any, data: Any, evaluate: bool = True) -> sp.Expr:
+        ref = DataRef(data)
+        a, b = sp.sympify(a), sp.sympify(b)
+        if not evaluate:
+            return sp.Expr.__new__(cls, a, b, ref)
+        syms = ref.symbols
+        out = []
+        for ca, da in _split(a, syms):
+            if not da.has(*syms):
+                continue  # a data-free term has no covariance
+            for cb, db in _split(b, syms):
+                if not db.has(*syms):
+                    continue
+                p, q = sorted((da, db), key=default_sort_key)
+                out.append(ca * cb * sp.Expr.__new__(cls, p, q, ref))
+        return sp.Add(*out)
+
+    def _eval_derivative(self, s: sp.Symbol) -> sp.Expr:
+        if s in self.ref.symbols:
+            return sp.S.Zero
+        a, b = self.exprs
+        return DataCov(sp.diff(a, s), b, self.ref) + DataCov(a, sp.diff(b, s), self.ref)
+
+    def _eval_subs(self, old: Any, new: Any) -> sp.Expr | None:
+        if old in self.ref.symbols:
+            return self
+        return None
+
+    def expanded(self) -> sp.Expr:
+        """The explicit N-term sum of centred products (exact sample values)."""
+        ds = self.dataset
+        a, b = self.exprs
+        va = [a.xreplace(ds._sample_values(n)) for n in range(ds.n)]
+        vb = [b.xreplace(ds._sample_values(n)) for n in range(ds.n)]
+        ma, mb = sp.Add(*va) / ds.n, sp.Add(*vb) / ds.n
+        return sp.Add(*[(p - ma) * (q - mb) for p, q in zip(va, vb, strict=True)]) / ds.n
+
+    def _sympystr(self, printer: Any) -> str:
+        a, b = self.exprs
+        return f"cov_i({printer._print(a)}, {printer._print(b)})"
+
+    def _latex(self, printer: Any) -> str:
+        a, b = (printer._print(self._samples(e)) for e in self.exprs)
+        return rf"\operatorname{{Cov}}_{{i}}\left[{a},\, {b}\right]"
+
+
+def data_mean(expr: Any, data: Any) -> sp.Expr:
+    r""":math:`\frac1N\sum_i e(\theta;\xi_i)` as data-mean nodes (linear combination)."""
+    return DataMean(expr, data)
+
+
+def data_cov(a: Any, b: Any, data: Any) -> sp.Expr:
+    r""":math:`\operatorname{Cov}_i[a, b]` as data-covariance nodes (bilinear combination)."""
+    return DataCov(a, b, data)
+
+
+def data_nodes(expr: Any) -> set[_DataNode]:
+    """All data-mean/-covariance nodes of an expression or matrix."""
+    if isinstance(expr, sp.MatrixBase):
+        out: set[_DataNode] = set()
+        for e in expr:
+            out |= data_nodes(e)
+        return out
+    return set(sp.sympify(expr).atoms(DataMean, DataCov))
+
+
+def has_data_nodes(expr: Any) -> bool:
+    """True when the expression (or matrix) contains a :class:`DataMean` or :class:`DataCov`."""
+    if isinstance(expr, sp.MatrixBase):
+        return any(has_data_nodes(e) for e in expr)
+    return sp.sympify(expr).has(DataMean, DataCov)
+
+
+def expand_data_nodes(expr: Any) -> Any:
+    """``expr`` with every node replaced by its explicit N-term sum (for checks on small data sets)."""
+    if isinstance(expr, sp.MatrixBase):
+        return expr.applyfunc(expand_data_nodes)
+    return sp.sympify(expr).replace(lambda n: isinstance(n, (DataMean, DataCov)), lambda n: n.expanded())
+
+
+# ------------------------------------------------------------------ numerical evaluation
+class _Softplus(sp.Function):
+    """log(1 + e^u), a numerical form only (numpy ``logaddexp(0, u)``, torch ``softplus``)."""
+
+    nargs = 1
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"numpy.logaddexp(0, {printer._print(self.args[0])})"
+
+    def _torchcode(self, printer: Any) -> str:
+        return f"torch.nn.functional.softplus({printer._print(self.args[0])})"
+
+    def _mpmathcode(self, printer: Any) -> str:
+        return f"mpmath.log(1 + mpmath.exp({printer._print(self.args[0])}))"
+
+
+class _Sigmoid(sp.Function):
+    """1/(1 + e^{-u}), a numerical form only (``exp(-logaddexp(0, -u))``, torch ``sigmoid``)."""
+
+    nargs = 1
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"numpy.exp(-numpy.logaddexp(0, -({printer._print(self.args[0])})))"
+
+    def _torchcode(self, printer: Any) -> str:
+        return f"torch.sigmoid({printer._print(self.args[0])})"
+
+    def _mpmathcode(self, printer: Any) -> str:
+        return f"(1/(1 + mpmath.exp(-({printer._print(self.args[0])}))))"
+
+
+def _one_plus_exp(base: sp.Expr) -> sp.Expr | None:
+    """u when ``base`` is 1 + exp(u), else None."""
+    if base.is_Add and len(base.args) == 2 and sp.S.One in base.args:
+        other = base.args[0] if base.args[1] == 1 else base.args[1]
+        if isinstance(other, sp.exp):
+            return other.args[0]
+    return None
+
+
+def _stable_mul(m: sp.Expr) -> sp.Expr:
+    r""":math:`e^{ku}(1+e^u)^{-n} = \sigma(u)^k\sigma(-u)^{n-k}` (0 ≤ k ≤ n) inside one product."""
+    factors = list(sp.Mul.make_args(m))
+    changed = False
+    for idx, f in enumerate(factors):
+        if not (f.is_Pow and f.exp.is_Integer and f.exp < 0):
+            continue
+        u = _one_plus_exp(f.base)
+        if u is None:
+            continue
+        n = int(-f.exp)
+        k = 0
+        for jdx, g in enumerate(factors):
+            if jdx == idx or g is sp.S.One:
+                continue
+            base, e = g.as_base_exp()
+            arg = g.args[0] if isinstance(g, sp.exp) else None
+            if arg is None and isinstance(base, sp.exp) and e.is_Integer:
+                arg = base.args[0] * e
+            if arg is None:
+                continue
+            ratio = sp.cancel(arg / u)
+            if ratio.is_Integer and 0 < int(ratio) <= n - k:
+                k += int(ratio)
+                factors[jdx] = sp.S.One
+        factors[idx] = _Sigmoid(u) ** k * _Sigmoid(-u) ** (n - k)
+        changed = True
+    return sp.Mul(*factors) if changed else m
+
+
+def stable_forms(e: Any) -> sp.Expr:
+    r"""Numerically stable forms for evaluation: :math:`\log(1+e^u)` → softplus, and
+    :math:`e^{ku}/(1+e^u)^n` → products of sigmoids (no ``inf/inf`` where :math:`e^u` overflows).
+    The result is the same function; it is meant for lowering, not for display."""
+    if isinstance(e, sp.MatrixBase):
+        return e.applyfunc(stable_forms)
+    e = sp.sympify(e)
+
+    def rule_log(node: sp.Expr) -> sp.Expr:
+        u = _one_plus_exp(node.args[0])
+        return _Softplus(u) if u is not None else node
+
+    e = e.replace(lambda n: isinstance(n, sp.log), rule_log)
+    e = e.replace(lambda n: n.is_Mul, _stable_mul)
+
+    def bare(n: sp.Expr) -> bool:
+        return n.is_Pow and n.exp.is_Integer and n.exp < 0 and _one_plus_exp(n.base) is not None
+
+    return e.replace(bare, lambda n: _Sigmoid(-_one_plus_exp(n.base)) ** int(-n.exp))
+
+
+_INNER_CACHE: dict[tuple, tuple[Callable, Callable]] = {}
+
+
+def _inner_functions(e: sp.Expr, args: tuple[sp.Symbol, ...], syms: tuple[sp.Symbol, ...]):
+    key = (e, args, syms)
+    if key not in _INNER_CACHE:
+        stable = stable_forms(e)
+        f = sp.lambdify([*args, *syms], stable, modules=["numpy"])
+        import mpmath
+
+        g = sp.lambdify([*args, *syms], stable, modules=[{"mpmath": mpmath}, "mpmath"])
+        _INNER_CACHE[key] = (f, g)
+    return _INNER_CACHE[key]
+
+
+def _eval_inner(
+    node: _DataNode, e: sp.Expr, args: tuple[sp.Symbol, ...], vals: list[np.ndarray], lo: int, hi: int
+) -> np.ndarray:
+    """``e`` at points ``vals[k][lo:hi]`` (P,) × every sample (N,): a (P, N) float64 array."""
+    ds = node.dataset
+    syms = tuple(ds.symbols)
+    f, g = _inner_functions(e, args, syms)
+    pts = [np.asarray(v, dtype=float)[lo:hi, None] for v in vals]
+    cols = [ds.arrays[s][None, :] for s in syms]
+    P = hi - lo
+    with np.errstate(all="ignore"):
+        out = np.asarray(f(*pts, *cols), dtype=float)
+    out = np.broadcast_to(out, (P, ds.n)).copy() if out.shape != (P, ds.n) else out
+    bad = ~np.isfinite(out)
+    if bad.any():
+        import mpmath
+
+        with mpmath.workdps(30):
+            for p, n in zip(*np.nonzero(bad), strict=True):
+                a = [float(v[p, 0]) for v in pts]
+                c = [float(ds.arrays[s][n]) for s in syms]
+                try:
+                    val = complex(g(*a, *c))
+                except (ZeroDivisionError, OverflowError, ValueError) as exc:
+                    val = complex(np.nan)
+                    err = exc
+                else:
+                    err = None
+                if not np.isfinite(val.real) or abs(val.imag) > 1e-12 * max(1.0, abs(val.real)):
+                    where = ", ".join(f"{s} = {c[k]!r}" for k, s in enumerate(syms))
+                    at = ", ".join(f"{s} = {a[k]!r}" for k, s in enumerate(args))
+                    raise InputError(
+                        f"data-mean of {e}: its value at sample index {n} ({where}) and {at or 'θ'} is "
+                        f"not a finite real number ({val if err is None else err}); rewrite the loss in a "
+                        "stable form (e.g. symfp.softplus) or rescale the data"
+                    )
+                out[p, n] = val.real
+    return out
+
+
+def _node_values(node: _DataNode, args: tuple[sp.Symbol, ...], vals: list[np.ndarray], P: int,
+                 chunk_elements: int) -> np.ndarray:
+    """The node at P points (chunked over points so that a chunk holds ≤ chunk_elements values)."""
+    n = node.dataset.n
+    step = max(1, chunk_elements // max(n, 1))
+    out = np.empty(P)
+    for lo in range(0, P, step):
+        hi = min(P, lo + step)
+        if isinstance(node, DataMean):
+            out[lo:hi] = _eval_inner(node, node.expr, args, vals, lo, hi).mean(axis=1)
+        else:
+            a, b = node.exprs
+            A = _eval_inner(node, a, args, vals, lo, hi)
+            A -= A.mean(axis=1, keepdims=True)
+            if a == b:
+                out[lo:hi] = np.mean(A * A, axis=1)
+            else:
+                Bv = _eval_inner(node, b, args, vals, lo, hi)
+                Bv -= Bv.mean(axis=1, keepdims=True)
+                out[lo:hi] = np.mean(A * Bv, axis=1)
+    return out
+
+
+def lambdify_datamean(
+    args: Sequence[sp.Symbol], expr: Any, *, chunk_elements: int = CHUNK_ELEMENTS
+) -> Callable[..., Any]:
+    r"""A numpy function of ``args`` evaluating ``expr`` (scalar or matrix) with its data-mean nodes.
+
+    Each node is evaluated at all the given points as a vectorised reduction over the samples (chunks
+    of at most ``chunk_elements`` point×sample values), then the outer expression is evaluated by an
+    ordinary ``lambdify``. Arguments broadcast as numpy arrays of one shape; the result has that
+    shape (a matrix: shape ``(rows, cols, *shape)``).
+
+    Cost: (number of nodes) × P × N evaluations of the inner expressions for P points.
+    """
+    args = tuple(args)
+    is_mat = isinstance(expr, sp.MatrixBase)
+    body = sp.Matrix(expr) if is_mat else sp.sympify(expr)
+    nodes = sorted(data_nodes(body), key=default_sort_key)
+    # nested nodes (a mean of an expression containing a mean) are evaluated innermost first
+    if any(has_data_nodes(a) for nd in nodes for a in nd.exprs):
+        raise InputError("lambdify_datamean: nested data-means are not supported; expand the inner mean")
+    placeholders = [sp.Dummy(f"m{k}") for k in range(len(nodes))]
+    outer_expr = body.xreplace(dict(zip(nodes, placeholders, strict=True)))
+    outer = sp.lambdify([*args, *placeholders], outer_expr, modules=["numpy"])
+
+    def f(*values: Any) -> Any:
+        arrs = np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in values]) if values else []
+        shape = arrs[0].shape if arrs else ()
+        flat = [a.reshape(-1) for a in arrs]
+        P = int(np.prod(shape)) if shape else 1
+        mvals = [_node_values(nd, args, flat, P, chunk_elements).reshape(shape) for nd in nodes]
+        with np.errstate(all="ignore"):
+            out = outer(*[a.reshape(shape) for a in flat], *mvals)
+        if is_mat:
+            out = np.array([[np.broadcast_to(np.asarray(v, dtype=float), shape) for v in row] for row in out])
+        else:
+            out = np.broadcast_to(np.asarray(out, dtype=float), shape)
+        if not np.all(np.isfinite(out)):
+            raise InputError(
+                f"lambdify_datamean: {expr if not is_mat else 'a matrix entry'} is not finite at "
+                f"{int(np.sum(~np.isfinite(out)))} of the points; check the domain of the expression"
+            )
+        return out if shape or is_mat else float(out)
+
+    return f
+
+
+def settle_rationals(expr: Any, *, max_denominator: int = 10**6, digits: int = 15) -> Any:
+    r"""Rationals with denominators above ``max_denominator`` (exact images of float data moments) → Floats.
+
+    Applied after all symbolic cancellation has been done in exact arithmetic; it changes no term's
+    existence (a rational is replaced by its nearest 15-digit float), so it cannot remove or create
+    state dependence.
+    """
+    if isinstance(expr, sp.MatrixBase):
+        return expr.applyfunc(lambda e: settle_rationals(e, max_denominator=max_denominator, digits=digits))
+    expr = sp.sympify(expr)
+    reps = {r: sp.Float(r, digits) for r in expr.atoms(sp.Rational) if r.q > max_denominator}
+    return expr.xreplace(reps) if reps else expr
+
