@@ -106,8 +106,8 @@ def _budget_rows(problem: ControlProblem,
     return rows
 
 
-def optimise(problem: ControlProblem, x0: Any = None, *, maxiter: int = 500, gtol: float = 1e-9,
-             ftol: float = 1e-13, budget: Mapping[str, float] | None = None, budget_tol: float = 1e-6,
+def optimise(problem: ControlProblem, x0: Any = None, *, maxiter: int = 500, gtol: float = 1e-7,
+             ftol: float = 1e-12, budget: Mapping[str, float] | None = None, budget_tol: float = 1e-6,
              progress: bool = True, warn: bool = True) -> ControlResult:
     """Minimise the problem's J over the controls in their bounds (L-BFGS-B, exact gradients).
 
