@@ -53,6 +53,7 @@ _SUBMODULES = {
     "mesh": "symfp.mesh",
     "fem": "symfp.fem",
     "particles": "symfp.particles",
+    "control": "symfp.control",
     "weakform": "symfp.symbolic.weakform",
     "errors": "symfp.errors",
 }

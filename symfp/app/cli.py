@@ -55,6 +55,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "everything, written to a report folder (HTML, figures, JSON, LaTeX/PDF, XDMF)",
         "symfp run derivations/double_well.py --out results/double_well",
     ),
+    "control": (
+        "optimal learning-rate/batch schedules by the discrete adjoint, verified on particles",
+        "symfp control derivations/schedule_double_well.py --out results/schedule_double_well",
+    ),
 }
 
 
@@ -102,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "derive":
             sp.add_argument("--tex", metavar="FILE", help="write the LaTeX derivation to FILE")
             sp.add_argument("--pdf", action="store_true", help="also compile it with pdflatex (FILE.pdf)")
-        if verb in ("simulate", "validate", "run"):
+        if verb in ("simulate", "validate", "run", "control"):
             sp.add_argument(
                 "--particles", type=int, default=None, metavar="N", help="override the particle count"
             )
@@ -113,10 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help="simulate the exact recursion or the SDE (default: the spec's particles method)",
             )
-        if verb == "run":
+        if verb in ("run", "control"):
             sp.add_argument(
                 "--out", metavar="DIR", default=None, help="report folder (default results/<spec name>)"
             )
+        if verb == "run":
             sp.add_argument("--no-pdf", action="store_true", help="skip compiling the LaTeX derivation")
     return p
 
@@ -256,12 +261,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if data.get("passed") is False else EXIT_OK
 
 
+def _control(args: argparse.Namespace) -> int:
+    """``symfp control``: implemented in :mod:`symfp.app.control`."""
+    from .control import cmd_control
+
+    return cmd_control(args)
+
+
 COMMANDS = {
     "derive": cmd_derive,
     "solve": cmd_solve,
     "simulate": cmd_simulate,
     "validate": cmd_validate,
     "run": cmd_run,
+    "control": _control,
 }
 
 

@@ -23,6 +23,7 @@ everywhere η enters the update (the gradient step, the momentum step, the injec
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,30 @@ def schedule_values(schedule: Any, steps: int, where: str) -> np.ndarray:
             f"{where}: lr_schedule gives eta_{bad[0]} = {vals[bad[0]]!r} at step {bad[0]}; learning "
             "rates must be positive and finite"
         )
+    return vals
+
+
+def _batch_sizes(rec: Any, schedule: Any, steps: Any, where: str) -> np.ndarray:
+    """The batch sizes B_0..B_{steps−1} of a schedule: whole numbers ≥ 1, ≤ N without replacement."""
+    specs = [s for s in rec.randomness.values() if type(s).__name__ == "BatchMean"]
+    if not specs:
+        raise InputError(f"{where}: batch_schedule given but the recursion has no mini-batch input "
+                         "(a Dataset or Population in the gradient); drop batch_schedule")
+    try:
+        n_steps = max(int(steps), 0)
+    except (TypeError, ValueError):
+        n_steps = 0
+    vals = schedule_values(schedule, n_steps, f"{where} (batch_schedule)")
+    if np.any(np.abs(vals - np.round(vals)) > 1e-9) or np.any(vals < 1):
+        k = int(np.flatnonzero((np.abs(vals - np.round(vals)) > 1e-9) | (vals < 1))[0])
+        raise InputError(f"{where}: batch_schedule gives B_{k} = {vals[k]!r}; batch sizes must be whole "
+                         "numbers >= 1")
+    vals = np.round(vals).astype(np.int64)
+    for spec in specs:
+        n = getattr(spec.data, "n", None)
+        if n is not None and not spec.replacement and vals.max() > n:
+            raise InputError(f"{where}: batch_schedule reaches B = {vals.max()} > N = {n} samples "
+                             "(sampling without replacement); cap it at N")
     return vals
 
 
@@ -174,9 +199,16 @@ class RecursionStepper:
         extra = (lr_symbol,) if lr_symbol is not None else ()
         self.update = torch_function(update, (*self.state, *syms, *extra), f"{where} (update)")
 
-    def start(self, nz: Noise, schedule: np.ndarray | None = None) -> dict:
-        """Per-block context: the batch sources' state and the schedule's η_k (or None)."""
-        return {"batches": [b.start(nz) for b in self.batches], "schedule": schedule}
+    def start(self, nz: Noise, schedule: np.ndarray | None = None,
+              batch_sizes: np.ndarray | None = None) -> dict:
+        """Per-block context: the batch sources' state, the schedule's η_k and B_k (or None).
+
+        With a batch-size schedule each block gets shallow copies of the batch sources (sharing the
+        data tensors) whose ``B`` is set per step, so blocks on several threads do not interfere.
+        """
+        sources = self.batches if batch_sizes is None else [copy.copy(b) for b in self.batches]
+        return {"batches": [b.start(nz) for b in self.batches], "schedule": schedule,
+                "batch_sizes": batch_sizes, "sources": sources}
 
     def step(self, theta: torch.Tensor, nz: Noise, k: int, ctx: dict) -> torch.Tensor:
         vals: list[torch.Tensor] = []
@@ -187,13 +219,17 @@ class RecursionStepper:
         else:
             tail = []
         batch_ctx = ctx["batches"]
+        sources = ctx.get("sources", self.batches)
+        if ctx.get("batch_sizes") is not None:
+            for src in sources:
+                src.B = int(ctx["batch_sizes"][k])
         b = 0
         for _, (kind, obj) in self.inputs:
             if kind == "monomials":
-                vals.extend(obj.monomial_means(nz, batch_ctx[b]).unbind(1))
+                vals.extend(sources[b].monomial_means(nz, batch_ctx[b]).unbind(1))
                 b += 1
             elif kind == "batch":
-                vals.extend(obj.mean(theta, nz, batch_ctx[b]).unbind(1))
+                vals.extend(sources[b].mean(theta, nz, batch_ctx[b]).unbind(1))
                 b += 1
             elif kind == "normal":
                 vals.extend(nz.normal(obj).unbind(1))
@@ -222,6 +258,7 @@ def simulate_recursion(
     fast_normals: bool = True,
     threads: int | None = None,
     lr_schedule: Any = None,
+    batch_schedule: Any = None,
 ) -> ParticleCloud:
     """Simulate ``n_particles`` independent runs of the exact recursion for ``steps`` steps.
 
@@ -239,6 +276,9 @@ def simulate_recursion(
         lr_schedule: learning rates per step (a callable k ↦ η_k, a SymPy expression in the step k,
             or a sequence); the model's lr is then not used (it may stay a symbol). Times are
             t_k = Σ_{j<k} η_j (see the module docstring).
+        batch_schedule: batch sizes per step (a callable k ↦ B_k, a SymPy expression in the step k, or a
+            sequence), whole numbers ≥ 1 (≤ N without replacement); step k averages the gradient over
+            B_k samples instead of the model's B.
 
     Returns:
         A :class:`ParticleCloud`.
@@ -258,6 +298,9 @@ def simulate_recursion(
         times = np.concatenate([[0.0], np.cumsum(etas)])
     else:
         rec = _recursion_of(model, where)
+    batch_sizes = None
+    if batch_schedule is not None:
+        batch_sizes = _batch_sizes(rec, batch_schedule, steps, where)
     dev = resolve_device(device, fallback)
     dt_ = resolve_dtype(dtype)
     key = (
@@ -290,8 +333,9 @@ def simulate_recursion(
         blowup,
         fast_normals=fast_normals,
         threads=threads,
-        info={"source": "recursion", "reshuffle": reshuffle, "lr_schedule": lr_schedule is not None},
-        start_kw={"schedule": etas},
+        info={"source": "recursion", "reshuffle": reshuffle, "lr_schedule": lr_schedule is not None,
+              "batch_schedule": batch_schedule is not None},
+        start_kw={"schedule": etas, **({} if batch_sizes is None else {"batch_sizes": batch_sizes})},
         times=times,
     )
     return run(stepper, opt, where)

@@ -1,0 +1,195 @@
+r"""Objectives of the density and costs of the controls (all minimised; negative weight maximises).
+
+On the discrete trajectory :math:`p^0..p^N` (nodal P1 values, mass matrix M, step dt):
+
+* :class:`ExpectedValue` — :math:`\mathbb E[g(\theta_T)] = \int g\,p(T) \approx c^\top p^N`,
+  :math:`c_i = \int g\varphi_i`;
+* :class:`RegionMass` — the mass in a region, :math:`g = \mathbf 1_R` (a SymPy relation);
+* :class:`TerminalTracking` — :math:`\tfrac12\|p(T) - \rho_T\|^2_{L^2} = \tfrac12(p^N - q)^\top M(p^N - q)`;
+* :class:`RunningTracking` — :math:`\int_0^T\tfrac12\|p - \rho_d(t)\|^2 dt \approx \sum_{n=1}^N
+  dt\,\tfrac12(p^n - q^n)^\top M(p^n - q^n)`;
+* :class:`SampleCost` — :math:`\int_0^T B\,dt` (samples drawn, in units of :math:`\eta_{\max}`);
+* :class:`Smoothness` — :math:`\tfrac12\sum_j(u_{j+1} - u_j)^2/\Delta\tau` (a discrete
+  :math:`\tfrac12\int\dot u^2`).
+
+Each term has a weight (its sign says minimise or maximise). Density terms give their value and
+gradient in :math:`p`; control costs their value and gradient in the controls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..errors import InputError
+
+
+class DensityTerm:
+    """A term of the density: ``terminal`` and/or ``running`` parts."""
+
+    name = "density"
+    weight: float = 1.0
+    has_running = False
+
+    def setup(self, ops: Any, times: np.ndarray) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def terminal(self, p: np.ndarray) -> tuple[float, np.ndarray | None]:
+        return 0.0, None
+
+    def running(self, n: int, p: np.ndarray) -> tuple[float, np.ndarray | None]:
+        return 0.0, None
+
+
+def _state_expr(expr: Any, state: tuple, what: str) -> sp.Expr:
+    try:
+        e = sp.sympify(expr)
+    except (sp.SympifyError, TypeError) as exc:
+        raise InputError(f"{what}: {expr!r} is not a SymPy expression") from exc
+    extra = e.free_symbols - set(state)
+    if extra:
+        raise InputError(f"{what}: {e} has symbols {sorted(map(str, extra))} that are not state variables "
+                         f"({', '.join(map(str, state))}); substitute numbers")
+    return e
+
+
+class ExpectedValue(DensityTerm):
+    r""":math:`w\,\mathbb E[g(\theta_T)]`.
+
+    Raises (at setup):
+        InputError: g does not depend on the state — then :math:`\mathbb E g = g\cdot\text{mass}` is the
+            same for every schedule (mass is conserved), so the objective does not depend on the controls.
+    """
+
+    def __init__(self, g: Any, *, weight: float = 1.0, name: str | None = None):
+        self.g = g
+        self.weight = float(weight)
+        self.name = name or f"E[{g}]"
+
+    def setup(self, ops: Any, times: np.ndarray) -> None:
+        e = _state_expr(self.g, ops.state, self.name)
+        if not e.free_symbols:
+            raise InputError(f"objective {self.name}: g = {e} is constant, so E[g(θ_T)] = g is the "
+                             f"same under "
+                             "every schedule (mass is conserved): the objective does not depend on "
+                             "the controls. "
+                             "Give an observable of the state")
+        self.c = ops.load(e)
+
+    def terminal(self, p: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.weight * float(self.c @ p), self.weight * self.c
+
+
+class RegionMass(ExpectedValue):
+    r""":math:`w\,P(\theta_T\in R)`, R a SymPy relation or And/Or of them in the state (e.g. ``x < 0``)."""
+
+    def __init__(self, region: Any, *, weight: float = 1.0, name: str | None = None):
+        rel = sp.sympify(region)
+        if not isinstance(rel, (sp.core.relational.Relational, sp.And, sp.Or, sp.Not)):
+            raise InputError(f"RegionMass: region {region!r} must be a relation in the state, e.g. theta < 0")
+        super().__init__(sp.Piecewise((1, rel), (0, True)), weight=weight, name=name or f"P[{rel}]")
+
+
+class TerminalTracking(DensityTerm):
+    r""":math:`\tfrac w2\|p(T) - \rho_T\|_{L^2}^2` (the target normalised to unit mass unless told)."""
+
+    def __init__(self, target: Any, *, weight: float = 1.0, normalise: bool = True, name: str | None = None):
+        self.target = target
+        self.weight = float(weight)
+        self.normalise = normalise
+        self.name = name or "½‖ρ(T) − ρ_T‖²"
+
+    def setup(self, ops: Any, times: np.ndarray) -> None:
+        q = ops.nodal(_state_expr(self.target, ops.state, self.name))
+        if self.normalise:
+            q = q / float(np.ones(ops.n) @ (ops.M @ q))
+        self.q, self.M = q, ops.M
+
+    def terminal(self, p: np.ndarray) -> tuple[float, np.ndarray]:
+        r = self.M @ (p - self.q)
+        return 0.5 * self.weight * float((p - self.q) @ r), self.weight * r
+
+
+class RunningTracking(DensityTerm):
+    r""":math:`w\int_0^T\tfrac12\|p - \rho_d(\cdot, t)\|^2dt` by the right-endpoint rule (n = 1..N).
+
+    Args:
+        target: :math:`\rho_d` in the state and (optionally) ``time``.
+        time: the time symbol in ``target`` (or None).
+    """
+
+    has_running = True
+
+    def __init__(self, target: Any, *, time: Any = None, weight: float = 1.0, name: str | None = None):
+        self.target = sp.sympify(target)
+        self.time = time
+        self.weight = float(weight)
+        self.name = name or "∫½‖ρ − ρ_d‖² dt"
+
+    def setup(self, ops: Any, times: np.ndarray) -> None:
+        state = ops.state
+        extra = self.target.free_symbols - set(state) - ({self.time} if self.time is not None else set())
+        if extra:
+            raise InputError(f"{self.name}: target has symbols {sorted(map(str, extra))} besides "
+                             f"the state and "
+                             "time=; pass time=t or substitute numbers")
+        self.M = ops.M
+        self.dt = float(times[1] - times[0])
+        if self.time is None or self.time not in self.target.free_symbols:
+            q = ops.nodal(self.target)
+            self.Q = np.broadcast_to(q, (len(times), ops.n))
+        else:
+            self.Q = np.array([ops.nodal(self.target.subs(self.time, t)) for t in times])
+
+    def running(self, n: int, p: np.ndarray) -> tuple[float, np.ndarray]:
+        d = p - self.Q[n]
+        r = self.M @ d
+        w = self.weight * self.dt
+        return 0.5 * w * float(d @ r), w * r
+
+
+class ControlCost:
+    """A cost of the controls alone: value and gradients in u and B."""
+
+    name = "control"
+    needs = "u"
+    weight = 1.0
+
+    def value_grad(self, u: np.ndarray, B: np.ndarray, width: float) -> tuple[float, np.ndarray, np.ndarray]:
+        raise NotImplementedError  # pragma: no cover
+
+
+class SampleCost(ControlCost):
+    r""":math:`w\int_0^T B\,dt = w\,\Delta\tau\sum_j B_j`."""
+
+    needs = "B"
+
+    def __init__(self, *, weight: float = 1.0, name: str = "∫B dt"):
+        self.weight = float(weight)
+        self.name = name
+
+    def value_grad(self, u, B, width):
+        return self.weight * width * float(B.sum()), np.zeros_like(u), np.full_like(B, self.weight * width)
+
+
+class Smoothness(ControlCost):
+    r""":math:`\tfrac w2\sum_j (c_{j+1} - c_j)^2/\Delta\tau` of the control ``of`` ("u" or "B")."""
+
+    def __init__(self, *, weight: float = 1.0, of: str = "u", name: str | None = None):
+        if of not in ("u", "B"):
+            raise InputError(f"Smoothness: of={of!r} must be 'u' or 'B'")
+        self.weight = float(weight)
+        self.needs = of
+        self.name = name or f"smoothness of {of}"
+
+    def value_grad(self, u, B, width):
+        c = u if self.needs == "u" else B
+        d = np.diff(c)
+        val = 0.5 * self.weight * float(d @ d) / width
+        g = np.zeros_like(c)
+        g[:-1] -= self.weight * d / width
+        g[1:] += self.weight * d / width
+        zero = np.zeros_like(c)
+        return (val, g, zero) if self.needs == "u" else (val, zero, g)

@@ -1,0 +1,160 @@
+r"""Assembled operators of the controlled Fokker–Planck equation as ``scipy.sparse`` matrices.
+
+The one entry point is :func:`operator_parts`; everything in :mod:`symfp.control` downstream sees only
+the :class:`OperatorParts` it returns (SciPy CSR matrices and NumPy vectors), never a backend. The
+Galerkin semi-discretisation of :math:`\int\partial_t p\,v + \int(D\nabla p)\cdot\nabla v
+- \int p\,c\cdot\nabla v = 0` (P1 Lagrange, zero-flux natural) reads
+
+.. math:: M\dot p + K(u, B)\,p = 0,\qquad K(u, B) = \sum_{(i,j)} u^i B^{-j} K_{ij},
+
+with the monomial split of :mod:`symfp.control.split`. A backend is a small class with the
+:class:`Assembler` methods (mass matrix, a matrix of weak-form IR terms, the load vector
+:math:`\int g\varphi_i`, nodal interpolation, the unit-mass initial density, the dof coordinates),
+registered in :data:`BACKENDS` by name and imported lazily: ``"dolfinx"`` today
+(:mod:`symfp.control.dolfinx_assembler`, serial); a scikit-fem one is dropped in by adding a module
+with the same methods and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sps
+import sympy as sp
+
+from ..errors import InputError
+from .split import ControlledCoefficients, controlled_coefficients, split_terms
+
+#: backend name → "module:class" of its :class:`Assembler`
+BACKENDS: dict[str, str] = {"dolfinx": "symfp.control.dolfinx_assembler:DolfinxAssembler"}
+
+
+class Assembler(Protocol):
+    """What a backend provides (P1 Lagrange, serial, dofs numbered as in :attr:`coordinates`)."""
+
+    coordinates: np.ndarray  #: (n, d) dof coordinates
+
+    def mass(self) -> sps.csr_matrix:
+        """:math:`M_{ij} = \\int\\varphi_j\\varphi_i`."""
+
+    def matrix(self, terms: list[Any]) -> sps.csr_matrix:
+        """The matrix of weak-form IR terms (:class:`symfp.symbolic.weakform.Term`), row = test function."""
+
+    def load(self, expr: Any) -> np.ndarray:
+        """:math:`\\int g\\,\\varphi_i` for a SymPy expression g in the state."""
+
+    def nodal(self, expr: Any) -> np.ndarray:
+        """Nodal interpolant of a SymPy expression in the state."""
+
+    def initial(self, p0: Any) -> np.ndarray:
+        """Nodal values of the initial density (expression, callable or point), unit mass."""
+
+
+@dataclass(eq=False)
+class OperatorParts:
+    r"""The assembled parts: :math:`M`, :math:`K_{ij}` (multiplying :math:`u^iB^{-j}`), and helpers.
+
+    Attributes:
+        M: mass matrix (CSR).
+        parts: ``{(i, j): K_ij}`` (CSR); order 1: ``(1, 0)`` = :math:`K_b`, ``(2, 1)`` = :math:`K_D`.
+        coefficients: the controlled SME (state, drift, diffusion, :math:`\eta_{\max}`, nominal B).
+        assembler: the backend object (for loads and interpolation of objectives).
+        backend: its name.
+    """
+
+    M: sps.csr_matrix
+    parts: dict[tuple[int, int], sps.csr_matrix]
+    coefficients: ControlledCoefficients
+    assembler: Any
+    backend: str
+    terms: dict[tuple[int, int], list[Any]] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Number of dofs."""
+        return self.M.shape[0]
+
+    @property
+    def coordinates(self) -> np.ndarray:
+        """(n, d) dof coordinates."""
+        return self.assembler.coordinates
+
+    @property
+    def state(self) -> tuple[sp.Symbol, ...]:
+        """The state symbols."""
+        return self.coefficients.state
+
+    @property
+    def depends_on_B(self) -> bool:
+        """True when some part multiplies a power of 1/B."""
+        return any(j > 0 for _, j in self.parts)
+
+    def weights(self, u: float, B: float) -> dict[tuple[int, int], float]:
+        r"""The monomials :math:`u^iB^{-j}` at one control value."""
+        return {(i, j): u**i * B ** (-j) for i, j in self.parts}
+
+    def dweights(self, u: float, B: float) -> tuple[dict, dict]:
+        r""":math:`\partial_u(u^iB^{-j})` and :math:`\partial_B(u^iB^{-j})`."""
+        du = {(i, j): (i * u ** (i - 1) if i else 0.0) * B ** (-j) for i, j in self.parts}
+        dB = {(i, j): u**i * (-j * B ** (-j - 1) if j else 0.0) for i, j in self.parts}
+        return du, dB
+
+    def K(self, u: float, B: float) -> sps.csr_matrix:
+        r""":math:`K(u, B) = \sum u^iB^{-j}K_{ij}`."""
+        w = self.weights(u, B)
+        out = None
+        for key, Kp in self.parts.items():
+            out = w[key] * Kp if out is None else out + w[key] * Kp
+        return out.tocsr()
+
+    def load(self, expr: Any) -> np.ndarray:
+        """:math:`\\int g\\,\\varphi_i` (SymPy expression g in the state)."""
+        return self.assembler.load(expr)
+
+    def nodal(self, expr: Any) -> np.ndarray:
+        """Nodal interpolant of an expression."""
+        return self.assembler.nodal(expr)
+
+    def initial(self, p0: Any) -> np.ndarray:
+        """Nodal initial density of unit mass."""
+        return self.assembler.initial(p0)
+
+
+def _assembler(backend: str, mesh: Any, state: tuple[sp.Symbol, ...]) -> Any:
+    if backend not in BACKENDS:
+        raise InputError(f"operator_parts: backend={backend!r} is not one of {', '.join(BACKENDS)}")
+    mod, cls = BACKENDS[backend].split(":")
+    return getattr(importlib.import_module(mod), cls)(mesh, state)
+
+
+def operator_parts(model_or_sde: Any, mesh: Any, *, backend: str = "dolfinx", order: int = 1,
+                   controls: Mapping[str, Any] | None = None) -> OperatorParts:
+    r"""Assemble :math:`M` and the control parts :math:`K_{ij}` of the controlled Fokker–Planck operator.
+
+    Args:
+        model_or_sde: a :class:`symfp.SGD` (numeric lr = :math:`\eta_{\max}`, batch size = nominal B) or
+            a :class:`symfp.SDE` with control symbols (see ``controls``).
+        mesh: a mesh of the backend (``symfp.mesh.box(...)`` for dolfinx), of the state's dimension.
+        backend: a key of :data:`BACKENDS`.
+        order: SME order for a model (1 or 2).
+        controls: for an SDE, ``{"u": u_symbol, "B": B_symbol}``.
+
+    Returns:
+        :class:`OperatorParts` (SciPy CSR).
+
+    Raises:
+        InputError: the controls cannot enter the operator (see :mod:`symfp.control.split`), unknown
+            backend; MeshError: wrong mesh dimension; DependencyError: the backend is not installed.
+    """
+    coef = controlled_coefficients(model_or_sde, order=order, controls=controls)
+    terms = split_terms(coef)
+    asm = _assembler(backend, mesh, coef.state)
+    M = asm.mass()
+    parts = {key: asm.matrix(ts) for key, ts in terms.items()}
+    # a part that is identically zero (e.g. a divergence that cancels) is dropped
+    parts = {k: v for k, v in parts.items() if v.nnz and abs(v).max() > 0}
+    return OperatorParts(M=M, parts=parts, coefficients=coef, assembler=asm, backend=backend, terms=terms)
