@@ -146,3 +146,39 @@ def test_read_gmsh_missing_file_and_no_groups(tmp_path):
                    "Curve Loop(1)={1,2,3,4};Plane Surface(1)={1};\n")
     with pytest.raises(MeshError, match="no physical groups"):
         compat.read_gmsh(str(geo), m.MPI.COMM_SELF)
+
+
+@pytest.mark.mpi
+def test_assemble_matrix_sets_the_dirichlet_diagonal_and_lifting_uses_x0():
+    # the Dirichlet-row keyword is diagonal= up to 0.9 and diag= from 0.10 (detected): the bc rows of
+    # the mass matrix must carry exactly the value asked for, on every version and partition.
+    # apply_dirichlet with x0 sets b = g - x0 on the bc rows (the system of the correction u - x0).
+    from symfp.fem.dolfinx import compat
+    from symfp.fem.dolfinx.mesh import box
+
+    m = compat.dolfinx_modules()
+    ufl, fem = m.ufl, m.fem
+    msh = box([(0, 1), (0, 1)], cells=6).mesh
+    V = compat.function_space(msh)
+    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
+    facets = m.mesh.locate_entities_boundary(msh, 1, lambda X: np.isclose(X[0], 0.0))
+    dofs = fem.locate_dofs_topological(V, 1, facets)
+    bc = fem.dirichletbc(m.PETSc.ScalarType(3.0), dofs, V)
+    a = compat.form(u * v * ufl.dx)
+    for value in (2.5, 0.0):
+        A = compat.assemble_matrix(a, [bc], diagonal=value)
+        diag = A.getDiagonal()
+        n = V.dofmap.index_map.size_local
+        owned = np.asarray(dofs)[np.asarray(dofs) < n]
+        np.testing.assert_array_equal(diag.array[owned], value)
+        # the other rows keep the P1 mass diagonal Σ_T |T|/6 over the ≤ 6 cells (|T| = 1/72) at a node
+        others = np.setdiff1d(np.arange(n), owned)
+        assert np.all(diag.array[others] > 0) and np.all(diag.array[others] <= 6 / 72 / 6 + 1e-15)
+        A.destroy()
+    x0 = fem.Function(V)
+    x0.x.array[:] = 1.0
+    b = compat.assemble_vector(compat.form(v * ufl.dx))
+    compat.apply_dirichlet(b, a, [bc], x0=compat.petsc_vec(x0))
+    n = V.dofmap.index_map.size_local
+    owned = np.asarray(dofs)[np.asarray(dofs) < n]
+    np.testing.assert_allclose(b.array[owned], 3.0 - 1.0, rtol=0, atol=1e-14)

@@ -15,7 +15,13 @@ bounding boxes                  ``BoundingBoxTree`` + ...          ``bb_tree``,
                                 ``compute_collisions``             ``compute_collisions_points``
 gmsh                            ``io.gmshio`` (``read_from_msh``    0.11: ``io.gmsh`` (``MeshData``)
                                 broken: merge + ``model_to_mesh``)
+``assemble_matrix`` bc rows     ``diagonal=``                      0.10+: ``diag=``
+``apply_lifting``/``set_bc``    ``scale=``                         0.10+: ``alpha=`` (passed positionally)
+interpolation points            the dof coordinates                0.10+: pushed forward (x = 1e-16
+                                                                   where a node is at 0)
 ==============================  =================================  ==================================
+
+Checked in CI on 0.5.2 (host), 0.9 (``scripts/ci-dolfinx09``) and 0.11 (``scripts/ci-dolfinx011``).
 
 Collective helpers (:func:`eval_points`, :func:`gather_function`, :func:`assemble_scalar`) must be
 called on every rank of the mesh communicator; they return the same answer on every rank (or, for
@@ -163,18 +169,30 @@ def create_matrix(a: Any):
     return dolfinx_modules().fem_petsc.create_matrix(a)
 
 
+def _keyword(fn: Any, *names: str) -> str:
+    """The first of ``names`` that is a parameter of ``fn`` (a renamed keyword across versions)."""
+    params = inspect.signature(fn).parameters
+    for name in names:
+        if name in params:
+            return name
+    raise TypeError(f"{getattr(fn, '__qualname__', fn)} takes none of the keywords {names}")
+
+
 def assemble_matrix(a: Any, bcs: Sequence[Any] = (), A: Any = None, diagonal: float = 1.0):
     """Assemble a compiled bilinear form into ``A`` (created if None); rows of ``bcs`` get ``diagonal``.
+
+    The keyword is ``diagonal=`` up to dolfinx 0.9 and ``diag=`` from 0.10 on (detected).
 
     Returns:
         The assembled PETSc Mat (``assemble()`` already called).
     """
     fp = dolfinx_modules().fem_petsc
+    diag_kw = {_keyword(fp.assemble_matrix, "diagonal", "diag"): diagonal}
     if A is None:
-        A = fp.assemble_matrix(a, bcs=list(bcs), diagonal=diagonal)
+        A = fp.assemble_matrix(a, bcs=list(bcs), **diag_kw)
     else:
         A.zeroEntries()
-        fp.assemble_matrix(A, a, bcs=list(bcs), diagonal=diagonal)
+        fp.assemble_matrix(A, a, bcs=list(bcs), **diag_kw)
     A.assemble()
     return A
 
@@ -206,17 +224,26 @@ def _sum_ghosts_into_owners(b: Any) -> None:
 
 
 def apply_dirichlet(b: Any, a: Any, bcs: Sequence[Any], x0: Any = None) -> None:
-    """Lift ``b`` by the Dirichlet conditions ``bcs`` of the bilinear form ``a`` and set their values."""
+    r"""Lift ``b`` by the Dirichlet conditions ``bcs`` of the bilinear form ``a`` and set their values.
+
+    Without ``x0``: :math:`b \leftarrow b - A g` off the constrained rows and :math:`b = g` on them
+    (the system for u). With ``x0`` (a PETSc Vec): the system for the correction :math:`u - x_0`,
+    :math:`b \leftarrow b - A(g - x_0)` and :math:`b = g - x_0` on the rows. Positional arguments
+    only, so that 0.10's renamed ``scale=`` → ``alpha=`` keywords do not matter.
+    """
     m = dolfinx_modules()
     if not bcs:
         return
     fp = m.fem_petsc
     if x0 is None:
-        fp.apply_lifting(b, [a], bcs=[list(bcs)])
+        fp.apply_lifting(b, [a], [list(bcs)])
     else:
-        fp.apply_lifting(b, [a], bcs=[list(bcs)], x0=[x0], scale=-1.0)
+        fp.apply_lifting(b, [a], [list(bcs)], [x0])
     _sum_ghosts_into_owners(b)
-    fp.set_bc(b, list(bcs))
+    if x0 is None:
+        fp.set_bc(b, list(bcs))
+    else:
+        fp.set_bc(b, list(bcs), x0)
 
 
 def assemble_scalar(M: Any, comm: Any = None) -> float:
