@@ -199,7 +199,8 @@ def solve(
         scheme: "bdf2" (default), "cn" or "euler"; with the "upwind" and "gibbs" stabilisations
             (lumped mass) the default is "euler", the only one of the three that keeps p ≥ 0. With
             "fct" the scheme is that of the high-order target: "cn" (default) or "euler" (the
-            low-order predictor is always backward Euler; "bdf2" is refused).
+            low-order predictor is backward Euler), or "bdf2" (lumped BDF2 predictor and BDF2 target,
+            :meth:`symfp.fem.fct.FCTLimiter.fluxes_bdf2`; time-independent coefficients).
         absorbing: boundary part name(s) where p = 0 (the process is killed); the rest reflects.
         petsc_options: PETSc options for the time-step KSP (override :data:`DEFAULT_PETSC_OPTIONS`, and
             :data:`PARALLEL_PETSC_OPTIONS` on several ranks).
@@ -319,10 +320,9 @@ def solve(
         # lumped M-matrix systems keep p ≥ 0 under backward Euler only (BDF2's 2p^n - p^{n-1}/2 and
         # CN's explicit half step can undershoot): the positivity-preserving methods default to it
         scheme = "euler" if method in ("upwind", "gibbs") else ("cn" if method == "fct" else "bdf2")
-    if method == "fct" and scheme == "bdf2":
-        raise InputError("solve: stabilisation='fct' takes scheme='cn' (default, second order) or 'euler' "
-                         "as its high-order target; 'bdf2' needs u^{n-1} in the flux decomposition and is "
-                         "not supported")
+    if method == "fct" and scheme == "bdf2" and tsym is not None:
+        raise InputError("solve: stabilisation='fct' with scheme='bdf2' needs time-independent coefficients; "
+                         "with a schedule use scheme='cn' (the default for FCT) or 'euler'")
 
     # ---- spaces, coefficients, stationary density (for relative entropy)
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
@@ -444,6 +444,7 @@ def solve(
         return system(1.0, dt), A_hi, B_hi
 
     fct_step = None
+    bdf2_ksps: list[Any] = []
     if method == "fct":
         theta = 0.5 if scheme == "cn" else 1.0
         A_low, A_high, B_high = fct_systems(K_high, K_high)
@@ -574,6 +575,20 @@ def solve(
         fct_step = FluxCorrectedStep(V, M_high, K_high, ml, dt, theta, _fct_solver(ksp_low),
                                      _fct_solver(ksp_high), B_high, bc_rows,
                                      max_iterations=fct_kw["passes"], tol=fct_kw["tol"])
+        if scheme == "bdf2":
+            # BDF2 pair (lumped BDF2 predictor, Galerkin BDF2 target) and the CN fallback target
+            A_hi2 = M_high.copy()
+            A_hi2.scale(1.5)
+            A_hi2.axpy(dt, K_high)
+            A_cn = M_high.copy()
+            A_cn.axpy(0.5 * dt, K_high)
+            if parts:
+                A_hi2.zeroRows(bc_rows, diag=1.0)
+                A_cn.zeroRows(bc_rows, diag=1.0)
+            B_cn = M_high.copy()
+            B_cn.axpy(-0.5 * dt, K_high)
+            bdf2_ksps = [ksp_for(system(1.5, dt)), ksp_for(A_hi2), ksp_for(A_cn)]
+            fct_step.set_bdf2(*(_fct_solver(k) for k in bdf2_ksps), B_cn)
     output(0)
     iterations = 0
     bar = None
@@ -674,7 +689,10 @@ def solve(
     }
     if fct_step is not None:
         info["fct_mean_alpha"] = fct_step.mean_alpha(msh.comm)
+        info["fct_cn_fallback_steps"] = fct_step.fallback_steps
         ksp_high.destroy()
+        for k in bdf2_ksps:
+            k.destroy()
     for ksp in {id(ksp_main): ksp_main, id(ksp_first): ksp_first}.values():
         ksp.destroy()
     return Solution(times=np.array(times), observables=observables, mesh=msh, sde=sde, density=density,
