@@ -166,6 +166,11 @@ def test_gmsh_regions_write_and_load(backend, tmp_path):
     out = sol.write(tmp_path / "run")
     back = type(sol).load(out)
     np.testing.assert_allclose(back.observables["cov"], sol.observables["cov"], rtol=1e-15)
+    # the loaded solution evaluates like the fresh one (P1 values at the nodes: exact to round-off;
+    # dolfinx writes an inline-XML copy so that no h5py or dolfinx is needed to read it)
+    pts = np.array([[1.0, 0.0], [0.7, 0.3], [1.3, -0.2]])
+    for t in (0.1, None):
+        np.testing.assert_allclose(back.eval(pts, t=t), sol.eval(pts, t=t), rtol=1e-12, atol=1e-14)
     assert (tmp_path / "run" / "density.xdmf").exists() and (tmp_path / "run" / "observables.csv").exists()
     assert sol.eval([[1.0, 0.0]], t=0.1).shape == (1,)
     with pytest.raises(symfp.InputError, match="stored times"):
