@@ -49,6 +49,7 @@ from ..domain import DomainWarning, auto_domain, boundary_dofs
 from . import compat
 from .fct import FluxCorrectedStep
 from .initial import interpolate_density
+from .lowering import lower_terms
 from .mesh import Mesh, as_mesh
 from .observables import ObservableRecorder
 from .solution import Solution
@@ -348,13 +349,15 @@ def solve(
         a_op = weight * ufl.inner(Dm * ufl.grad(u), ufl.grad(v)) * ufl.dx
     else:
         a_mass = u * v * ufl.dx
-        a_op = (ufl.inner(Dm * ufl.grad(u), ufl.grad(v)) - u * ufl.inner(cm, ufl.grad(v))) * ufl.dx
+        # the IR's terms (diffusion D, advection −c), lowered once (symfp.fem.dolfinx.lowering)
+        a_op = lower_terms(wf.bilinear, state, u, v, x, symbols) * ufl.dx
         if method == "supg":
-            h = ufl.CellDiameter(msh.mesh)
-            speed = ufl.sqrt(ufl.inner(cm, cm) + 1e-300)
-            lam = ufl.inner(cm, Dm * cm) / (speed * speed) + 1e-300
-            pe = speed * h / (2 * lam)
-            tau = h / (2 * speed) * ufl.min_value(1.0, pe / 3.0)
+            # the one SUPG weight (symfp.fem.stabilisation.supg_weight), as for the exit time
+            from ..stabilisation import supg_weight
+
+            a2 = ufl.inner(cm, cm)
+            tau = supg_weight(a2, ufl.inner(cm, Dm * cm) / (a2 + 1e-300), ufl.CellDiameter(msh.mesh),
+                              sqrt=ufl.sqrt)
             divc = to_ufl(sum(sp.diff(c[i], s) for i, s in enumerate(state)), state, x, symbols)
             divD = ufl.as_vector([to_ufl(sum(sp.diff(D[i, j], state[j]) for j in range(d)), state, x, symbols)
                                   for i in range(d)])
