@@ -271,3 +271,21 @@ def test_spectral_gap_of_ou_is_its_rate(backend):
                     absorbing=None, backend=backend)
     assert not spec.has_zero
     np.testing.assert_allclose(spec.real, eps * (np.pi * np.arange(1, 4)) ** 2, rtol=1e-4)
+
+
+def test_automatic_domain_and_bad_input(backend):
+    # mesh=None: a box from p0 and the stationary law (OU: N(0, ε/a)), mass conserved, the mean decays
+    # like e^{−at} (linear drift: exact for the discrete mean up to the domain truncation ~1e-9)
+    sde = symfp.SDE([x], [-2 * x], sp.Rational(1, 5))
+    sol = sde.fokker_planck().solve(None, sp.exp(-(x - 1) ** 2 / 0.02), t_end=0.5, dt=0.01, progress=False,
+                                    backend=backend)
+    assert "box" in sol.info["domain"]
+    assert np.max(np.abs(sol.observables["mass"] - 1)) < 1e-10
+    np.testing.assert_allclose(sol.observables["mean"][-1, 0], np.exp(-1.0), rtol=2e-3)
+    mesh = symfp.mesh.box([(0, 1), (0, 1)], 4, backend=backend)
+    with pytest.raises(symfp.MeshError, match="the mesh is 2-D but the SDE has 1 state variables"):
+        sde.fokker_planck().solve(mesh, 1, t_end=0.1, dt=0.1, progress=False, backend=backend)
+    with pytest.raises(symfp.InputError, match="scheme='rk4' is not one of euler, cn, bdf2"):
+        sde.fokker_planck().solve(None, (1.0,), t_end=0.1, dt=0.1, scheme="rk4", backend=backend)
+    with pytest.raises(symfp.InputError, match="dt = -0.1 must be a positive"):
+        sde.fokker_planck().solve(None, (1.0,), t_end=0.1, dt=-0.1, backend=backend)
