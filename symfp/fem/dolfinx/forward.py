@@ -35,6 +35,7 @@ steps and at the end (:mod:`symfp.fem.dolfinx.observables`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import warnings
@@ -74,7 +75,8 @@ DEFAULT_PETSC_OPTIONS: dict[str, Any] = {
 #: makes the 2-rank step 1.25× faster than the serial one (benchmarks/bench_fem.py, "fem MPI").
 PARALLEL_PETSC_OPTIONS: dict[str, Any] = {"pc_type": "asm", "pc_asm_overlap": 1}
 
-_SOLVER_COUNT = 0
+#: unique PETSc option prefixes for the time-step KSPs of every solve in this process
+_KSP_PREFIXES = itertools.count(1)
 
 
 def _as_fokker_planck(fp: Any) -> Any:
@@ -411,7 +413,6 @@ def solve(
             A.zeroRows(bc_rows, diag=1.0)
         return A
 
-    global _SOLVER_COUNT
     opts = dict(DEFAULT_PETSC_OPTIONS)
     if msh.comm.size > 1:
         opts.update(PARALLEL_PETSC_OPTIONS)
@@ -422,9 +423,7 @@ def solve(
     opts.update(petsc_options or {})
 
     def ksp_for(A: Any) -> Any:
-        global _SOLVER_COUNT
-        _SOLVER_COUNT += 1
-        ksp = compat.make_ksp(A, msh.comm, opts, prefix=f"symfp_fp{_SOLVER_COUNT}_")
+        ksp = compat.make_ksp(A, msh.comm, opts, prefix=f"symfp_fp{next(_KSP_PREFIXES)}_")
         if ksp.getType() != "preonly":
             ksp.setInitialGuessNonzero(True)
         return ksp
@@ -545,8 +544,8 @@ def solve(
                              cell_tags=msh.cell_tags, log_stationary=log_rho_nodes,
                              nodal_weight=None if rho_nodes is None else rho_nodes[:n_owned])
     if ml is not None:
-        rec._vectors["mass"] = ml
-    mass_w = rec._vectors["mass"]
+        rec.set_mass_weights(ml)
+    mass_w = rec.mass_weights
 
     def nodal_density() -> np.ndarray:
         arr = u_vec.array  # the owned entries
