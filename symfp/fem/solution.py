@@ -29,8 +29,10 @@ def write_xdmf(path: str, mesh: NeutralMesh, name: str, series: list[tuple[float
 
     tmp = path + ".tmp.xdmf"
     cells = [(_CELL_TYPES[mesh.dim], mesh.cells)]
+    pts = np.zeros((len(mesh.points), 3))  # XDMF geometry is XYZ (meshio refuses 1-D points)
+    pts[:, : mesh.dim] = mesh.points
     with meshio.xdmf.TimeSeriesWriter(tmp, data_format="XML") as w:
-        w.write_points_cells(mesh.points, cells)
+        w.write_points_cells(pts, cells)
         for t, vals in series:
             w.write_data(float(t), point_data={name: np.asarray(vals, dtype=float)})
     os.replace(tmp, path)

@@ -273,7 +273,7 @@ def test_spectral_gap_of_ou_is_its_rate(backend):
     np.testing.assert_allclose(spec.real, eps * (np.pi * np.arange(1, 4)) ** 2, rtol=1e-4)
 
 
-def test_automatic_domain_and_bad_input(backend):
+def test_automatic_domain_and_bad_input(backend, tmp_path):
     # mesh=None: a box from p0 and the stationary law (OU: N(0, ε/a)), mass conserved, the mean decays
     # like e^{−at} (linear drift: exact for the discrete mean up to the domain truncation ~1e-9)
     sde = symfp.SDE([x], [-2 * x], sp.Rational(1, 5))
@@ -281,6 +281,9 @@ def test_automatic_domain_and_bad_input(backend):
                                     backend=backend)
     assert "box" in sol.info["domain"]
     assert np.max(np.abs(sol.observables["mass"] - 1)) < 1e-10
+    back = type(sol).load(sol.write(tmp_path / "out"))  # a 1-D solution on disk (XDMF is XYZ)
+    pts = np.array([[0.2], [0.4], [0.9]])
+    np.testing.assert_allclose(back.eval(pts), sol.eval(pts), rtol=1e-12)
     np.testing.assert_allclose(sol.observables["mean"][-1, 0], np.exp(-1.0), rtol=2e-3)
     mesh = symfp.mesh.box([(0, 1), (0, 1)], 4, backend=backend)
     with pytest.raises(symfp.MeshError, match="the mesh is 2-D but the SDE has 1 state variables"):
