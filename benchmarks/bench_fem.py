@@ -14,6 +14,8 @@ Problem: the 2-D OU Fokker–Planck equation :math:`\partial_t p = \nabla\cdot(D
 - **FEM-FCT step**: ``stabilisation="fct"`` (CN target) against the Galerkin CN step on the same mesh.
 - **per-step time vs dofs** (symfp, observables at the end only).
 - **1 vs 2 MPI ranks**: the same solve under ``mpirun -n 1`` and ``-n 2`` (separate processes).
+- **scikit-fem vs dolfinx backend**: the same solve (euler, Galerkin, observables at the end) at
+  10⁴, 10⁵ and 2.6·10⁵ dofs.
 - **cold vs warm JIT**: a small solve in a fresh Python process with ``XDG_CACHE_HOME`` pointing at a
   new empty directory (every form compiled by FFCx + the C compiler), then again with that cache.
 
@@ -49,18 +51,19 @@ def _problem():
     return sde.fokker_planck(), p0
 
 
-def _mesh(n: int):
+def _mesh(n: int, backend: str = "auto"):
     import symfp
 
-    return symfp.mesh.box([(-BOX, BOX), (-BOX, BOX)], cells=n)
+    return symfp.mesh.box([(-BOX, BOX), (-BOX, BOX)], cells=n, backend=backend)
 
 
 def symfp_steps(n: int, steps: int, dt: float, output_every: int | None = None,
-                stabilisation: str = "none", scheme: str = "euler") -> tuple[np.ndarray, dict]:
+                stabilisation: str = "none", scheme: str = "euler",
+                backend: str = "auto") -> tuple[np.ndarray, dict]:
     """Per-step seconds of ``fp.solve`` (backward Euler, Galerkin unless told) and its info."""
     fp, p0 = _problem()
-    sol = fp.solve(_mesh(n), p0, t_end=steps * dt, dt=dt, scheme=scheme, stabilisation=stabilisation,
-                   output_every=output_every or steps, progress=False, negative_tol=1.0)
+    sol = fp.solve(_mesh(n, backend), p0, t_end=steps * dt, dt=dt, scheme=scheme, stabilisation=stabilisation,
+                   output_every=output_every or steps, progress=False, negative_tol=1.0, backend=backend)
     return np.asarray(sol.timings["step"]), sol.info
 
 
@@ -136,9 +139,41 @@ def _ranks_child(ranks: int, n: int, steps: int, dt: float) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def backend_rows(sizes: tuple[int, ...], steps: int, dt: float) -> list[dict]:
+    """scikit-fem vs dolfinx backend, per step (median of steps 2..), the same problem and scheme.
+
+    dolfinx: GMRES + block Jacobi/ILU (rtol 1e-12) every step; scikit-fem: SuperLU factorisation of
+    the constant step matrix once (in the set-up), two triangular solves per step.
+    """
+    from symfp.fem.registry import importable
+
+    rows: list[dict] = []
+    if not (importable("dolfinx") and importable("skfem")):
+        return rows
+    symfp_steps(32, 2, dt, backend="skfem")
+    for m in sizes:
+        td, info_d = symfp_steps(m, steps, dt, backend="dolfinx")
+        ts, info_s = symfp_steps(m, steps, dt, backend="skfem")
+        d_med, s_med = float(np.median(td[1:])), float(np.median(ts[1:]))
+        dofs = info_s["dofs"]
+        rows += [
+            {"benchmark": "fem backends", "case": f"dolfinx {dofs} dofs", "value": d_med * 1e3,
+             "unit": "ms/step",
+             "note": f"{m}x{m} P1, euler, GMRES+bjacobi/ILU, median of steps 2..{steps}"},
+            {"benchmark": "fem backends", "case": f"skfem {dofs} dofs", "value": s_med * 1e3,
+             "unit": "ms/step",
+             "note": f"SuperLU once (set-up {info_s['setup_seconds']:.2f} s vs dolfinx "
+                     f"{info_d['setup_seconds']:.2f} s)"},
+            {"benchmark": "fem backends", "case": f"ratio skfem/dolfinx {dofs} dofs", "value": s_med / d_med,
+             "unit": "x", "note": "goal <= 1.5 at 2.6e5 dofs"},
+        ]
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     """Benchmark rows ``{"benchmark", "case", "value", "unit", "note"}`` (see the module docstring)."""
     rows: list[dict] = []
+    rows += backend_rows((100, 316) if quick else (100, 316, 512), 6 if quick else 10, 0.01)
     n = 128 if quick else 512
     steps, dt = (10, 0.01) if quick else (20, 0.01)
     # warm the JIT cache and the allocator for both paths first

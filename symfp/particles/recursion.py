@@ -92,7 +92,7 @@ def schedule_values(schedule: Any, steps: int, where: str) -> np.ndarray:
     bad = np.flatnonzero(~(np.isfinite(vals) & (vals > 0)))
     if bad.size:
         raise InputError(
-            f"{where}: lr_schedule gives eta_{bad[0]} = {vals[bad[0]]!r} at step {bad[0]}; learning "
+            f"{where}: lr_schedule gives eta_{bad[0]} = {float(vals[bad[0]])!r} at step {bad[0]}; learning "
             "rates must be positive and finite"
         )
     return vals

@@ -27,7 +27,9 @@ from symfp.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 QUAD = str(ROOT / "derivations" / "quadratic.py")
-SYMFP = str(ROOT / ".venv" / "bin" / "symfp")
+# the checkout's venv (scripts/setup), else the console script beside this interpreter (pip-only venv)
+SYMFP = str(ROOT / ".venv" / "bin" / "symfp") if (ROOT / ".venv" / "bin" / "symfp").exists() \
+    else str(Path(sys.executable).with_name("symfp"))
 
 ETA, A, S, M0, V0, T = 0.1, 1.0, 1.0, 0.5, 0.01, 3.0
 

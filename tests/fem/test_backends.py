@@ -79,6 +79,24 @@ def test_ou_time_error_falls_at_the_scheme_order(backend, scheme, order):
     assert abs(rate - order) < 0.3, (scheme, errs, rate)
 
 
+@pytest.mark.parametrize("stabilisation,scheme", [("none", "bdf2"), ("fct", "cn"), ("fct", "bdf2")])
+def test_the_backends_agree_on_the_same_mesh(stabilisation, scheme):
+    # the same triangulation (the box's diagonals run the same way in both), the same weak form and
+    # the same scheme: dolfinx (GMRES, rtol 1e-12) and scikit-fem (SuperLU) agree to solver round-off,
+    # the limiter included (measured ≈ 4e-12 on the covariance with FCT)
+    from symfp.fem.registry import importable
+
+    if not (importable("dolfinx") and importable("skfem")):
+        pytest.skip("needs both backends")
+    a, b = (ou_solve(be, 12, 0.05, scheme, t_end=0.5, stabilisation=stabilisation)
+            for be in ("dolfinx", "skfem"))
+    assert a.info["stabilisation"] == b.info["stabilisation"] == stabilisation
+    np.testing.assert_allclose(a.observables["cov"], b.observables["cov"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(a.observables["mean"], b.observables["mean"], rtol=0, atol=1e-9)
+    pts = np.array([[0.3, -0.2], [1.0, 0.5], [-1.2, 0.7]])
+    np.testing.assert_allclose(a.eval(pts), b.eval(pts), rtol=1e-8)
+
+
 def test_double_well_long_time_matches_gibbs(backend):
     # f = θ⁴/4 − θ²/2, D = ε = 0.1: law exp(−f/ε)/Z, Z = 15.1702, E θ² = 0.871363 (item 5)
     th = sp.Symbol("theta", real=True)
@@ -98,8 +116,6 @@ def test_double_well_long_time_matches_gibbs(backend):
 @pytest.mark.parametrize("scheme", [None, "bdf2"])
 def test_degenerate_rank_one_diffusion_fct_stays_positive_and_conservative(backend, scheme):
     # kinetic Langevin dq = v dt, dv = −(q + v) dt + noise in v only: D = diag(0, 0.2), "auto" → FCT
-    if backend == "dolfinx" and scheme == "bdf2":
-        pytest.skip("the dolfinx FCT step has CN/Euler targets only")
     q, v = sp.symbols("q v", real=True)
     sde = symfp.SDE(state=[q, v], drift=[v, -q - v], diffusion=sp.Matrix([[0, 0], [0, sp.Rational(1, 5)]]))
     mesh = symfp.mesh.box([(-3, 3), (-3, 3)], cells=24, backend=backend)
@@ -150,6 +166,11 @@ def test_gmsh_regions_write_and_load(backend, tmp_path):
     out = sol.write(tmp_path / "run")
     back = type(sol).load(out)
     np.testing.assert_allclose(back.observables["cov"], sol.observables["cov"], rtol=1e-15)
+    # the loaded solution evaluates like the fresh one (P1 values at the nodes: exact to round-off;
+    # dolfinx writes an inline-XML copy so that no h5py or dolfinx is needed to read it)
+    pts = np.array([[1.0, 0.0], [0.7, 0.3], [1.3, -0.2]])
+    for t in (0.1, None):
+        np.testing.assert_allclose(back.eval(pts, t=t), sol.eval(pts, t=t), rtol=1e-12, atol=1e-14)
     assert (tmp_path / "run" / "density.xdmf").exists() and (tmp_path / "run" / "observables.csv").exists()
     assert sol.eval([[1.0, 0.0]], t=0.1).shape == (1,)
     with pytest.raises(symfp.InputError, match="stored times"):
@@ -250,3 +271,24 @@ def test_spectral_gap_of_ou_is_its_rate(backend):
                     absorbing=None, backend=backend)
     assert not spec.has_zero
     np.testing.assert_allclose(spec.real, eps * (np.pi * np.arange(1, 4)) ** 2, rtol=1e-4)
+
+
+def test_automatic_domain_and_bad_input(backend, tmp_path):
+    # mesh=None: a box from p0 and the stationary law (OU: N(0, ε/a)), mass conserved, the mean decays
+    # like e^{−at} (linear drift: exact for the discrete mean up to the domain truncation ~1e-9)
+    sde = symfp.SDE([x], [-2 * x], sp.Rational(1, 5))
+    sol = sde.fokker_planck().solve(None, sp.exp(-(x - 1) ** 2 / 0.02), t_end=0.5, dt=0.01, progress=False,
+                                    backend=backend)
+    assert "box" in sol.info["domain"]
+    assert np.max(np.abs(sol.observables["mass"] - 1)) < 1e-10
+    back = type(sol).load(sol.write(tmp_path / "out"))  # a 1-D solution on disk (XDMF is XYZ)
+    pts = np.array([[0.2], [0.4], [0.9]])
+    np.testing.assert_allclose(back.eval(pts), sol.eval(pts), rtol=1e-12)
+    np.testing.assert_allclose(sol.observables["mean"][-1, 0], np.exp(-1.0), rtol=2e-3)
+    mesh = symfp.mesh.box([(0, 1), (0, 1)], 4, backend=backend)
+    with pytest.raises(symfp.MeshError, match="the mesh is 2-D but the SDE has 1 state variables"):
+        sde.fokker_planck().solve(mesh, 1, t_end=0.1, dt=0.1, progress=False, backend=backend)
+    with pytest.raises(symfp.InputError, match="scheme='rk4' is not one of euler, cn, bdf2"):
+        sde.fokker_planck().solve(None, (1.0,), t_end=0.1, dt=0.1, scheme="rk4", backend=backend)
+    with pytest.raises(symfp.InputError, match="dt = -0.1 must be a positive"):
+        sde.fokker_planck().solve(None, (1.0,), t_end=0.1, dt=-0.1, backend=backend)

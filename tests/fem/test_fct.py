@@ -56,8 +56,10 @@ def test_auto_chooses_fct_for_degenerate_diffusion_and_keeps_upwind_on_request()
     up = _solve(8, "upwind", t_end=0.02)
     assert up.info["stabilisation"] == "upwind" and up.info["scheme"] == "euler"
     assert _solve(8, "afc", t_end=0.02).info["stabilisation"] == "fct"
-    with pytest.raises(symfp.InputError, match="bdf2"):
-        _solve(8, "fct", t_end=0.02, scheme="bdf2")
+    # BDF2 target (lumped BDF2 predictor): positive and conservative like the CN target
+    b2 = _solve(8, "fct", t_end=0.05, scheme="bdf2", petsc_options=LU)
+    assert b2.info["scheme"] == "bdf2" and _positive(b2.observables)
+    assert np.max(np.abs(b2.observables["mass"] - 1)) < 1e-12
 
 
 def test_rank1_ou_fct_is_second_order_where_upwind_is_not():

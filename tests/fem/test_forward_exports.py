@@ -17,14 +17,16 @@ def test_package_import_is_light_and_names_resolve_lazily():
         assert f"'{name}'" in out
 
 
-@pytest.mark.fem
-def test_lazy_names_are_the_module_functions():
+def test_lazy_names_are_the_registry_functions():
+    import symfp
     import symfp.fem as f
-    from symfp.fem.dolfinx import exit_time, forward, spectral, stationary
+    from symfp.fem import registry
 
-    assert f.mean_exit_time is exit_time.mean_exit_time
-    assert f.stationary_density is stationary.stationary_density
-    assert f.spectrum is spectral.spectrum and f.spectral_gap is spectral.spectral_gap
-    assert f.solve is forward.solve
+    # the solvers dispatch on backend= through the registry (dolfinx or scikit-fem)
+    assert f.mean_exit_time is registry.mean_exit_time is symfp.mean_exit_time
+    assert f.stationary_density is registry.stationary_density
+    assert f.spectrum is registry.spectrum and f.spectral_gap is registry.spectral_gap
+    assert f.solve is registry.solve
+    assert f.available_backends() == registry.available()
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         f.nope  # noqa: B018

@@ -31,7 +31,9 @@ def quadrature_exit_time(x0: float, a: float = -2.5, c: float = 0.5) -> float:
     inner = cumulative_trapezoid(np.exp(-Vz / EPS) / EPS, z, initial=0.0)
     outer = np.exp(Vz / EPS) * inner
     keep = z >= x0
-    return float(np.trapz(outer[keep], z[keep]))
+    from scipy.integrate import trapezoid  # np.trapz is gone in numpy 2
+
+    return float(trapezoid(outer[keep], z[keep]))
 
 
 @pytest.fixture(scope="module")

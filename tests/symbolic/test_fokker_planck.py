@@ -236,6 +236,8 @@ def test_solve_and_exit_time_delegate_to_fem(monkeypatch):
     fake = types.ModuleType("symfp.fem.dolfinx.forward")
     fake.solve = lambda fp, mesh, p0, t_end, dt, **kw: calls.setdefault("s", (fp, mesh, p0, t_end, dt, kw))
     monkeypatch.setitem(sys.modules, "symfp.fem.dolfinx.forward", fake)
+    # backend "auto" resolves to dolfinx (as where it is installed), through the registry
+    monkeypatch.setattr("symfp.fem.registry.importable", lambda name: True)
     fp = FokkerPlanck(SDE([x], -x, 1))
     out = fp.solve("MESH", x, 1.0, 0.1, theta=1)
     assert out == (fp, "MESH", x, 1.0, 0.1, {"theta": 1})

@@ -41,6 +41,7 @@ import sympy as sp
 from ...errors import InputError, MeshError
 from ..checks import check_fe_problem
 from . import compat
+from .lowering import lower_terms, ufl_matrix, ufl_vector
 
 #: the default linear solver: a direct LU factorisation by MUMPS (robust for the non-symmetric operator)
 DIRECT_LU: dict[str, Any] = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
@@ -73,50 +74,6 @@ def check_problem(sde: Any, mesh: Any, where: str):
                         f"({', '.join(map(str, sde.state))}); give a {len(sde.state)}-D mesh")
     check_fe_problem(sde, m, where)
     return m
-
-
-def ufl_matrix(K: sp.MatrixBase, state: Sequence[sp.Symbol], x: Any) -> Any:
-    """A d×d SymPy matrix as a UFL matrix (also for d = 1, where ``to_ufl`` would give a vector)."""
-    from .translate import to_ufl
-
-    ufl = compat.dolfinx_modules().ufl
-    K = sp.Matrix(K)
-    return ufl.as_matrix([[to_ufl(K[i, j], state, x) for j in range(K.shape[1])] for i in range(K.shape[0])])
-
-
-def ufl_vector(c: sp.MatrixBase, state: Sequence[sp.Symbol], x: Any) -> Any:
-    """A d×1 SymPy column as a UFL vector."""
-    from .translate import to_ufl
-
-    ufl = compat.dolfinx_modules().ufl
-    return ufl.as_vector([to_ufl(e, state, x) for e in sp.Matrix(c)])
-
-
-def lower_terms(terms: Iterable[Any], state: Sequence[sp.Symbol], u: Any, v: Any, x: Any) -> Any:
-    """The UFL integrand of weak-form IR terms (:mod:`symfp.symbolic.weakform`) for trial ``u``, test ``v``.
-
-    ``diffusion`` K: :math:`(K\\nabla u)\\cdot\\nabla v`; ``advection`` c: :math:`u\\,c\\cdot\\nabla v`;
-    ``transport`` c: :math:`(c\\cdot\\nabla u)v`; ``reaction`` r: :math:`ruv`; ``source`` s: :math:`sv`.
-    """
-    from .translate import to_ufl
-
-    ufl = compat.dolfinx_modules().ufl
-    total = None
-    for t in terms:
-        if t.kind == "diffusion":
-            e = ufl.inner(ufl.dot(ufl_matrix(t.coefficient, state, x), ufl.grad(u)), ufl.grad(v))
-        elif t.kind == "advection":
-            e = u * ufl.inner(ufl_vector(t.coefficient, state, x), ufl.grad(v))
-        elif t.kind == "transport":
-            e = ufl.inner(ufl_vector(t.coefficient, state, x), ufl.grad(u)) * v
-        elif t.kind == "reaction":
-            e = to_ufl(t.coefficient, state, x) * u * v
-        elif t.kind == "source":
-            e = to_ufl(t.coefficient, state, x) * v
-        else:
-            raise InputError(f"lower_terms: unknown weak-form term kind {t.kind!r}")
-        total = e if total is None else total + e
-    return total
 
 
 def dirichlet_facets(m: Any, parts: Sequence[str] | None, where: str) -> np.ndarray:
@@ -181,16 +138,19 @@ def write_field(u: Any, directory: str | os.PathLike, name: str, summary: Mappin
 
 
 def supg_weight(a_vec: Any, D_mat: Any, degree: int, msh: Any) -> Any:
-    r"""The SUPG weight :math:`\delta_K = ((2|a|/h)^2 + (12\kappa/h^2)^2)^{-1/2}`, :math:`h = h_K/k`.
+    r"""The SUPG weight :math:`\delta_K = ((2|a|/h)^2 + (12\kappa/h^2)^2)^{-1/2}`, :math:`h = h_K/k` in UFL.
+
+    The formula lives once, in :func:`symfp.fem.stabilisation.supg_weight` (numpy or UFL).
 
     :math:`\kappa = a^\top D a/|a|^2` is the diffusion along the streamline; the tiny constants only
     keep :math:`a = 0` finite (there the weight multiplies :math:`a\cdot\nabla v = 0`).
     """
+    from ..stabilisation import supg_weight as weight
+
     ufl = compat.dolfinx_modules().ufl
-    h = ufl.CellDiameter(msh) / degree
     a2 = ufl.inner(a_vec, a_vec)
     kappa = ufl.inner(a_vec, ufl.dot(D_mat, a_vec)) / (a2 + 1e-300)
-    return 1.0 / ufl.sqrt(4.0 * a2 / h**2 + (12.0 * kappa / h**2) ** 2 + 1e-300)
+    return weight(a2, kappa, ufl.CellDiameter(msh) / degree, sqrt=ufl.sqrt)
 
 
 # ------------------------------------------------------------------------------------------------- result

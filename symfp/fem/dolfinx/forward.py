@@ -35,6 +35,7 @@ steps and at the end (:mod:`symfp.fem.dolfinx.observables`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import warnings
@@ -50,6 +51,7 @@ from ..domain import DomainWarning, auto_domain, boundary_dofs
 from . import compat
 from .fct import FluxCorrectedStep
 from .initial import interpolate_density
+from .lowering import lower_terms
 from .mesh import Mesh, as_mesh
 from .observables import ObservableRecorder
 from .solution import Solution
@@ -74,7 +76,8 @@ DEFAULT_PETSC_OPTIONS: dict[str, Any] = {
 #: makes the 2-rank step 1.25× faster than the serial one (benchmarks/bench_fem.py, "fem MPI").
 PARALLEL_PETSC_OPTIONS: dict[str, Any] = {"pc_type": "asm", "pc_asm_overlap": 1}
 
-_SOLVER_COUNT = 0
+#: unique PETSc option prefixes for the time-step KSPs of every solve in this process
+_KSP_PREFIXES = itertools.count(1)
 
 
 def _as_fokker_planck(fp: Any) -> Any:
@@ -200,7 +203,8 @@ def solve(
         scheme: "bdf2" (default), "cn" or "euler"; with the "upwind" and "gibbs" stabilisations
             (lumped mass) the default is "euler", the only one of the three that keeps p ≥ 0. With
             "fct" the scheme is that of the high-order target: "cn" (default) or "euler" (the
-            low-order predictor is always backward Euler; "bdf2" is refused).
+            low-order predictor is backward Euler), or "bdf2" (lumped BDF2 predictor and BDF2 target,
+            :meth:`symfp.fem.fct.FCTLimiter.fluxes_bdf2`; time-independent coefficients).
         absorbing: boundary part name(s) where p = 0 (the process is killed); the rest reflects.
         petsc_options: PETSc options for the time-step KSP (override :data:`DEFAULT_PETSC_OPTIONS`, and
             :data:`PARALLEL_PETSC_OPTIONS` on several ranks).
@@ -321,10 +325,9 @@ def solve(
         # lumped M-matrix systems keep p ≥ 0 under backward Euler only (BDF2's 2p^n - p^{n-1}/2 and
         # CN's explicit half step can undershoot): the positivity-preserving methods default to it
         scheme = "euler" if method in ("upwind", "gibbs") else ("cn" if method == "fct" else "bdf2")
-    if method == "fct" and scheme == "bdf2":
-        raise InputError("solve: stabilisation='fct' takes scheme='cn' (default, second order) or 'euler' "
-                         "as its high-order target; 'bdf2' needs u^{n-1} in the flux decomposition and is "
-                         "not supported")
+    if method == "fct" and scheme == "bdf2" and tsym is not None:
+        raise InputError("solve: stabilisation='fct' with scheme='bdf2' needs time-independent coefficients; "
+                         "with a schedule use scheme='cn' (the default for FCT) or 'euler'")
 
     # ---- spaces, coefficients, stationary density (for relative entropy)
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
@@ -350,13 +353,15 @@ def solve(
         a_op = weight * ufl.inner(Dm * ufl.grad(u), ufl.grad(v)) * ufl.dx
     else:
         a_mass = u * v * ufl.dx
-        a_op = (ufl.inner(Dm * ufl.grad(u), ufl.grad(v)) - u * ufl.inner(cm, ufl.grad(v))) * ufl.dx
+        # the IR's terms (diffusion D, advection −c), lowered once (symfp.fem.dolfinx.lowering)
+        a_op = lower_terms(wf.bilinear, state, u, v, x, symbols) * ufl.dx
         if method == "supg":
-            h = ufl.CellDiameter(msh.mesh)
-            speed = ufl.sqrt(ufl.inner(cm, cm) + 1e-300)
-            lam = ufl.inner(cm, Dm * cm) / (speed * speed) + 1e-300
-            pe = speed * h / (2 * lam)
-            tau = h / (2 * speed) * ufl.min_value(1.0, pe / 3.0)
+            # the one SUPG weight (symfp.fem.stabilisation.supg_weight), as for the exit time
+            from ..stabilisation import supg_weight
+
+            a2 = ufl.inner(cm, cm)
+            tau = supg_weight(a2, ufl.inner(cm, Dm * cm) / (a2 + 1e-300), ufl.CellDiameter(msh.mesh),
+                              sqrt=ufl.sqrt)
             divc = to_ufl(sum(sp.diff(c[i], s) for i, s in enumerate(state)), state, x, symbols)
             divD = ufl.as_vector([to_ufl(sum(sp.diff(D[i, j], state[j]) for j in range(d)), state, x, symbols)
                                   for i in range(d)])
@@ -410,7 +415,6 @@ def solve(
             A.zeroRows(bc_rows, diag=1.0)
         return A
 
-    global _SOLVER_COUNT
     opts = dict(DEFAULT_PETSC_OPTIONS)
     if msh.comm.size > 1:
         opts.update(PARALLEL_PETSC_OPTIONS)
@@ -421,9 +425,7 @@ def solve(
     opts.update(petsc_options or {})
 
     def ksp_for(A: Any) -> Any:
-        global _SOLVER_COUNT
-        _SOLVER_COUNT += 1
-        ksp = compat.make_ksp(A, msh.comm, opts, prefix=f"symfp_fp{_SOLVER_COUNT}_")
+        ksp = compat.make_ksp(A, msh.comm, opts, prefix=f"symfp_fp{next(_KSP_PREFIXES)}_")
         if ksp.getType() != "preonly":
             ksp.setInitialGuessNonzero(True)
         return ksp
@@ -446,6 +448,7 @@ def solve(
         return system(1.0, dt), A_hi, B_hi
 
     fct_step = None
+    bdf2_ksps: list[Any] = []
     if method == "fct":
         theta = 0.5 if scheme == "cn" else 1.0
         A_low, A_high, B_high = fct_systems(K_high, K_high)
@@ -543,8 +546,8 @@ def solve(
                              cell_tags=msh.cell_tags, log_stationary=log_rho_nodes,
                              nodal_weight=None if rho_nodes is None else rho_nodes[:n_owned])
     if ml is not None:
-        rec._vectors["mass"] = ml
-    mass_w = rec._vectors["mass"]
+        rec.set_mass_weights(ml)
+    mass_w = rec.mass_weights
 
     def nodal_density() -> np.ndarray:
         arr = u_vec.array  # the owned entries
@@ -576,6 +579,20 @@ def solve(
         fct_step = FluxCorrectedStep(V, M_high, K_high, ml, dt, theta, _fct_solver(ksp_low),
                                      _fct_solver(ksp_high), B_high, bc_rows,
                                      max_iterations=fct_kw["passes"], tol=fct_kw["tol"])
+        if scheme == "bdf2":
+            # BDF2 pair (lumped BDF2 predictor, Galerkin BDF2 target) and the CN fallback target
+            A_hi2 = M_high.copy()
+            A_hi2.scale(1.5)
+            A_hi2.axpy(dt, K_high)
+            A_cn = M_high.copy()
+            A_cn.axpy(0.5 * dt, K_high)
+            if parts:
+                A_hi2.zeroRows(bc_rows, diag=1.0)
+                A_cn.zeroRows(bc_rows, diag=1.0)
+            B_cn = M_high.copy()
+            B_cn.axpy(-0.5 * dt, K_high)
+            bdf2_ksps = [ksp_for(system(1.5, dt)), ksp_for(A_hi2), ksp_for(A_cn)]
+            fct_step.set_bdf2(*(_fct_solver(k) for k in bdf2_ksps), B_cn)
     output(0)
     iterations = 0
     bar = None
@@ -676,7 +693,10 @@ def solve(
     }
     if fct_step is not None:
         info["fct_mean_alpha"] = fct_step.mean_alpha(msh.comm)
+        info["fct_cn_fallback_steps"] = fct_step.fallback_steps
         ksp_high.destroy()
+        for k in bdf2_ksps:
+            k.destroy()
     for ksp in {id(ksp_main): ksp_main, id(ksp_first): ksp_first}.values():
         ksp.destroy()
     return Solution(times=np.array(times), observables=observables, mesh=msh, sde=sde, density=density,

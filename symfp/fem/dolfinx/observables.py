@@ -104,6 +104,15 @@ class ObservableRecorder:
             self.rows[f"E[{name}]"] = []
         self.rows["region_mass"] = []
 
+    @property
+    def mass_weights(self) -> Any:
+        r"""The PETSc Vec :math:`w_i` with mass :math:`= w\cdot u` (:math:`\int w\varphi_i` by default)."""
+        return self._vectors["mass"]
+
+    def set_mass_weights(self, weights: Any) -> None:
+        """Use ``weights`` (a PETSc Vec, e.g. the lumped mass of a lumped scheme) for the mass."""
+        self._vectors["mass"] = weights
+
     def record(self, t: float, u_vec: Any, p_nodal: np.ndarray) -> dict[str, Any]:
         """Record observables of unknown ``u_vec`` (PETSc Vec) with owned nodal density ``p_nodal``."""
         MPI = compat.dolfinx_modules().MPI

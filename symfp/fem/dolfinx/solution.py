@@ -103,6 +103,8 @@ class Solution:
                     f = self._function_at(t) if vals is not None else self.density
                     f.name = "density"
                     xf.write_function(f, float(t))
+            if msh.comm.size == 1:
+                self._write_nodal_copy(os.path.join(directory, "density_p1.xdmf"))
         if rank == 0:
             obs = {k: _jsonable(v) for k, v in self.observables.items()}
             meta = {k: _jsonable(v) for k, v in self.info.items() if isinstance(v, (str, int, float, bool))}
@@ -112,6 +114,24 @@ class Solution:
         if comm is not None:
             comm.barrier()
         return directory
+
+    def _write_nodal_copy(self, path: str) -> None:
+        """The P1 densities on the dof mesh as inline-XML XDMF (read back by meshio, no h5py; serial)."""
+        try:
+            import meshio  # noqa: F401
+        except ImportError:
+            return
+        from ..mesh import NeutralMesh
+        from ..solution import write_xdmf
+
+        V = self.density.function_space
+        d = V.mesh.topology.dim
+        dm = V.dofmap.list
+        cells = np.asarray(getattr(dm, "array", dm)).reshape(-1, d + 1)
+        mesh = NeutralMesh(points=V.tabulate_dof_coordinates()[:, :d].copy(), cells=cells.astype(np.int64))
+        n = len(mesh.points)
+        items = sorted(self.snapshots.items()) or [(float(self.times[-1]), self.density.x.array)]
+        write_xdmf(path, mesh, "density", [(t, np.asarray(v)[:n]) for t, v in items])
 
     def _write_csv(self, path: str) -> None:
         obs = self.observables
@@ -138,8 +158,20 @@ class Solution:
                 w.writerow([repr(float(c[i])) for c in cols.values()])
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> Solution:
-        """Read the observables written by :meth:`write` (the density itself stays in the XDMF)."""
+    def load(cls, directory: str | os.PathLike) -> Any:
+        """Read a folder written by :meth:`write`.
+
+        With the serial run's ``density_p1.xdmf`` (inline XML, meshio) the result is a
+        :class:`symfp.fem.solution.Solution` that evaluates (``.eval(points, t)``) and plots like the
+        solution written, without dolfinx or h5py; otherwise the observables alone.
+        """
+        if os.path.exists(os.path.join(os.fspath(directory), "density_p1.xdmf")):
+            try:
+                from ..solution import Solution as NodalSolution
+
+                return NodalSolution.load(directory)
+            except ImportError:  # meshio missing: the observables alone
+                pass
         path = os.path.join(os.fspath(directory), "observables.json")
         if not os.path.exists(path):
             raise InputError(f"Solution.load: {path!r} does not exist; write a solution with .write(dir)")

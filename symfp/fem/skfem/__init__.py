@@ -10,7 +10,7 @@ Importing this package imports neither scikit-fem nor dolfinx; the sub-modules i
 - :mod:`symfp.fem.skfem.forward`: the forward solve on :mod:`symfp.fem.schemes` and
   :mod:`symfp.fem.trackers` (SuperLU factorisation of the constant step matrix, once);
 - :mod:`symfp.fem.skfem.steady`: mean exit time, stationary density, spectrum (scipy.sparse.linalg);
-- :mod:`symfp.fem.skfem.solution`: the solutions (``eval``, ``write`` as XDMF via meshio + JSON, ``load``).
+- :mod:`symfp.fem.skfem.field`: steady results; forward results are :class:`symfp.fem.solution.Solution`.
 
 Serial only: under several MPI ranks every entry point refuses (:func:`require_serial`) rather than
 run the same serial problem on each rank and write the same files twice.

@@ -33,7 +33,8 @@ from ..mesh import NeutralMesh, box
 from ..observables import NodalObservables
 from ..problem import absorbing_parts, as_fokker_planck, check_output, check_times, is_number
 from ..problem import fct_options as check_fct_options
-from ..schemes import FCTStepper, GalerkinStepper, check_scheme
+from ..schemes import FCTStepper, GalerkinStepper, check_scheme, nd_splu_solver
+from ..solution import Solution
 from ..stabilisation import PecletReport, choose, peclet_of_cells
 from ..trackers import (
     MassTracker,
@@ -48,7 +49,6 @@ from . import require_serial, require_skfem
 from .coefficients import lambdify
 from .lowering import assemble_bilinear, assemble_weighted, mass_matrix
 from .mesh import as_skfem
-from .solution import Solution
 
 SKFEM_METHODS = ("none", "fct", "upwind")
 
@@ -108,7 +108,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     ``petsc_options`` is accepted and ignored (no PETSc here; the step matrix is factorised by SuperLU).
 
     Returns:
-        :class:`symfp.fem.skfem.solution.Solution`.
+        :class:`symfp.fem.solution.Solution`.
 
     Raises:
         MeshError, InputError, SolverError: as the dolfinx backend; InputError under several MPI ranks.
@@ -173,17 +173,19 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     n_assemblies = 1
     bc = msh.boundary_vertices(parts) if parts else np.zeros(0, dtype=np.int64)
 
+    solver = nd_splu_solver(msh.points)  # P1 dofs are the vertices
     if method == "fct":
         stepper: Any = FCTStepper(scheme, M, K, ml, dt, bc_rows=bc, passes=fct_kw["passes"],
-                                  tol=fct_kw["tol"])
+                                  tol=fct_kw["tol"], solver=solver)
     elif method == "upwind":
         import scipy.sparse as sps
 
         from ..fct import discrete_upwind_scipy
 
-        stepper = GalerkinStepper(scheme, sps.diags(ml).tocsr(), discrete_upwind_scipy(K), dt, bc_rows=bc)
+        stepper = GalerkinStepper(scheme, sps.diags(ml).tocsr(), discrete_upwind_scipy(K), dt, bc_rows=bc,
+                                  solver=solver)
     else:
-        stepper = GalerkinStepper(scheme, M, K, dt, bc_rows=bc)
+        stepper = GalerkinStepper(scheme, M, K, dt, bc_rows=bc, solver=solver)
 
     state_K = {"K": K}
 

@@ -34,7 +34,20 @@ from .coefficients import lambdify
 def _coords(w: Any) -> np.ndarray:
     """The global quadrature coordinates (d, cells, points) of a form's ``w``."""
     x = w.x
-    return np.asarray(getattr(x, "value", x))
+    return getattr(x, "value", x)
+
+
+def _cached(f: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """``f(X, t)`` remembered for the last (X, t): the form is called once per pair of local basis
+    functions with the same quadrature points, the coefficient is evaluated once."""
+    last: list[Any] = [None, None, None]
+
+    def g(X: np.ndarray, t: float) -> np.ndarray:
+        if last[0] is not X or last[1] != t:
+            last[:] = [X, t, f(X, t)]
+        return last[2]
+
+    return g
 
 
 def _integrand(kind: str, coef: Callable[..., np.ndarray]) -> Callable[..., Any]:
@@ -55,7 +68,7 @@ def _integrand(kind: str, coef: Callable[..., np.ndarray]) -> Callable[..., Any]
 def lower(terms: Iterable[Any], state: Sequence[sp.Symbol], tsym: sp.Symbol | None = None
           ) -> Callable[..., Any]:
     """The summed numpy integrand ``f(u, v, X, t)`` of IR terms (one dispatch on the kind)."""
-    parts = [_integrand(t.kind, lambdify(t.coefficient, state, tsym)) for t in terms]
+    parts = [_integrand(t.kind, _cached(lambdify(t.coefficient, state, tsym))) for t in terms]
     if not parts:
         raise InputError("lowering: no terms to assemble")
 

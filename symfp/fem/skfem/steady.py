@@ -25,9 +25,9 @@ import sympy as sp
 
 from ...errors import InputError, MeshError, SolverError
 from . import require_serial, require_skfem
+from .field import Field
 from .lowering import assemble_bilinear, assemble_linear, assemble_weighted, mass_matrix, supg_exit_time
 from .mesh import SkMesh, as_skfem
-from .solution import Field
 
 
 def check_problem(sde: Any, mesh: Any, where: str) -> SkMesh:
@@ -79,7 +79,7 @@ def mean_exit_time(sde: Any, mesh: Any, absorbing: str | Iterable[str] | None = 
     r"""Solve :math:`-\mathcal L\tau = 1`, τ = 0 on the absorbing parts (None: whole boundary).
 
     Returns:
-        A :class:`~symfp.fem.skfem.solution.Field` (``eval``, ``max``, ``mean_over``, ``write``).
+        A :class:`~symfp.fem.skfem.field.Field` (``eval``, ``max``, ``mean_over``, ``write``).
     """
     from ...symbolic.weakform import exit_time_form
 

@@ -1,4 +1,7 @@
-"""Results of the scikit-fem backend: the forward :class:`Solution` and steady :class:`Field` s.
+"""Nodal (P1 vertex-value) forward solutions, backend-neutral: :class:`Solution` (eval, write, load).
+
+Used by the scikit-fem backend, and by :meth:`symfp.fem.dolfinx.solution.Solution.load` to restore a
+written dolfinx solution without dolfinx or h5py.
 
 ``eval(points)`` interpolates the nodal values (P1: barycentric on the neutral mesh; P2 through
 scikit-fem's probes), NaN outside the mesh. ``write(dir)`` writes ``density.xdmf`` (XML data, no HDF5:
@@ -8,34 +11,34 @@ solution that evaluates and plots like a fresh one.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
-from ...errors import InputError
-from ..mesh import NeutralMesh
-from ..output import atomic_write, read_observables, write_observables
+from ..errors import InputError
+from .mesh import NeutralMesh
+from .output import read_observables, write_observables
 
 _CELL_TYPES = {1: "line", 2: "triangle", 3: "tetra"}
 
 
-def _write_xdmf(path: str, mesh: NeutralMesh, name: str, series: list[tuple[float, np.ndarray]]) -> None:
+def write_xdmf(path: str, mesh: NeutralMesh, name: str, series: list[tuple[float, np.ndarray]]) -> None:
     import meshio
 
     tmp = path + ".tmp.xdmf"
     cells = [(_CELL_TYPES[mesh.dim], mesh.cells)]
+    pts = np.zeros((len(mesh.points), 3))  # XDMF geometry is XYZ (meshio refuses 1-D points)
+    pts[:, : mesh.dim] = mesh.points
     with meshio.xdmf.TimeSeriesWriter(tmp, data_format="XML") as w:
-        w.write_points_cells(mesh.points, cells)
+        w.write_points_cells(pts, cells)
         for t, vals in series:
             w.write_data(float(t), point_data={name: np.asarray(vals, dtype=float)})
     os.replace(tmp, path)
 
 
-def _read_xdmf(path: str) -> tuple[NeutralMesh, list[tuple[float, np.ndarray]]]:
+def read_xdmf(path: str) -> tuple[NeutralMesh, list[tuple[float, np.ndarray]]]:
     import meshio
 
     with meshio.xdmf.TimeSeriesReader(path) as r:
@@ -47,6 +50,12 @@ def _read_xdmf(path: str) -> tuple[NeutralMesh, list[tuple[float, np.ndarray]]]:
     d = {"line": 1, "triangle": 2, "tetra": 3}[cells[0].type]
     return NeutralMesh(points=np.asarray(points)[:, :d], cells=np.asarray(cells[0].data, dtype=np.int64),
                        source=os.path.basename(path)), series
+
+
+def _is_xml_xdmf(path: str) -> bool:
+    """True for an XDMF file with inline XML data (HDF5-backed files need h5py to read)."""
+    with open(path) as fh:
+        return 'Format="HDF"' not in fh.read()
 
 
 @dataclass
@@ -93,7 +102,7 @@ class Solution:
         os.makedirs(directory, exist_ok=True)
         if self.density is not None:
             items = sorted(self.snapshots.items()) or [(float(self.times[-1]), self.density)]
-            _write_xdmf(os.path.join(directory, "density.xdmf"), self.mesh, "density", items)
+            write_xdmf(os.path.join(directory, "density.xdmf"), self.mesh, "density", items)
         write_observables(directory, self.observables, {**self.info, "backend": "skfem"})
         return directory
 
@@ -108,8 +117,11 @@ class Solution:
         mesh = density = None
         snaps: dict[float, np.ndarray] = {}
         path = os.path.join(directory, "density.xdmf")
-        if os.path.exists(path):
-            mesh, series = _read_xdmf(path)
+        nodal = os.path.join(directory, "density_p1.xdmf")  # a dolfinx solution's XML copy
+        if os.path.exists(nodal):
+            path = nodal
+        if os.path.exists(path) and _is_xml_xdmf(path):
+            mesh, series = read_xdmf(path)
             snaps = dict(series)
             density = series[-1][1]
         return cls(times=obs["t"], observables=obs, mesh=mesh, density=density, snapshots=snaps, info=info)
@@ -117,89 +129,3 @@ class Solution:
     def __repr__(self) -> str:
         return (f"Solution({len(self.times)} output times up to t = {self.times[-1]:g}, backend='skfem', "
                 f"stabilisation={self.info.get('stabilisation')!r}, scheme={self.info.get('scheme')!r})")
-
-
-@dataclass(eq=False)
-class Field:
-    """A steady finite-element field (mean exit time, stationary density) of the scikit-fem backend.
-
-    Attributes:
-        values: the dof values. basis: the scikit-fem basis. mesh: the :class:`NeutralMesh`.
-        sde: the SDE. name: "tau" or "p". degree: the Lagrange degree. info: summaries.
-    """
-
-    values: np.ndarray
-    basis: Any
-    mesh: NeutralMesh
-    sde: Any
-    name: str
-    degree: int = 1
-    info: dict[str, Any] = field(default_factory=dict)
-    absorbing: tuple[str, ...] | None = None
-    stabilization: str | None = None
-    observables: dict[str, Any] = field(default_factory=dict)
-
-    backend = "skfem"
-
-    def eval(self, points: Any) -> np.ndarray:
-        """Values at ``points`` (n, d) → (n,); NaN outside the mesh."""
-        pts = np.asarray(points, dtype=float).reshape(-1, self.mesh.dim)
-        if self.degree == 1:
-            return self.mesh.interpolate_p1(self.values[: len(self.mesh.points)], pts)
-        cells = self.mesh.locate_cells(pts)
-        out = np.full(len(pts), np.nan)
-        ok = cells >= 0
-        if ok.any():
-            out[ok] = self.basis.probes(pts[ok].T) @ self.values
-        return out
-
-    def max(self) -> float:
-        """The largest nodal value."""
-        return float(np.max(self.values))
-
-    def integral(self, g: Any = 1) -> float:
-        r""":math:`\int g\,u` for a SymPy expression ``g`` in the state."""
-        from .lowering import assemble_weighted
-
-        return float(assemble_weighted(g, self.basis, tuple(self.sde.state)) @ self.values)
-
-    def mean_over(self, density: Any = None) -> float:
-        r""":math:`\int u\rho/\int\rho` for a SymPy density (None: uniform on the mesh)."""
-        from .lowering import assemble_weighted
-
-        rho = sp.S.One if density is None else sp.sympify(density)
-        w = assemble_weighted(rho, self.basis, tuple(self.sde.state))
-        den = float(w.sum())
-        if not den > 0:
-            raise InputError(f"mean_over: the density integrates to {den} on the mesh; give a non-negative "
-                             "density with positive mass there")
-        return float(w @ self.values) / den
-
-    def expect(self, expr: Any) -> float:
-        r""":math:`\int g\,p` (stationary density)."""
-        return self.integral(expr)
-
-    @property
-    def mass(self) -> float:
-        return float(self.observables["mass"])
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.observables["mean"]
-
-    @property
-    def cov(self) -> np.ndarray:
-        return self.observables["cov"]
-
-    def write(self, directory: str | os.PathLike) -> str:
-        """Write the field (XDMF, vertex values) and a JSON summary; returns the XDMF path."""
-        directory = os.fspath(directory)
-        os.makedirs(directory, exist_ok=True)
-        label = "exit_time" if self.name == "tau" else "stationary"
-        path = os.path.join(directory, f"{label}.xdmf")
-        _write_xdmf(path, self.mesh, self.name, [(0.0, self.eval(self.mesh.points))])
-        summary = {"quantity": label.replace("_", " "), "max": self.max(), "degree": self.degree,
-                   "backend": "skfem", **{k: np.asarray(v).tolist() for k, v in self.observables.items()},
-                   **self.info}
-        atomic_write(os.path.join(directory, f"{label}.json"), json.dumps(summary, indent=2, default=str))
-        return path
