@@ -79,3 +79,7 @@ def os_error_text(exc: OSError) -> str:
     elif exc.errno == errno.EISDIR:
         reason += " (a directory is in the way: give a file name)"
     return reason
+
+
+class LongRunWarning(UserWarning):
+    """A run was estimated to take long (minutes or more) without a progress display."""

@@ -160,7 +160,7 @@ def check_cells(cells: Any, where: str = "mesh.box") -> Any:
         if not ok or int(c) < 1:
             raise MeshError(
                 f"{where}: cells[{axis}] = {c!r} is not a positive whole number of cells; give e.g. "
-                f"cells=({', '.join('64' for _ in seq)})"
+                f"cells={tuple(64 for _ in seq)}"
             )
         out.append(int(c))
     return tuple(out) if isinstance(cells, (list, tuple)) else out[0]

@@ -403,3 +403,17 @@ def check_diffusion(sde: Any, points: Any, where: str, region: str = "the sample
         f"{lam[k]:.4g} at {at}). A diffusion matrix D = σσᵀ/2 must be positive semi-definite; "
         "symfp refuses rather than clamp the noise to 0." + _valid_lr_hint(sde, pts)
     )
+
+
+def model_id(sde: Any) -> str:
+    """A short hash identifying an SDE's state names, drift, diffusion and time symbol.
+
+    Two clouds or solutions of the same process share it, whatever their objects; comparing ids
+    (not state names) tells two different models of the same dimension apart.
+    """
+    import hashlib
+
+    state, b, D = sde_parts(sde, "model_id")
+    text = sp.srepr((tuple(str(s) for s in state), sp.ImmutableMatrix(b), sp.ImmutableMatrix(D),
+                     str(getattr(sde, "time", None))))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
