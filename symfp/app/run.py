@@ -134,6 +134,8 @@ def validate_spec(spec: Spec) -> None:
                     "names (e.g. 'xmin' or ['xmin', 'xmax'])"
                 )
             mesh = et.get("mesh") or spec.get("mesh")
+            if callable(mesh) and _boundary_names(mesh) is None:
+                mesh = mesh()  # a box is built in milliseconds; a wrong name costs the whole run
             known = _boundary_names(mesh)
             bad = [a for a in names if known is not None and a not in known]
             if bad:

@@ -60,6 +60,8 @@ def as_square(expr: Any, d: int, what: str, where: str) -> sp.Matrix:
             m = sp.sympify(expr) * sp.eye(d)
     except (sp.SympifyError, TypeError, ValueError) as exc:
         raise InputError(f"{where}: {what} {expr!r} is not a SymPy matrix") from exc
+    if not isinstance(m, sp.MatrixBase):  # nan * eye(d) is nan
+        raise InputError(f"{where}: the {what} matrix D = [[{expr}]] is not a number or expression")
     if m.shape != (d, d):
         raise InputError(f"{where}: {what} has shape {m.shape}, expected ({d}, {d})")
     return m
@@ -122,6 +124,10 @@ class SDE(Stage):
         d = len(st)
         b = as_column(drift, d, "drift", "SDE")
         D = as_square(diffusion, d, "diffusion", "SDE")
+        for name, mat in (("drift", b), ("diffusion matrix D", D)):
+            if mat.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+                raise InputError(f"SDE: the {name} = {mat.tolist()} has entries that are not finite "
+                                 "(nan/inf); check the values substituted into it (lr, noise, constants)")
         asym = (D - D.T).applyfunc(sp.simplify)
         if any(e != 0 for e in asym):
             raise InputError(
