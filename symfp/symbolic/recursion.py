@@ -459,10 +459,15 @@ class SGD(Stage):
         return self.recursion.moments()
 
     def sme(self, order: int = 1):
-        """The stochastic modified equation of order 1 or 2 (see :func:`symfp.symbolic.sme.sgd_sme`)."""
-        from .sme import sgd_sme
+        """The stochastic modified equation of order 1 or 2 (see :func:`symfp.symbolic.sme.sgd_sme`).
 
-        return sgd_sme(self, order=order)
+        Its duration is logged (``symfp`` logger, INFO; shown by the command line).
+        """
+        from .sme import sgd_sme
+        from .stage import timed
+
+        with timed(f"sme(order={order}) of SGD in {', '.join(map(str, self.state))}"):
+            return sgd_sme(self, order=order)
 
     def implicit_regularizer(self) -> sp.Expr:
         """The Smith–Dherin–Barrett–De modified loss (:func:`.regularizer.implicit_regularizer`)."""
