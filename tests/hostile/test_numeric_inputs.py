@@ -256,6 +256,7 @@ FE_CASES = [
 
 
 @pytest.mark.fem
+@pytest.mark.mpi
 @pytest.mark.parametrize("call,cls,pattern", [c[1:] for c in FE_CASES], ids=[c[0] for c in FE_CASES])
 def test_finite_elements(call, cls, pattern):
     with pytest.raises(cls, match=pattern):
@@ -263,6 +264,7 @@ def test_finite_elements(call, cls, pattern):
 
 
 @pytest.mark.fem
+@pytest.mark.mpi
 def test_partly_unstable_sme_warns_with_the_valid_lr():
     from symfp.fem.checks import StabilityWarning
 

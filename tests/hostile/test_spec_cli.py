@@ -110,6 +110,21 @@ SPECS = [
         r"unknown keys in `weak_error`: \['nn'\]",
     ),
     (
+        "solve-sme-of-divergent-sgd",
+        "eta = sp.Symbol('eta', positive=True)\n"
+        "model = symfp.SGD(loss=th**2 / 2, params=[th], data=None, lr=eta, noise=0.1)\nparams = {eta: 5}\n",
+        ["solve"],
+        r"solve: the SGD that this SME models is linearly unstable: lr·λ_max\(∇²f\) ≥ 2 .*\(lr = 5"
+        r".*use lr < 2",
+    ),
+    (
+        "solve-order2-sme-not-psd",
+        "eta = sp.Symbol('eta', positive=True)\nmodel = symfp.SGD(loss=th**4 / 4 - th**2 / 2, params=[th], "
+        "data=None, lr=eta, noise=0.1)\nparams = {eta: 1.5}\norder = 2\n",
+        ["solve"],
+        r"solve: the diffusion D = .* < 0 for -0.333 < theta < 0.333.*lr ≤ 1 \(here lr = 1.5\)",
+    ),
+    (
         "loss-string-huge-power",
         "model = symfp.SGD(loss='theta**2 + 9**9**9', params=[th], data=None, lr=0.1)\n",
         ["derive"],
@@ -126,10 +141,13 @@ def test_bad_specs_exit_2_before_the_first_stage(tmp_path, capsys, body, verb, p
     t0 = time.perf_counter()
     with pytest.raises(SystemExit) as exc:
         main(args)
-    err = capsys.readouterr().err.strip()
-    assert exc.value.code == 2, err
-    assert err.count("\n") == 0 and "Traceback" not in err
-    assert err.startswith(f"symfp {verb[0]}: ") and "spec.py" in err or "SGD" in err, err
+    lines = capsys.readouterr().err.strip().splitlines()
+    err = lines[-1] if lines else ""
+    assert exc.value.code == 2, lines
+    assert all(ln.startswith("[symfp]") for ln in lines[:-1]) and "Traceback" not in err  # one error line
+    assert err.startswith(f"symfp {verb[0]}: "), err
+    # where: the spec file, or the call that refused it (SGD, solve)
+    assert "spec.py" in err or "SGD" in err or "solve:" in err, err
     import re
 
     assert re.search(pattern, err), err
