@@ -289,6 +289,10 @@ def _write_density(sol: Any, out: Path, folder: RunFolder) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     try:
         sol.write(str(tmp))
+        msh = getattr(sol, "mesh", None)
+        comm = getattr(getattr(msh, "mesh", msh), "comm", None)
+        if comm is not None and comm.size > 1:
+            comm.Barrier()  # every rank's part is on disk before rank 0 renames the folder
         if folder.rank0:
             write_with(out / "density", lambda t: os.replace(tmp, t), what="density folder")
     except OSError as exc:
