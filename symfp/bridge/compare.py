@@ -308,7 +308,21 @@ def _check_pair(solution: Any, cloud: Any, check_model: bool = True) -> None:
             f"compare: the FE solution is in ({', '.join(fe_names)}), the particles in "
             f"({', '.join(map(str, cloud.state))}); compare the same model"
         )
-    cid = cloud.info.get("model_id") if isinstance(getattr(cloud, "info", None), dict) else None
+    info = cloud.info if isinstance(getattr(cloud, "info", None), dict) else {}
+    if check_model and info.get("source") == "recursion" and not info.get("lr_schedule"):
+        from ..symbolic.sde import numeric_source
+
+        src = numeric_source(sde)
+        lr = getattr(src, "lr", None)
+        dt = info.get("dt")
+        if lr is not None and getattr(lr, "is_number", False) and dt is not None:
+            if abs(float(lr) - float(dt)) > 1e-9 * max(1.0, abs(float(lr))):
+                raise InputError(
+                    f"compare: the particles ran the recursion with step lr = {float(dt):g}, but the FE "
+                    f"solution solves the {getattr(sde, 'origin', 'SDE')} with lr = {float(lr):g}; "
+                    "compare the same model"
+                )
+    cid = info.get("model_id")
     if check_model and cid is not None and cloud.info.get("source") == "sde":
         from ..symbolic.sde import model_id
 

@@ -336,6 +336,24 @@ COMPARE_CASES = [
 ]
 
 
+def _sme_vs_other_lr(sol):
+    sme_sol = quad(0.1).sme().fokker_planck().solve(
+        mesh1(-3, 3, 60), sp.exp(-(th**2) * 2), t_end=0.2, dt=0.02, progress=False
+    )
+    return symfp.compare(sme_sol, quad(0.05).simulate(500, 4, init=0.0))
+
+
+COMPARE_CASES.append(
+    (
+        "recursion-other-lr",
+        _sme_vs_other_lr,
+        InputError,
+        r"compare: the particles ran the recursion with step lr = 0.05, but the FE solution solves the "
+        r"order-1 stochastic modified equation of SGD with lr = 0.1",
+    )
+)
+
+
 @pytest.mark.fem
 @pytest.mark.torch
 @pytest.mark.parametrize(
