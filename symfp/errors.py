@@ -76,6 +76,12 @@ def os_error_text(exc: OSError) -> str:
         reason += " (the disk is full: free space or write elsewhere)"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         reason += " (choose a folder you can write to)"
+    elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        reason += " (a file is in the way: a parent of the path is not a folder)"
     elif exc.errno == errno.EISDIR:
         reason += " (a directory is in the way: give a file name)"
     return reason
+
+
+class LongRunWarning(UserWarning):
+    """A run was estimated to take long (minutes or more) without a progress display."""

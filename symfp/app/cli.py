@@ -192,7 +192,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     """``symfp solve``: FE solve, print the final moments (or all observables with --json)."""
     from .pipeline import solve
 
-    _, out = solve(_load(args), order=args.order)
+    _, out = solve(_load(args), order=args.order, progress=_rank() == 0)
     f = out["final"]
     _emit(args, out, _moments_text(f"FE at t = {f['t']:.4g}", f) + f"  ({out['seconds']:.2f} s)")
     return EXIT_OK
@@ -202,7 +202,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """``symfp simulate``: particles, print mean and variance with standard errors."""
     from .pipeline import simulate
 
-    _, out = simulate(_load(args), order=args.order, n=args.particles, method=args.method)
+    _, out = simulate(_load(args), order=args.order, n=args.particles, method=args.method,
+                      progress=_rank() == 0)
     text = _moments_text(f"{out['n']} particles ({out['method']}) at t = {out['t_end']:.4g}", out)
     _emit(args, out, text + f"  ({out['seconds']:.2f} s)")
     return EXIT_OK
@@ -213,9 +214,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .pipeline import compare, simulate, solve
 
     spec = _load(args)
-    sol, s_out = solve(spec, order=args.order)
-    cloud, p_out = simulate(spec, order=args.order, n=args.particles, method=args.method)
-    _, c_out = compare(sol, cloud)
+    from ..symbolic.stage import timed
+
+    with timed("validate: FE solve"):
+        sol, s_out = solve(spec, order=args.order, progress=_rank() == 0)
+    with timed("validate: particles"):
+        cloud, p_out = simulate(spec, order=args.order, n=args.particles, method=args.method,
+                                progress=_rank() == 0)
+    with timed("validate: compare"):
+        _, c_out = compare(sol, cloud)
     data = {
         "spec": str(spec.path),
         "passed": c_out["passed"],
@@ -301,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.size:
         os.environ["SYMFP_SIZE"] = args.size
     debug = bool(getattr(args, "debug", False))
+    if _rank() == 0:  # stage timings and progress bars on stderr (stdout stays the result / JSON)
+        from ..symbolic.stage import show_progress
+
+        show_progress()
     try:
         return COMMANDS[args.verb](args)
     except SymfpError as exc:

@@ -61,10 +61,15 @@ def derive(spec: Spec, order: int | None = None, tex: str | Path | None = None, 
         diffusion as strings, their numeric form with ``params``, the stationary density, the files
         written and the time taken.
     """
+    from ..symbolic.stage import timed
+
     t0 = time.perf_counter()
     order = order or spec.order
-    sde = spec.sde(order)
-    fp = sde.fokker_planck()
+    timings: dict[str, float] = {}
+    with timed("derive: the SDE" + (f" (SME of order {order})" if spec.given_sde is None else ""), timings):
+        sde = spec.sde(order)
+    with timed("derive: the Fokker-Planck equation", timings):
+        fp = sde.fokker_planck()
     out: dict[str, Any] = {
         "spec": str(spec.path),
         "order": order,
@@ -85,7 +90,8 @@ def derive(spec: Spec, order: int | None = None, tex: str | Path | None = None, 
     except SymfpError as exc:
         out["numeric"] = {"error": str(exc)}
     try:
-        rho = fp.stationary_density()
+        with timed("derive: the stationary density", timings):
+            rho = fp.stationary_density()
     except SymfpError as exc:
         rho = None
         out["stationary_reason"] = str(exc)
@@ -94,7 +100,9 @@ def derive(spec: Spec, order: int | None = None, tex: str | Path | None = None, 
         out["stationary_reason"] = str(fp.stationary_reason)
     out["text"] = _derive_text(spec, sde, fp, out)
     if tex is not None:
-        out.update(write_latex(spec, sde, fp, tex, pdf))
+        with timed("derive: LaTeX" + (" and PDF" if pdf else ""), timings):
+            out.update(write_latex(spec, sde, fp, tex, pdf))
+    out["timings_s"] = timings
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -254,7 +262,8 @@ def final_moments(obs: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- simulate
 def simulate(
-    spec: Spec, order: int | None = None, n: int | None = None, method: str | None = None
+    spec: Spec, order: int | None = None, n: int | None = None, method: str | None = None,
+    progress: bool = False,
 ) -> tuple[Any, dict]:
     """Particle simulation: the exact recursion (``method="recursion"``) or the SDE (``"sde"``).
 
@@ -279,6 +288,8 @@ def simulate(
             cfg.pop("scheme", None)
     t_end = spec.number("t_end", "simulate")
     extra = {k: cfg[k] for k in ("device", "batch") if k in cfg}
+    if progress:
+        extra["progress"] = True
     summary: dict[str, Any] = {
         "spec": str(spec.path),
         "n": cfg["n"],

@@ -259,7 +259,8 @@ class Spec:
                 if not ok:
                     want = "a SymPy relation such as theta < 0" if key == "basins" else "a SymPy expression"
                     raise InputError(
-                        f"{self.path}: `{key}`[{name!r}] = {expr!r} is a {type(expr).__name__}, expected {want} "
+                        f"{self.path}: `{key}`[{name!r}] = {expr!r} is a {type(expr).__name__}, "
+                        f"expected {want} "
                         "in the state symbols (strings are not parsed here)"
                     )
                 extra = {str(x) for x in expr.free_symbols} - {str(x) for x in self.state}

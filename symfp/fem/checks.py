@@ -72,8 +72,12 @@ def check_diffusion_on_mesh(sde: Any, mesh: Any, where: str) -> None:
 
 def _sgd_source(sde: Any) -> Any:
     """The plain SGD an SME was derived from (no momentum, numeric lr), or None."""
-    src = getattr(sde, "source", None)
-    if src is None or "stochastic modified equation of SGD" not in str(getattr(sde, "origin", "")):
+    from ..symbolic.sde import numeric_source
+
+    if "stochastic modified equation of SGD" not in str(getattr(sde, "origin", "")):
+        return None
+    src = numeric_source(sde)
+    if src is None:
         return None
     if getattr(src, "momentum", None) is not None or not getattr(src, "lr", sp.nan).is_number:
         return None
@@ -103,18 +107,25 @@ def check_sme_stability(sde: Any, mesh: Any, where: str, *, refuse: bool = True)
     if src is None:
         return None
     params = tuple(src.params)
-    f = src.objective
-    H = sp.hessian(f, params) + src.weight_decay * sp.eye(len(params))
     pts, comm = mesh_points(mesh, len(params))
-    fn = sp.lambdify(params, H.tolist(), "numpy")
     n, d = len(pts), len(params)
-    with np.errstate(all="ignore"):
-        vals = fn(*pts.T)
-    m = np.empty((n, d, d))
-    for i in range(d):
-        for j in range(d):
-            m[:, i, j] = np.broadcast_to(np.asarray(vals[i][j], dtype=float), (n,))
-    lam = np.linalg.eigvalsh(m)[:, -1] if n else np.zeros(0)
+    try:  # the Hessian of the objective at the vertices (skipped if it has no numeric form)
+        H = sp.hessian(src.objective, params) + src.weight_decay * sp.eye(len(params))
+        if H.free_symbols - set(params):
+            raise ValueError("free symbols")
+        fn = sp.lambdify(params, H.tolist(), "numpy")
+        with np.errstate(all="ignore"):
+            vals = fn(*pts.T)
+        m = np.empty((n, d, d))
+        for i in range(d):
+            for j in range(d):
+                m[:, i, j] = np.broadcast_to(np.asarray(vals[i][j], dtype=float), (n,))
+        lam = np.linalg.eigvalsh(m)[:, -1] if n else np.zeros(0)
+        ok = bool(np.all(np.isfinite(lam)))
+    except Exception:  # noqa: BLE001 - e.g. an unexpanded data mean: no check rather than a crash
+        lam, ok = np.zeros(0), False
+    if not all(_gather(comm, ok)):
+        return None
     eta = float(src.lr)
     stats = (float(np.max(lam)) if n else -math.inf, float(np.min(lam)) if n else math.inf,
              int(np.sum(eta * lam >= 2)), n)
@@ -160,7 +171,7 @@ def check_cells(cells: Any, where: str = "mesh.box") -> Any:
         if not ok or int(c) < 1:
             raise MeshError(
                 f"{where}: cells[{axis}] = {c!r} is not a positive whole number of cells; give e.g. "
-                f"cells=({', '.join('64' for _ in seq)})"
+                f"cells={tuple(64 for _ in seq)}"
             )
         out.append(int(c))
     return tuple(out) if isinstance(cells, (list, tuple)) else out[0]

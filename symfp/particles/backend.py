@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,6 +66,57 @@ def check_count(n_particles: Any, where: str) -> int:
     if n <= 0 or n != n_particles:
         raise InputError(f"{where}: n_particles must be a positive integer, got {n_particles!r}")
     return n
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process (MemAvailable, capped by a cgroup limit), or None."""
+    avail = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = None
+    for cg in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(cg, encoding="ascii") as fh:
+                raw = fh.read().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < (1 << 60):
+            avail = int(raw) if avail is None else min(avail, int(raw))
+    return avail
+
+
+def check_memory(n_local: int, d: int, itemsize: int, block: int, where: str, *, absorbing: bool) -> None:
+    """Refuse a run whose arrays cannot fit in memory, before allocating them.
+
+    The run keeps the final positions of every particle (n·d float64, plus exit times with an
+    absorbing set) and, per block of ``block`` particles, the state, the next state and the step's
+    random numbers (about 4·block·d·itemsize, plus the scheme's temporaries: counted twice).
+    """
+    final = n_local * d * 8 + (n_local * 9 if absorbing else 0)
+    work = 8 * block * d * itemsize
+    need = final + work
+    avail = available_memory()
+    if avail is None or need <= 0.8 * avail:
+        return
+    gib = 1024.0**3
+    if final > 0.8 * avail:
+        hint = ("; chunk_size= bounds only the working set, the final positions alone need "
+                f"{final / gib:.3g} GiB")
+    else:
+        hint = f"; pass chunk_size=... (e.g. {max(1, block // 8)})"
+    raise InputError(
+        f"{where}: {n_local} particles in {d} dimension(s) need about {need / gib:.3g} GiB of memory, but "
+        f"{avail / gib:.3g} GiB are available; reduce n_particles (or split the run over MPI ranks / "
+        f"several seeds){hint}"
+    )
 
 
 def chunks(n: int, chunk_size: int | None) -> Iterator[slice]:

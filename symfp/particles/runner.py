@@ -10,6 +10,8 @@ NaNs. Under MPI each rank runs its own share with its own seed; errors are raise
 
 from __future__ import annotations
 
+import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,9 +19,9 @@ import numpy as np
 import sympy as sp
 import torch
 
-from ..errors import DivergenceError, InputError, SymfpError
+from ..errors import DivergenceError, InputError, LongRunWarning, SymfpError
 from .absorbing import as_absorbing, bridge_crossed
-from .backend import check_count, chunks, progress, resolve_device, resolve_dtype
+from .backend import check_count, check_memory, chunks, progress, resolve_device, resolve_dtype
 from .cloud import ExitTimes, ParticleCloud
 from .init import initial_particles
 from .mpi import allsum, local_count, rank_size, world
@@ -113,6 +115,9 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     n_local = local_count(n, comm, even=opt.antithetic)
     offset = sum(local_count_of(n, r, size, opt.antithetic) for r in range(rank))
     d = len(stepper.state)
+    block = min(n_local, int(opt.chunk_size)) if opt.chunk_size else n_local
+    check_memory(n_local, d, torch.empty((), dtype=dtype).element_size(), block, where,
+                 absorbing=opt.absorbing is not None)
     absorbing = as_absorbing(opt.absorbing, d)
     use_bridge = bool(
         opt.bridge and absorbing is not None and hasattr(stepper, "two_d") and absorbing.has_margin
@@ -134,10 +139,13 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     workers = int(opt.threads) if dev.type == "cpu" else 1
     if opt.start_kw.get("compile"):
         workers = 1  # a compiled step is called from one thread (dynamo's guards are not thread-safe)
+    eta: float | None = time.perf_counter()
     for bl in blocks:
         blk = Block(stepper, opt, bl, offset, n, dev, dtype, absorbing, use_bridge, where)
         growth = GrowthMonitor(stepper, opt)
         for k in range(steps):
+            if eta is not None and k in (20, 200):
+                eta = _estimate(eta, k, steps, len(blocks), stepper, opt, rank, where)
             if k == 0 or ((k + 1) % opt.check_every == 0 and k + 1 < steps):
                 failure = _domain_failure(stepper, blk, k)
                 if failure:
@@ -262,6 +270,38 @@ class Block:
         self.theta, self._new = self._new, self.theta
         self.amax = max(self._amax) if blowup is not None else None
         return any(bad)
+
+
+#: estimated durations beyond this (seconds) are announced when no progress bar is shown
+LONG_RUN_S = 120.0
+
+
+def _estimate(t0: float, k: int, steps: int, n_blocks: int, stepper: Any, opt: RunOptions, rank: int,
+              where: str) -> float | None:
+    """After k steps of the first block, warn (once) if the whole run will take long and runs silently.
+
+    Returns None when the estimate is done (no more estimates), else the start time.
+    """
+    elapsed = time.perf_counter() - t0
+    if elapsed < 0.5 and k < 200:
+        return t0  # too early to tell: try again at step 200
+    total = elapsed / k * steps * n_blocks
+    if total > LONG_RUN_S and not opt.progress and rank == 0:
+        warnings.warn(
+            f"{where}: {opt.n_particles} particles × {steps} steps of the {stepper.what} will take about "
+            f"{_duration(total)} on this machine (measured on the first {k} steps); pass progress=True to "
+            "see it advance, or reduce steps / n_particles",
+            LongRunWarning,
+            stacklevel=4,
+        )
+    return None
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("years", 3.15e7), ("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 def _domain_failure(stepper: Any, blk: Block, k: int) -> str | None:

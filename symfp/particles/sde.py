@@ -53,6 +53,7 @@ import sympy as sp
 import torch
 
 from ..errors import InputError
+from ..symbolic.sde import model_id
 from .cache import cached
 from .cloud import ParticleCloud
 from .compiled import Compiled, want_compile
@@ -356,7 +357,8 @@ def simulate_sde(
         blowup,
         fast_normals=fast_normals,
         threads=threads,
-        info={"source": "sde", "scheme": method, "noise": stepper.noise.kind},
+        info={"source": "sde", "scheme": method, "noise": stepper.noise.kind, "model_id": model_id(sde),
+              "origin": str(getattr(sde, "origin", "given"))},
         start_kw={"compile": use},
     )
     cloud = run(stepper, opt, where)

@@ -32,6 +32,17 @@ def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
+def image_rows(X: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` on a meshgrid as an image: rows along y, columns along x (what ``imshow`` draws).
+
+    A grid from ``np.meshgrid(xs, ys, indexing="ij")`` has x varying along axis 0, so its values must
+    be transposed; one with ``indexing="xy"`` (x along axis 1) is already in image order.
+    """
+    X, values = np.asarray(X), np.asarray(values).reshape(np.shape(X))
+    ij = X.shape[0] > 1 and X[1, 0] != X[0, 0]
+    return values.T if ij else values
+
+
 def density_figure(snapshots: Sequence[Mapping[str, Any]], labels: Sequence[str] = ("θ",)) -> Figure:
     """FE density against the particle histogram at a few times.
 
@@ -78,9 +89,7 @@ def density_figure(snapshots: Sequence[Mapping[str, Any]], labels: Sequence[str]
         X, Y = (np.asarray(a, float) for a in snap["grid"])
         fe = np.asarray(snap["fe"], float).reshape(X.shape)
         ext = (X.min(), X.max(), Y.min(), Y.max())
-        axes[0][j].imshow(
-            fe.T if fe.shape != X.shape else fe, origin="lower", extent=ext, aspect="auto", cmap="viridis"
-        )
+        axes[0][j].imshow(image_rows(X, fe), origin="lower", extent=ext, aspect="auto", cmap="viridis")
         axes[0][j].set_title(f"FE, t = {snap['t']:.3g}")
         samples = snap.get("samples")
         if samples is not None:

@@ -183,6 +183,11 @@ class RunFolder:
             names |= {str(f["path"]) for f in old.get("files", []) if isinstance(f, dict) and "path" in f}
         except (OSError, ValueError, AttributeError, TypeError):
             pass
+        try:  # a killed or failed run lists its files in its INCOMPLETE marker
+            lines = (self.out / INCOMPLETE).read_text(encoding="utf-8").splitlines()
+            names |= {ln[2:].strip() for ln in lines if ln.startswith("- ") and ln[2:].strip()}
+        except OSError:
+            pass
         out = []
         for n in sorted(names):
             p = (self.out / n).resolve()
@@ -196,7 +201,13 @@ class RunFolder:
             f"run: {self.command} (pid {os.getpid()}, host {socket.gethostname()})\n"
             f"started: {self.started}\nstage: {self.stage}\nat: {_now()}\n"
             "Files here were written by this run and are not a complete report; there is no manifest.json.\n"
+            "files written by this run (removed by the next run into this folder):\n"
         )
+        for f in self.files:
+            try:
+                text += f"- {Path(f).relative_to(self.out)}\n"
+            except ValueError:
+                pass
         try:
             write_text(self.out / INCOMPLETE, text, what="marker")
         except OSError:
@@ -261,6 +272,8 @@ class RunFolder:
         p = Path(path)
         if p.exists() and str(p) not in self.files:
             self.files.append(str(p))
+            if self.rank0:  # the marker lists the files so far, so that even a SIGKILL'd run is cleaned
+                self._incomplete("a run is in progress (or was killed)", "The run has not finished.")
 
     def wrote(self, name: str) -> bool:
         """Whether this run recorded ``name`` (a report must show only those)."""

@@ -15,6 +15,7 @@ Expressions go through SymPy's LaTeX printer, so ``w1`` renders as :math:`w_{1}`
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from typing import Any
 
 import sympy as sp
 
-from ..errors import DependencyError, InputError, SymfpError
+from ..errors import DependencyError, InputError, OutputError, SymfpError, os_error_text
 from .fokker_planck import FokkerPlanck
 from .sde import SDE
 from .weakform import WeakForm
@@ -245,8 +246,17 @@ class LatexDocument:
     def write(self, path: str | Path) -> Path:
         """Write the ``.tex`` source to ``path``; returns the path."""
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(self.source, encoding="utf-8")
+        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+        try:  # atomic: a temporary file renamed over the target
+            if p.is_dir():
+                raise IsADirectoryError(21, "Is a directory", str(p))
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(self.source, encoding="utf-8")
+            os.replace(tmp, p)
+        except OSError as exc:
+            if tmp.parent.is_dir():
+                tmp.unlink(missing_ok=True)
+            raise OutputError(f"LatexDocument.write: cannot write {p}: {os_error_text(exc)}") from exc
         return p
 
     def pdf(self, path: str | Path, workdir: str | Path | None = None, passes: int = 2) -> Path:

@@ -256,6 +256,10 @@ def _resolve_symbols(items: Iterable[Any], pool: set[sp.Symbol], what: str) -> t
     return tuple(out)
 
 
+#: symbol names that read as time or the step counter in a learning rate (refused: see SGD)
+_TIME_NAMES = frozenset({"t", "time", "k", "step"})
+
+
 def _number_check(value: Any, name: str, positive: bool = False, nonneg: bool = False) -> sp.Expr:
     try:
         v = sp.sympify(value, strict=True)
@@ -264,6 +268,8 @@ def _number_check(value: Any, name: str, positive: bool = False, nonneg: bool = 
     if not isinstance(v, sp.Expr):
         raise InputError(f"SGD: {name} = {value!r} is not a scalar")
     shown = value if isinstance(value, (int, float)) else v
+    if v.has(sp.nan, sp.oo, -sp.oo, sp.zoo) or (v.is_number and v.is_finite is False):
+        raise InputError(f"SGD: {name} = {shown} is not a finite number; give a finite value")
     if v.is_real is False:
         raise InputError(f"SGD: {name} = {shown} is not real")
     if positive and (v.is_positive is False):
@@ -343,13 +349,25 @@ class SGD(Stage):
             raise ExpressionError("SGD: the loss has unevaluated integrals or derivatives; evaluate them")
 
         self.lr = _number_check(lr, "lr", positive=True)
+        timeish = [sym for sym in self.lr.free_symbols if sym.name in _TIME_NAMES]
+        if timeish:
+            raise InputError(
+                f"SGD: lr = {self.lr} contains {timeish[0]}, which looks like time or the step counter; SGD "
+                "would treat it as a constant parameter (the SME would not depend on time). For a "
+                "learning-rate schedule give a constant lr here and the schedule to the simulation "
+                "(model.simulate(..., lr_schedule=lambda k: ...)), or build a time-dependent SDE with "
+                "symfp.SDE(..., time=t)"
+            )
         self.batch_size = _number_check(batch_size, "batch_size", positive=True)
         B = self.batch_size
         if B.is_number:
             if not B.is_integer:
-                if B != int(B):
-                    raise InputError(f"SGD: batch_size = {batch_size} must be a whole number")
-                B = self.batch_size = sp.Integer(int(B))
+                if not float(B).is_integer():
+                    raise InputError(
+                        f"SGD: batch_size = {batch_size} must be a whole number of samples (an integer "
+                        f"such as {max(1, int(float(B)))})"
+                    )
+                B = self.batch_size = sp.Integer(int(float(B)))
             if isinstance(data, Dataset) and B > data.n:
                 raise InputError(
                     f"SGD: batch_size = {B} exceeds the number of samples N = {data.n}; use B <= N"
@@ -441,10 +459,15 @@ class SGD(Stage):
         return self.recursion.moments()
 
     def sme(self, order: int = 1):
-        """The stochastic modified equation of order 1 or 2 (see :func:`symfp.symbolic.sme.sgd_sme`)."""
-        from .sme import sgd_sme
+        """The stochastic modified equation of order 1 or 2 (see :func:`symfp.symbolic.sme.sgd_sme`).
 
-        return sgd_sme(self, order=order)
+        Its duration is logged (``symfp`` logger, INFO; shown by the command line).
+        """
+        from .sme import sgd_sme
+        from .stage import timed
+
+        with timed(f"sme(order={order}) of SGD in {', '.join(map(str, self.state))}"):
+            return sgd_sme(self, order=order)
 
     def implicit_regularizer(self) -> sp.Expr:
         """The Smith–Dherin–Barrett–De modified loss (:func:`.regularizer.implicit_regularizer`)."""

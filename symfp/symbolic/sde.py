@@ -60,6 +60,8 @@ def as_square(expr: Any, d: int, what: str, where: str) -> sp.Matrix:
             m = sp.sympify(expr) * sp.eye(d)
     except (sp.SympifyError, TypeError, ValueError) as exc:
         raise InputError(f"{where}: {what} {expr!r} is not a SymPy matrix") from exc
+    if not isinstance(m, sp.MatrixBase):  # nan * eye(d) is nan
+        raise InputError(f"{where}: the {what} matrix D = [[{expr}]] is not a number or expression")
     if m.shape != (d, d):
         raise InputError(f"{where}: {what} has shape {m.shape}, expected ({d}, {d})")
     return m
@@ -122,6 +124,10 @@ class SDE(Stage):
         d = len(st)
         b = as_column(drift, d, "drift", "SDE")
         D = as_square(diffusion, d, "diffusion", "SDE")
+        for name, mat in (("drift", b), ("diffusion matrix D", D)):
+            if mat.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+                raise InputError(f"SDE: the {name} = {mat.tolist()} has entries that are not finite "
+                                 "(nan/inf); check the values substituted into it (lr, noise, constants)")
         asym = (D - D.T).applyfunc(sp.simplify)
         if any(e != 0 for e in asym):
             raise InputError(
@@ -177,7 +183,7 @@ class SDE(Stage):
         bad = [k for k in m if k in self.state or k == self.time]
         if bad:
             raise InputError(f"SDE.subs: cannot substitute for state variables or time {bad}")
-        return SDE(
+        out = SDE(
             self.state,
             self.drift.subs(m),
             self.diffusion.subs(m),
@@ -186,6 +192,9 @@ class SDE(Stage):
             source=self.source,
             time=self.time,
         )
+        # the substitutions, for checks that need the numeric source model (see numeric_source)
+        object.__setattr__(out, "_source_subs", {**getattr(self, "_source_subs", {}), **m})
+        return out
 
     def simplify(self) -> SDE:
         """Return the SDE with drift and diffusion simplified entry by entry."""
@@ -327,11 +336,28 @@ def _region_1d(expr: sp.Expr, s: sp.Symbol, pts: Any, bad: Any) -> str:
     return f"{s} in " + " ∪ ".join(runs[:4]) + (" ∪ …" if len(runs) > 4 else "") + " (sample points)"
 
 
+def numeric_source(sde: Any) -> Any:
+    """The model an SDE was derived from, with the numbers later substituted into the SDE (or None).
+
+    ``model.sme().subs({eta: 0.1})`` keeps the symbolic model as its source; checks that need the
+    numeric model (its lr, its loss) get ``model.subs({eta: 0.1})`` here.
+    """
+    src = getattr(sde, "source", None)
+    subs = getattr(sde, "_source_subs", None)
+    if src is None or not subs or not hasattr(src, "subs"):
+        return src
+    try:
+        known = {str(p) for p in getattr(src, "parameters", set())}
+        return src.subs({k: v for k, v in subs.items() if str(k) in known})
+    except Exception:  # noqa: BLE001 - a best-effort view of the source; the checks skip without it
+        return src
+
+
 def _valid_lr_hint(sde: Any, pts: Any) -> str:
     """For an order-2 SME of plain SGD: the step sizes for which D ⪰ 0 at the same points."""
     import numpy as np
 
-    src = getattr(sde, "source", None)
+    src = numeric_source(sde)
     origin = str(getattr(sde, "origin", ""))
     if "order-2" not in origin:
         return ""
@@ -403,3 +429,17 @@ def check_diffusion(sde: Any, points: Any, where: str, region: str = "the sample
         f"{lam[k]:.4g} at {at}). A diffusion matrix D = σσᵀ/2 must be positive semi-definite; "
         "symfp refuses rather than clamp the noise to 0." + _valid_lr_hint(sde, pts)
     )
+
+
+def model_id(sde: Any) -> str:
+    """A short hash identifying an SDE's state names, drift, diffusion and time symbol.
+
+    Two clouds or solutions of the same process share it, whatever their objects; comparing ids
+    (not state names) tells two different models of the same dimension apart.
+    """
+    import hashlib
+
+    state, b, D = sde_parts(sde, "model_id")
+    text = sp.srepr((tuple(str(s) for s in state), sp.ImmutableMatrix(b), sp.ImmutableMatrix(D),
+                     str(getattr(sde, "time", None))))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

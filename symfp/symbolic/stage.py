@@ -6,7 +6,10 @@ A stage is an immutable object that prints readably, renders as LaTeX in Jupyter
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import sympy as sp
@@ -36,6 +39,50 @@ def sympify_mapping(
         except (sp.SympifyError, TypeError) as exc:
             raise InputError(f"{where}: value {value!r} for {key} is not a number or expression") from exc
     return out
+
+
+#: the logger of symfp's stage timings ("derive: sme(order=2) ... 12.3 s"); the command line shows it on
+#: stderr; in Python: ``logging.basicConfig(level=logging.INFO)`` or ``symfp.symbolic.stage.show_progress()``
+log = logging.getLogger("symfp")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is at the time of each message."""
+
+    _symfp = True
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        import sys
+
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def show_progress() -> None:
+    """Show symfp's stage timings (INFO messages of the ``symfp`` logger) on stderr."""
+    if not any(getattr(h, "_symfp", False) for h in log.handlers):
+        h = _StderrHandler()
+        h.setFormatter(logging.Formatter("[symfp] %(message)s"))
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def timed(name: str, record: dict[str, float] | None = None) -> Iterator[None]:
+    """Log ``name ...`` at the start and ``name: 1.23 s`` at the end of a stage; store it in ``record``."""
+    log.info("%s ...", name)
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        dt = time.perf_counter() - t0
+        if record is not None:
+            record[name] = dt
+        log.info("%s: %.2f s", name, dt)
 
 
 class Stage:

@@ -47,9 +47,24 @@ def test_fe_and_particles_agree_and_wrong_drift_fails():
     assert dens.particles < dens.noise * 1.5 + 0.01
     assert good.info["escaped_mass"] < 1e-3
     wrong = symfp.SDE([x, y], [-1.3 * x + 0.2 * y, -y], [[0.1, 0.02], [0.02, 0.15]])
-    bad = symfp.compare(sol, particles(wrong, seed=1))
+    wrong_cloud = particles(wrong, seed=1)
+    # same dimension and names, another model: refused by model id, not passed on names
+    with pytest.raises(symfp.errors.InputError, match=r"different SDE \(model id [0-9a-f]+\).*drift"):
+        symfp.compare(sol, wrong_cloud)
+    bad = symfp.compare(sol, wrong_cloud, check_model=False)  # the metrics alone must see it
     assert not bad.passed
     assert any(m.name == "mean[x]" and not m.passed for m in bad.metrics)
     text = str(bad)
     assert "FAILED" in text and "density L1" in text and "mean[x]" in text
     assert bad.to_dict()["passed"] is False
+    # the density row has no FE value: labelled, and None in JSON rather than a misleading 0
+    assert "(ref.)" in text and bad.to_dict()["metrics"][-1]["fe"] is None
+    assert "FE error" in text and "not estimated" in good.info["fe_error"]
+    assert "same SDE" in good.info["expected"]
+    # a coarser solve (twice the cell size) puts the FE error into the tolerance (noise grows)
+    coarse = sde.fokker_planck().solve(symfp.mesh.box([(-2, 2.5), (-2, 2)], cells=(23, 20)), p0(),
+                                       t_end=0.5, dt=0.01, progress=False)
+    withfe = symfp.compare(sol, particles(sde), coarse=coarse)
+    for a, b in zip(good.metrics[:-1], withfe.metrics[:-1], strict=True):
+        assert b.noise >= a.noise
+    assert "Richardson" in withfe.info["fe_error"]

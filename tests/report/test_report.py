@@ -155,3 +155,40 @@ def test_html_page_has_table_and_figures(tmp_path):
     page = write_html(tmp_path / "r.html", "Title & more", [("Comparison", t)], [("density", "density.png")])
     text = page.read_text()
     assert "<title>Title &amp; more</title>" in text and "src='density.png'" in text and "0.1235" in text
+
+
+def test_density_figure_draws_the_2d_peak_where_the_mass_is():
+    """A Gaussian blob at (2.5, 0) on [-1, 4] × [-2, 2] (meshgrid indexing="ij", as symfp run builds it)
+    must be drawn at (2.5, 0), not transposed to (0, 2.5)-ish; the particle panel's peak too."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from symfp.report.figures import density_figure, image_rows
+
+    xs, ys = np.linspace(-1, 4, 101), np.linspace(-2, 2, 81)
+    X, Y = np.meshgrid(xs, ys, indexing="ij")
+    fe = np.exp(-((X - 2.5) ** 2 + Y**2) / (2 * 0.3**2))
+    rng = np.random.default_rng(0)
+    samples = rng.normal([2.5, 0.0], 0.3, size=(20_000, 2))
+    fig = density_figure([{"t": 1.0, "grid": (X, Y), "fe": fe, "samples": samples}], ["x", "y"])
+    ax_fe, ax_p = fig.axes[0], fig.axes[1]
+    for ax in (ax_fe, ax_p):
+        im = (ax.images or ax.collections)[0]
+        arr = np.asarray(im.get_array()).reshape(-1)
+        if ax.images:
+            img = np.asarray(im.get_array())
+            x0, x1, y0, y1 = im.get_extent()
+            r, c = np.unravel_index(np.argmax(img), img.shape)  # origin="lower": row = y, column = x
+            px = x0 + (c + 0.5) * (x1 - x0) / img.shape[1]
+            py = y0 + (r + 0.5) * (y1 - y0) / img.shape[0]
+        else:  # hist2d's QuadMesh: cell centres from its coordinates
+            coords = im.get_coordinates()
+            cx = 0.5 * (coords[:-1, :-1] + coords[1:, 1:])
+            k = np.argmax(arr)
+            px, py = cx.reshape(-1, 2)[k]
+        # grid spacing 0.05 (FE) and bins of 5/60, 4/60 (particles): the peak within two cells
+        assert px == pytest.approx(2.5, abs=0.2) and py == pytest.approx(0.0, abs=0.2), ax.get_title()
+    # both meshgrid conventions give the same picture
+    Xa, Ya = np.meshgrid(xs, ys)  # indexing="xy"
+    fa = np.exp(-((Xa - 2.5) ** 2 + Ya**2) / (2 * 0.3**2))
+    np.testing.assert_allclose(image_rows(Xa, fa), image_rows(X, fe))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import unicodedata
 
 import numpy as np
 import pytest
@@ -61,6 +62,7 @@ def test_sgd_2d_document_compiles_and_has_the_derivation_sections(tmp_path):
     assert "undefined" not in log.lower() and "Rerun to get" not in log
     if shutil.which("pdftotext"):
         text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+        text = unicodedata.normalize("NFKC", text)  # pdftotext returns ligatures: "ﬁ" -> "fi"
         for title in ["Recursion", "One-step moments", "Stochastic modified equation", "Weak form"]:
             assert title in text
 

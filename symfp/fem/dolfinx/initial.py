@@ -70,8 +70,10 @@ def interpolate_density(p0: Any, V: Any, state: Sequence[sp.Symbol], where: str 
     vmin = comm.allreduce(float(vals.min()) if len(vals) else np.inf, op=m.MPI.MIN)
     if vmin < -negative_tol * max(vmax, 0.0) or vmax <= 0:
         if vmax <= 0:
-            raise InputError(f"{where}: p0 has zero mass (max {vmax:g} on the mesh); give a non-negative "
-                             "density that is positive somewhere in the domain")
+            what = ("is negative everywhere on the mesh" if vmax < 0
+                    else "has zero mass: it is 0 everywhere on the mesh")
+            raise InputError(f"{where}: p0 {what} (max {vmax:g}, min {vmin:g}); give a non-negative "
+                             "density that is positive somewhere in the domain (check its sign)")
         raise InputError(f"{where}: p0 is negative (min {vmin:g}, max {vmax:g}); a density must be ≥ 0")
     mass = compat.scalar_integral(p, msh)
     if not mass > 0:
