@@ -7,9 +7,11 @@ polynomial in the data stays *one* SymPy node, whatever N is:
     \operatorname{mean}_i[e] = \frac1N\sum_{i=1}^N e(\theta;\xi_i),\qquad
     \operatorname{Cov}_i[a, b] = \frac1N\sum_{i=1}^N (a_i - \bar a)(b_i - \bar b).
 
-Both are linear (bilinear) in their argument(s): factors free of the data come out, sums split, so
-two expressions that are equal as polynomials in the nodes cancel exactly (a product of two means and
-the mean of a product stay distinct). Differentiation in θ passes under the sum,
+Both are canonicalised on construction: terms free of the data leave the mean (and drop out of a
+covariance), a product's factors free of the data come out, a sum keeps its terms together under one
+node with its numeric content and sign pulled out; the covariance is symmetric. So the same quantity
+reached by two derivations is the same node and cancels exactly (a product of two means and the mean
+of a product stay distinct). Differentiation in θ passes under the sum,
 :math:`\partial_\theta\operatorname{mean}_i[e] = \operatorname{mean}_i[\partial_\theta e]` and
 :math:`\partial_\theta\operatorname{Cov}_i[a,b] = \operatorname{Cov}_i[\partial_\theta a, b] +
 \operatorname{Cov}_i[a, \partial_\theta b]`. The covariance is evaluated in two passes (centred
@@ -26,7 +28,9 @@ infinite or NaN raises :class:`~symfp.errors.InputError` naming the sample.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import combinations_with_replacement
 from typing import Any
 
 import numpy as np
@@ -47,6 +51,8 @@ __all__ = [
     "lambdify_datamean",
     "settle_rationals",
     "stable_forms",
+    "LatexNames",
+    "latex_names",
     "CHUNK_ELEMENTS",
 ]
 
@@ -99,13 +105,27 @@ class DataRef(sp.Atom):
         return (self.class_key(), (1, (str(self.data.n), id(self.data))), sp.S.One.sort_key(), sp.S.One)
 
 
-def _split(expr: sp.Expr, syms: Sequence[sp.Symbol]) -> list[tuple[sp.Expr, sp.Expr]]:
-    """``expr`` as ``[(coefficient free of syms, data-dependent factor)]``; like factors merged."""
-    terms: dict[sp.Expr, list[sp.Expr]] = {}
+def _canon(expr: sp.Expr, syms: Sequence[sp.Symbol]) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    r"""``expr = outside + c·inner``: the terms free of the data outside, the rest one sum ``inner``.
+
+    A single product gives its factors free of the data to ``c``; a sum only its numeric content and
+    sign (so a Hessian :math:`\partial^2\ell` stays one node, named :math:`\partial^2 f` in LaTeX).
+    """
+    free, dep = [], []
+    # one normal form for the inner expressions, whichever derivation reached them
+    expr = sp.expand(expr, power_exp=False, power_base=False, log=False, multinomial=False)
     for t in sp.Add.make_args(expr):
-        c, dep = t.as_independent(*syms, as_Add=False)
-        terms.setdefault(dep, []).append(c)
-    return [(sp.Add(*cs), dep) for dep, cs in terms.items()]
+        (dep if t.has(*syms) else free).append(t)
+    outside = sp.Add(*free)
+    if not dep:
+        return outside, sp.S.Zero, sp.S.Zero
+    if len(dep) == 1:
+        c, inner = dep[0].as_independent(*syms, as_Add=False)
+        return outside, c, inner
+    c, inner = sp.Add(*dep).as_content_primitive()
+    if inner.could_extract_minus_sign():
+        c, inner = -c, -inner
+    return outside, c, inner
 
 
 class _DataNode(sp.Expr):
@@ -180,14 +200,10 @@ class DataMean(_DataNode):
         expr = sp.sympify(expr)
         if not evaluate:
             return sp.Expr.__new__(cls, expr, ref)
-        syms = ref.symbols
-        out = []
-        for c, dep in _split(expr, syms):
-            if not dep.has(*syms):
-                out.append(c * dep)
-            else:
-                out.append(c * sp.Expr.__new__(cls, dep, ref))
-        return sp.Add(*out)
+        outside, c, inner = _canon(expr, ref.symbols)
+        if c == 0:
+            return outside
+        return outside + c * sp.Expr.__new__(cls, inner, ref)
 
     @property
     def expr(self) -> sp.Expr:
@@ -213,7 +229,9 @@ class DataMean(_DataNode):
         return f"mean_i({printer._print(self.expr)})"
 
     def _latex(self, printer: Any) -> str:
-        inner = printer._print(self._samples(self.expr))
+        if _ACTIVE and _ACTIVE[-1].owns(self):
+            return _ACTIVE[-1].name(self)
+        inner = printer._print(self._samples(_display(self.expr)))
         return rf"\frac{{1}}{{N}}\sum_{{i=1}}^{{N}} \left({inner}\right)"
 
 
@@ -228,17 +246,12 @@ class DataCov(_DataNode):
         a, b = sp.sympify(a), sp.sympify(b)
         if not evaluate:
             return sp.Expr.__new__(cls, a, b, ref)
-        syms = ref.symbols
-        out = []
-        for ca, da in _split(a, syms):
-            if not da.has(*syms):
-                continue  # a data-free term has no covariance
-            for cb, db in _split(b, syms):
-                if not db.has(*syms):
-                    continue
-                p, q = sorted((da, db), key=default_sort_key)
-                out.append(ca * cb * sp.Expr.__new__(cls, p, q, ref))
-        return sp.Add(*out)
+        _, ca, da = _canon(a, ref.symbols)  # data-free terms have no covariance
+        _, cb, db = _canon(b, ref.symbols)
+        if ca == 0 or cb == 0:
+            return sp.S.Zero
+        p, q = sorted((da, db), key=default_sort_key)
+        return ca * cb * sp.Expr.__new__(cls, p, q, ref)
 
     def _eval_derivative(self, s: sp.Symbol) -> sp.Expr:
         if s in self.ref.symbols:
@@ -265,8 +278,212 @@ class DataCov(_DataNode):
         return f"cov_i({printer._print(a)}, {printer._print(b)})"
 
     def _latex(self, printer: Any) -> str:
-        a, b = (printer._print(self._samples(e)) for e in self.exprs)
+        if _ACTIVE and _ACTIVE[-1].owns(self):
+            return _ACTIVE[-1].name(self)
+        a, b = (printer._print(self._samples(_display(e))) for e in self.exprs)
         return rf"\operatorname{{Cov}}_{{i}}\left[{a},\, {b}\right]"
+
+
+_ACTIVE: list[LatexNames] = []
+
+
+def _single(expr: sp.Expr, cls: type) -> tuple[sp.Expr, Any] | None:
+    """``(c, node)`` when ``expr = c·node`` for one node of ``cls``, else None."""
+    nodes = expr.atoms(cls)
+    if len(nodes) != 1:
+        return None
+    (nd,) = nodes
+    c = sp.cancel(expr / nd)
+    return (c, nd) if not c.has(DataMean, DataCov) and c != 0 else None
+
+
+class LatexNames:
+    r"""Short LaTeX names for data-mean nodes while a document is printed (see :func:`latex_names`).
+
+    With the loss ℓ and parameters θ known, :math:`\frac1N\sum_i\partial^\alpha\ell(\theta;\xi_i)` is
+    printed :math:`\partial_\alpha f` and :math:`\operatorname{Cov}_i[\partial_a\ell_i, \partial_b\ell_i]`
+    as :math:`\Sigma_{ab}`; other nodes become :math:`m_k` and :math:`C_k`, each defined once in
+    :meth:`definitions`.
+    """
+
+    def __init__(self, loss: Any = None, params: Sequence[sp.Symbol] = (), data: Any = None,
+                 max_order: int = 3) -> None:
+        self.loss = None if loss is None else sp.sympify(loss)
+        self.params = tuple(params)
+        self.data = data
+        self.known: dict[Any, str] = {}
+        self.used: dict[Any, str] = {}
+        self.generic: list[Any] = []
+        self.sigma_used = False
+        if self.loss is None or data is None or not self.params:
+            return
+        names = [sp.latex(p) for p in self.params]
+        for order in range(0, max_order + 1):
+            for alpha in combinations_with_replacement(range(len(self.params)), order):
+                e = sp.diff(self.loss, *[self.params[k] for k in alpha]) if alpha else self.loss
+                one = _single(sp.sympify(DataMean(e, data)), DataMean)
+                if one is None:
+                    continue
+                c, nd = one
+                base = "f" if not alpha else r"\partial_{" + " ".join(names[k] for k in alpha) + "} f"
+                self.known.setdefault(nd, self._scaled(base, c))
+        grads = [sp.diff(self.loss, p) for p in self.params]
+        for a in range(len(grads)):
+            for b in range(a, len(grads)):
+                one = _single(sp.sympify(DataCov(grads[a], grads[b], data)), DataCov)
+                if one is not None:
+                    c, nd = one
+                    self.known.setdefault(nd, self._scaled(rf"\Sigma_{{{names[a]} {names[b]}}}", c))
+
+    def _fingerprint(self, e: sp.Expr) -> np.ndarray | None:
+        """``e`` at 3 fixed parameter points × the first ≤ 32 samples (None if it cannot be evaluated)."""
+        syms = tuple(self.data.symbols)
+        free = sorted(e.free_symbols - set(syms), key=str)
+        if not set(free) <= set(self.params):
+            return None
+        rng = np.random.default_rng(7)
+        pts = rng.uniform(-0.9, 0.9, size=(3, len(self.params)))
+        cols = [self.data.arrays[s][:32] for s in syms]
+        try:
+            f = sp.lambdify([*self.params, *syms], stable_forms(e), modules="numpy")
+            with np.errstate(all="ignore"):
+                vals = np.array([np.broadcast_to(f(*p, *cols), (len(cols[0]),)) for p in pts], dtype=float)
+        except Exception:  # noqa: BLE001 - display only: an unrecognised node keeps a generic name
+            return None
+        return vals.ravel() if np.all(np.isfinite(vals)) else None
+
+    def _loss_derivatives(self) -> list[tuple[str, np.ndarray]]:
+        if not hasattr(self, "_derivs"):
+            names = [sp.latex(p) for p in self.params]
+            out = []
+            for order in range(0, 4):
+                for alpha in combinations_with_replacement(range(len(self.params)), order):
+                    e = sp.diff(self.loss, *[self.params[k] for k in alpha]) if alpha else self.loss
+                    fp = self._fingerprint(e)
+                    if fp is not None and np.any(fp != 0):
+                        out.append((" ".join(names[k] for k in alpha), fp))
+            self._derivs = out
+        return self._derivs
+
+    def _match(self, e: sp.Expr) -> tuple[str, float] | None:
+        """``(alpha, c)`` with ``e = c·∂_alpha ℓ`` numerically (to 1e-9), or None."""
+        fp = self._fingerprint(e)
+        if fp is None:
+            return None
+        for alpha, ref in self._loss_derivatives():
+            k = int(np.argmax(np.abs(ref)))
+            c = fp[k] / ref[k]
+            if c != 0 and np.allclose(fp, c * ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max()):
+                return alpha, c
+        return None
+
+    def _recognise(self, node: Any) -> None:
+        """Name a node that is numerically a multiple of a loss derivative (mean or covariance)."""
+        if self.loss is None or self.data is None:
+            return
+        if isinstance(node, DataMean):
+            hit = self._match(node.expr)
+            if hit is not None:
+                alpha, c = hit
+                base = "f" if not alpha else rf"\partial_{{{alpha}}} f"
+                self.known[node] = self._scaled(base, _nice(1 / c))
+        else:
+            hits = [self._match(e) for e in node.exprs]
+            if all(h is not None for h in hits):
+                (a, ca), (b, cb) = hits
+                la = r"\ell_i" if not a else rf"\partial_{{{a}}}\ell_i"
+                lb = r"\ell_i" if not b else rf"\partial_{{{b}}}\ell_i"
+                self.known[node] = self._scaled(rf"\operatorname{{Cov}}_i[{la}, {lb}]", _nice(1 / (ca * cb)))
+
+    @staticmethod
+    def _scaled(base: str, c: sp.Expr) -> str:
+        if c == 1:
+            return base
+        if c == -1:
+            return rf"\left(-{base}\right)"
+        return rf"\left(\frac{{{base}}}{{{sp.latex(c)}}}\right)"
+
+    def owns(self, node: Any) -> bool:
+        """True for nodes over the document's data set (or any, when it has none)."""
+        return self.data is None or node.ref.data is self.data
+
+    def name(self, node: Any) -> str:
+        """The name of ``node`` (registered for :meth:`definitions`)."""
+        if node in self.used:
+            return self.used[node]
+        if node not in self.known:
+            self._recognise(node)
+        if node in self.known:
+            nm = self.known[node]
+            self.sigma_used |= isinstance(node, DataCov)
+        else:
+            self.generic.append(node)
+            k = sum(isinstance(n, type(node)) for n in self.generic)
+            nm = f"m_{{{k}}}" if isinstance(node, DataMean) else f"C_{{{k}}}"
+        self.used[node] = nm
+        return nm
+
+    @property
+    def active(self) -> bool:
+        """True when at least one node has been named."""
+        return bool(self.used)
+
+    def definitions(self) -> list[tuple[str, str]]:
+        """``[(lhs, rhs)]`` LaTeX of the objective, Σ and every generic node named so far."""
+        out: list[tuple[str, str]] = []
+        _ACTIVE.append(_FULL)  # the definitions themselves in full
+        try:
+            syms = tuple(self.data.symbols) if self.data is not None else ()
+            samples = ", ".join("{" + sp.latex(s) + "}_{i}" for s in syms)
+            if self.loss is not None and self.data is not None:
+                th = ", ".join(sp.latex(p) for p in self.params)
+                out.append((rf"f({th})", rf"\frac{{1}}{{N}}\sum_{{i=1}}^{{N}} \ell({th};\, {samples})"))
+                out.append((rf"\ell({th};\, {', '.join(sp.latex(s) for s in syms)})", sp.latex(self.loss)))
+            if self.sigma_used:
+                out.append((r"\Sigma_{ab}",
+                            r"\operatorname{Cov}_{i}\left[\partial_a \ell_i,\, \partial_b \ell_i\right] = "
+                            r"\frac{1}{N}\sum_{i=1}^{N} (\partial_a\ell_i - \partial_a f)(\partial_b\ell_i - "
+                            r"\partial_b f)"))
+            for nd in self.generic:
+                out.append((self.used[nd], sp.latex(nd)))
+        finally:
+            _ACTIVE.pop()
+        return out
+
+
+def _nice(c: float) -> sp.Expr:
+    """A float factor as a small rational when it is one (±1, ±1/2, …), else a Float."""
+    r = sp.nsimplify(c, rational=True, tolerance=1e-9)
+    return r if isinstance(r, sp.Rational) and r.q <= 64 and abs(r.p) <= 64 else sp.Float(c, 6)
+
+
+class _Full:
+    """A naming context that names nothing (nodes print in full)."""
+
+    @staticmethod
+    def owns(node: Any) -> bool:
+        return False
+
+
+_FULL = _Full()
+
+
+@contextmanager
+def latex_names(names: LatexNames) -> Iterator[LatexNames]:
+    """While active, ``sp.latex`` prints data-mean nodes by their short names."""
+    _ACTIVE.append(names)
+    try:
+        yield names
+    finally:
+        _ACTIVE.pop()
+
+
+def _display(e: sp.Expr) -> sp.Expr:
+    """The inner expression as printed: sigmoids and softplus instead of exp ratios (shorter)."""
+    try:
+        return sp.factor_terms(stable_forms(e))
+    except (TypeError, ValueError):  # pragma: no cover - display only
+        return e
 
 
 def data_mean(expr: Any, data: Any) -> sp.Expr:
@@ -318,6 +535,10 @@ class _Softplus(sp.Function):
     def _mpmathcode(self, printer: Any) -> str:
         return f"mpmath.log(1 + mpmath.exp({printer._print(self.args[0])}))"
 
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        tex = rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+        return tex if exp is None else rf"{tex}^{{{exp}}}"
+
 
 class _Sigmoid(sp.Function):
     """1/(1 + e^{-u}), a numerical form only (``exp(-logaddexp(0, -u))``, torch ``sigmoid``)."""
@@ -332,6 +553,10 @@ class _Sigmoid(sp.Function):
 
     def _mpmathcode(self, printer: Any) -> str:
         return f"(1/(1 + mpmath.exp(-({printer._print(self.args[0])}))))"
+
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        tex = rf"\sigma\left({printer._print(self.args[0])}\right)"
+        return tex if exp is None else rf"{tex}^{{{exp}}}"
 
 
 def _one_plus_exp(base: sp.Expr) -> sp.Expr | None:
