@@ -151,7 +151,7 @@ def test_logistic_document_names_data_means_compiles_and_is_flat_in_n(tmp_path):
         src = doc.source
         sizes[n] = len(src)
         assert "Data-means" in section_titles(src)
-        assert rf"\frac{{1}}{{N}}\sum_{{i=1}}^{{N}} \ell(w_{{1}}, w_{{2}};" in src and f"N = {n}" in src
+        assert r"\frac{1}{N}\sum_{i=1}^{N} \ell(w_{1}, w_{2};" in src and f"N = {n}" in src
         assert r"\Sigma_{w_{1} w_{2}}" in src and r"\partial_{w_{1} w_{2}} f" in src
         assert "m_{1}" not in src  # every mean is recognised as a derivative of f
         assert "log" not in src.split(r"\section{One-step moments}")[1]  # no sample sum written out
