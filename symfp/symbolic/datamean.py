@@ -674,27 +674,55 @@ def _eval_inner(
     return out
 
 
-def _node_values(node: _DataNode, args: tuple[sp.Symbol, ...], vals: list[np.ndarray], P: int,
-                 chunk_elements: int) -> np.ndarray:
-    """The node at P points (chunked over points so that a chunk holds ≤ chunk_elements values)."""
-    n = node.dataset.n
-    step = max(1, chunk_elements // max(n, 1))
-    out = np.empty(P)
-    for lo in range(0, P, step):
-        hi = min(P, lo + step)
-        if isinstance(node, DataMean):
-            out[lo:hi] = _eval_inner(node, node.expr, args, vals, lo, hi).mean(axis=1)
-        else:
-            a, b = node.exprs
-            A = _eval_inner(node, a, args, vals, lo, hi)
-            A -= A.mean(axis=1, keepdims=True)
-            if a == b:
-                out[lo:hi] = np.mean(A * A, axis=1)
-            else:
-                Bv = _eval_inner(node, b, args, vals, lo, hi)
-                Bv -= Bv.mean(axis=1, keepdims=True)
-                out[lo:hi] = np.mean(A * Bv, axis=1)
-    return out
+_JOINT_CACHE: dict[tuple, Callable] = {}
+_MEMO: dict[tuple, np.ndarray] = {}
+
+
+def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals: list[np.ndarray], P: int,
+                  chunk_elements: int) -> list[np.ndarray]:
+    """Nodes over one data set at P points: their inner expressions lowered together (shared
+    sub-expressions computed once per chunk), chunked over the points, memoised per point set."""
+    ds = nodes[0].dataset
+    syms = tuple(ds.symbols)
+    pkey = (args, P, hash(b"".join(np.ascontiguousarray(v, dtype=float).tobytes() for v in vals)))
+    todo = [nd for nd in nodes if (nd, pkey) not in _MEMO]
+    if todo:
+        inners: list[sp.Expr] = []
+        for nd in todo:
+            for e in nd.exprs:
+                if e not in inners:
+                    inners.append(e)
+        pos = {e: k for k, e in enumerate(inners)}
+        key = (tuple(inners), args, syms)
+        if key not in _JOINT_CACHE:
+            _JOINT_CACHE[key] = sp.lambdify([*args, *syms], [stable_forms(e) for e in inners],
+                                            modules=["numpy"], cse=True)
+        f = _JOINT_CACHE[key]
+        n = ds.n
+        step = max(1, chunk_elements // (max(n, 1) * len(inners)))
+        outs = [np.empty(P) for _ in todo]
+        cols = [ds.arrays[s][None, :] for s in syms]
+        for lo in range(0, P, step):
+            hi = min(P, lo + step)
+            pts = [np.asarray(v, dtype=float)[lo:hi, None] for v in vals]
+            with np.errstate(all="ignore"):
+                res = [np.broadcast_to(np.asarray(r, dtype=float), (hi - lo, n)) for r in f(*pts, *cols)]
+            res = [r if np.all(np.isfinite(r)) else _eval_inner(todo[0], inners[k], args, vals, lo, hi)
+                   for k, r in enumerate(res)]  # overflow: the careful per-expression path
+            means = [r.mean(axis=1) for r in res]
+            for k, nd in enumerate(todo):
+                if isinstance(nd, DataMean):
+                    outs[k][lo:hi] = means[pos[nd.expr]]
+                else:
+                    a, b = (pos[e] for e in nd.exprs)
+                    ca = res[a] - means[a][:, None]
+                    cb = ca if a == b else res[b] - means[b][:, None]
+                    outs[k][lo:hi] = np.mean(ca * cb, axis=1)
+        for nd, o in zip(todo, outs, strict=True):
+            _MEMO[(nd, pkey)] = o
+        while len(_MEMO) > 512:
+            _MEMO.pop(next(iter(_MEMO)))
+    return [_MEMO[(nd, pkey)] for nd in nodes]
 
 
 def lambdify_datamean(
@@ -718,14 +746,22 @@ def lambdify_datamean(
         raise InputError("lambdify_datamean: nested data-means are not supported; expand the inner mean")
     placeholders = [sp.Dummy(f"m{k}") for k in range(len(nodes))]
     outer_expr = body.xreplace(dict(zip(nodes, placeholders, strict=True)))
-    outer = sp.lambdify([*args, *placeholders], outer_expr, modules=["numpy"])
+    outer = sp.lambdify([*args, *placeholders], outer_expr.tolist() if is_mat else outer_expr,
+                        modules=["numpy"])
 
     def f(*values: Any) -> Any:
         arrs = np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in values]) if values else []
         shape = arrs[0].shape if arrs else ()
         flat = [a.reshape(-1) for a in arrs]
         P = int(np.prod(shape)) if shape else 1
-        mvals = [_node_values(nd, args, flat, P, chunk_elements).reshape(shape) for nd in nodes]
+        mvals: list[Any] = [None] * len(nodes)
+        groups: dict[int, list[int]] = {}
+        for k, nd in enumerate(nodes):
+            groups.setdefault(id(nd.dataset), []).append(k)
+        for ks in groups.values():
+            for k, v in zip(ks, _nodes_values([nodes[k] for k in ks], args, flat, P, chunk_elements),
+                            strict=True):
+                mvals[k] = v.reshape(shape)
         with np.errstate(all="ignore"):
             out = outer(*[a.reshape(shape) for a in flat], *mvals)
         if is_mat:
