@@ -188,6 +188,14 @@ class _DataNode(sp.Expr):
         return float(f())
 
 
+def _exact_weights(ds: Any) -> list[sp.Expr]:
+    """The sample weights as exact numbers: 1/N, or the rationals of a quadrature rule's floats."""
+    wts = getattr(ds, "weights", None)
+    if wts is None:
+        return [sp.Rational(1, ds.n)] * ds.n
+    return [sp.Rational(float(v)) for v in wts]
+
+
 class DataMean(_DataNode):
     r""":math:`\frac1N\sum_{i=1}^N e(\theta;\xi_i)`, unevaluated (see the module docstring).
 
@@ -223,7 +231,8 @@ class DataMean(_DataNode):
     def expanded(self) -> sp.Expr:
         """The explicit N-term sum (exact values of the samples); for checks on small data sets."""
         ds = self.dataset
-        return sp.Add(*[self.expr.xreplace(ds._sample_values(n)) for n in range(ds.n)]) / ds.n
+        w = _exact_weights(ds)
+        return sp.Add(*[w[n] * self.expr.xreplace(ds._sample_values(n)) for n in range(ds.n)])
 
     def _sympystr(self, printer: Any) -> str:
         return f"mean_i({printer._print(self.expr)})"
@@ -270,8 +279,10 @@ class DataCov(_DataNode):
         a, b = self.exprs
         va = [a.xreplace(ds._sample_values(n)) for n in range(ds.n)]
         vb = [b.xreplace(ds._sample_values(n)) for n in range(ds.n)]
-        ma, mb = sp.Add(*va) / ds.n, sp.Add(*vb) / ds.n
-        return sp.Add(*[(p - ma) * (q - mb) for p, q in zip(va, vb, strict=True)]) / ds.n
+        w = _exact_weights(ds)
+        ma = sp.Add(*[wk * p for wk, p in zip(w, va, strict=True)])
+        mb = sp.Add(*[wk * q for wk, q in zip(w, vb, strict=True)])
+        return sp.Add(*[wk * (p - ma) * (q - mb) for wk, p, q in zip(w, va, vb, strict=True)])
 
     def _sympystr(self, printer: Any) -> str:
         a, b = self.exprs
@@ -709,7 +720,12 @@ def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals:
                 res = [np.broadcast_to(np.asarray(r, dtype=float), (hi - lo, n)) for r in f(*pts, *cols)]
             res = [r if np.all(np.isfinite(r)) else _eval_inner(todo[0], inners[k], args, vals, lo, hi)
                    for k, r in enumerate(res)]  # overflow: the careful per-expression path
-            means = [r.mean(axis=1) for r in res]
+            wts = getattr(ds, "weights", None)  # quadrature data sets carry weights (sum 1)
+
+            def avg(r: np.ndarray, wts: np.ndarray | None = wts) -> np.ndarray:
+                return r.mean(axis=1) if wts is None else r @ wts
+
+            means = [avg(r) for r in res]
             for k, nd in enumerate(todo):
                 if isinstance(nd, DataMean):
                     outs[k][lo:hi] = means[pos[nd.expr]]
@@ -717,7 +733,7 @@ def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals:
                     a, b = (pos[e] for e in nd.exprs)
                     ca = res[a] - means[a][:, None]
                     cb = ca if a == b else res[b] - means[b][:, None]
-                    outs[k][lo:hi] = np.mean(ca * cb, axis=1)
+                    outs[k][lo:hi] = avg(ca * cb)
         for nd, o in zip(todo, outs, strict=True):
             _MEMO[(nd, pkey)] = o
         while len(_MEMO) > 512:
