@@ -30,6 +30,7 @@ ENTRIES = [
     "momentum_phase_space",
     "noisy_sgd_convergence",
     "implicit_regularisation",
+    "logistic_regression",
 ]
 HEAD = """# Derivations gallery
 
