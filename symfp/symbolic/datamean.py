@@ -346,33 +346,62 @@ class LatexNames:
                     c, nd = one
                     self.known.setdefault(nd, self._scaled(rf"\Sigma_{{{names[a]} {names[b]}}}", c))
 
-    def _fingerprint(self, e: sp.Expr) -> np.ndarray | None:
-        """``e`` at 3 fixed parameter points × the first ≤ 32 samples (None if it cannot be evaluated)."""
+    def _fingerprints(self, exprs: Sequence[sp.Expr]) -> list[np.ndarray | None]:
+        """Each expression at 3 fixed parameter points × the first ≤ 32 samples (one joint lowering)."""
         syms = tuple(self.data.symbols)
-        free = sorted(e.free_symbols - set(syms), key=str)
-        if not set(free) <= set(self.params):
-            return None
-        rng = np.random.default_rng(7)
-        pts = rng.uniform(-0.9, 0.9, size=(3, len(self.params)))
-        cols = [self.data.arrays[s][:32] for s in syms]
-        try:
-            f = sp.lambdify([*self.params, *syms], stable_forms(e), modules="numpy")
-            with np.errstate(all="ignore"):
-                vals = np.array([np.broadcast_to(f(*p, *cols), (len(cols[0]),)) for p in pts], dtype=float)
-        except Exception:  # noqa: BLE001 - display only: an unrecognised node keeps a generic name
-            return None
-        return vals.ravel() if np.all(np.isfinite(vals)) else None
+        out: list[np.ndarray | None] = [None] * len(exprs)
+        ok = [k for k, e in enumerate(exprs) if e.free_symbols - set(syms) <= set(self.params)]
+        if not ok:
+            return out
+        if not hasattr(self, "_fp_cache"):
+            self._fp_cache: dict[sp.Expr, np.ndarray | None] = {}
+        todo = [k for k in ok if exprs[k] not in self._fp_cache]
+        if todo:
+            rng = np.random.default_rng(7)
+            pts = rng.uniform(-0.9, 0.9, size=(len(self.params), 3, 1))
+            cols = [self.data.arrays[s][None, :32] for s in syms]
+            n = len(cols[0][0])
+            try:
+                f = sp.lambdify([*self.params, *syms], [stable_forms(exprs[k]) for k in todo],
+                                modules="numpy", cse=True)
+                with np.errstate(all="ignore"):
+                    vals = [np.broadcast_to(np.asarray(v, dtype=float), (3, n)).ravel()
+                            for v in f(*pts, *cols)]
+            except Exception:  # noqa: BLE001 - display only: unrecognised nodes keep generic names
+                vals = [None] * len(todo)
+            for k, v in zip(todo, vals, strict=True):
+                self._fp_cache[exprs[k]] = v if v is not None and np.all(np.isfinite(v)) else None
+        for k in ok:
+            out[k] = self._fp_cache[exprs[k]]
+        return out
+
+    def _fingerprint(self, e: sp.Expr) -> np.ndarray | None:
+        return self._fingerprints([e])[0]
+
+    def prepare(self, exprs: Sequence[Any]) -> None:
+        """Fingerprint the inner expressions of every node in ``exprs`` at once (speeds up naming)."""
+        if self.loss is None or self.data is None:
+            return
+        inner: list[sp.Expr] = []
+        for e in exprs:
+            for nd in data_nodes(e):
+                if nd.ref.data is self.data:
+                    inner.extend(x for x in nd.exprs if x not in inner)
+        self._loss_derivatives()
+        self._fingerprints(inner)
 
     def _loss_derivatives(self) -> list[tuple[str, np.ndarray]]:
         if not hasattr(self, "_derivs"):
             names = [sp.latex(p) for p in self.params]
-            out = []
+            alphas, exprs = [], []
             for order in range(0, 4):
                 for alpha in combinations_with_replacement(range(len(self.params)), order):
-                    e = sp.diff(self.loss, *[self.params[k] for k in alpha]) if alpha else self.loss
-                    fp = self._fingerprint(e)
-                    if fp is not None and np.any(fp != 0):
-                        out.append((" ".join(names[k] for k in alpha), fp))
+                    alphas.append(alpha)
+                    exprs.append(sp.diff(self.loss, *[self.params[k] for k in alpha]) if alpha else self.loss)
+            out = []
+            for alpha, fp in zip(alphas, self._fingerprints(exprs), strict=True):
+                if fp is not None and np.any(fp != 0):
+                    out.append((" ".join(names[k] for k in alpha), fp))
             self._derivs = out
         return self._derivs
 

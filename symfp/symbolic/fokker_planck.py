@@ -425,10 +425,17 @@ class FokkerPlanck(Stage):
         pieces = [D, c, *[D.diff(s) for s in st], *[c.diff(s) for s in st]]
         pts = _sample_points([*D, *c, *st])
         syms = list(pts[0])
-        fs = [lambdify_datamean(syms, sp.Matrix(pc)) for pc in pieces]
+        shapes = [sp.Matrix(pc).shape for pc in pieces]
+        stacked = sp.Matrix([e for pc in pieces for e in sp.Matrix(pc)])  # one lowering for all pieces
+        g = lambdify_datamean(syms, stacked)
 
         def f(*args: Any) -> list[Any]:
-            return [g(*args) for g in fs]
+            flat = np.asarray(g(*args), dtype=float).reshape(-1)
+            out, k = [], 0
+            for r, cdim in shapes:
+                out.append(flat[k:k + r * cdim].reshape(r, cdim))
+                k += r * cdim
+            return out
         worst: tuple[tuple[int, int], float] | None = None
         d = len(st)
         for pt in pts:

@@ -401,6 +401,7 @@ def latex_document(
     have = {k for k, _ in tagged}
 
     names = _names_for(tagged)
+    names.prepare(_node_carriers(tagged))
     with latex_names(names):
         body = _body(tagged, have, complete, stationary)
     if names.active:
@@ -417,6 +418,17 @@ def _names_for(tagged: list[tuple[str, Any]]) -> LatexNames:
                     and hasattr(obj.data, "arrays"):
                 return LatexNames(obj.loss, obj.params, obj.data)
     return LatexNames()
+
+
+def _node_carriers(tagged: list[tuple[str, Any]]) -> list[Any]:
+    """The expressions of the stages that hold data-means (to name them all in one pass)."""
+    out: list[Any] = []
+    for kind, stage in tagged:
+        if kind == "sde":
+            out += [stage.drift, stage.diffusion]
+        elif kind == "fokker_planck":
+            out += [stage.operator, stage.divergence_of_diffusion, stage.generator.expr]
+    return out
 
 
 def _data_section(names: LatexNames) -> str:
