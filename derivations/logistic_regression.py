@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import sympy as sp
+import sympy.stats
 
 import symfp
 from symfp.app.spec import size
@@ -46,7 +47,8 @@ mesh = lambda: symfp.mesh.box([(-2.6, -0.6), (-1.0, 0.6)], cells=(96, 64) if LAR
 p0 = sp.exp(-((w1 - W0[0]) ** 2 + (w2 - W0[1]) ** 2) / (2 * S0**2))
 t_end = 4.0
 dt = 0.05
-particles = dict(n=200_000 if LARGE else 50_000, init={w1: W0[0], w2: W0[1]}, seed=0, method="sgd")
+particles = dict(n=200_000 if LARGE else 50_000, seed=0, method="recursion",
+                 init={w1: sympy.stats.Normal("w1_0", W0[0], S0), w2: sympy.stats.Normal("w2_0", W0[1], S0)})
 observables = {"w1": w1, "w2": w2}
 title = "Logistic regression on Breast Cancer Wisconsin: order-1 and order-2 SMEs against exact SGD"
 
