@@ -31,6 +31,7 @@ ENTRIES = [
     "noisy_sgd_convergence",
     "implicit_regularisation",
     "schedule_double_well",
+    "logistic_regression",
 ]
 HEAD = """# Derivations gallery
 

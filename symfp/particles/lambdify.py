@@ -69,6 +69,16 @@ def _nodes_reduction(nodes: Sequence[Any], args: Sequence[sp.Symbol], where: str
         return cache[key]
 
     n_data = ds.n
+    wcache: dict = {}
+
+    def weights(ref: torch.Tensor) -> torch.Tensor | None:
+        """The quadrature weights of a weighted data set (None: the plain mean)."""
+        if getattr(ds, "weights", None) is None:
+            return None
+        key = (ref.dtype, ref.device)
+        if key not in wcache:
+            wcache[key] = torch.as_tensor(ds.weights, dtype=ref.dtype, device=ref.device)
+        return wcache[key]
 
     def g(*tensors: torch.Tensor) -> list[torch.Tensor]:
         budget = chunk_elements or DATA_CHUNK_ELEMENTS
@@ -83,13 +93,18 @@ def _nodes_reduction(nodes: Sequence[Any], args: Sequence[sp.Symbol], where: str
             vals = fn(*[t[lo:hi, None] for t in flat], *cols)
             vals = [torch.broadcast_to(torch.as_tensor(v, dtype=ref.dtype, device=ref.device),
                                        (hi - lo, n_data)) for v in vals]
-            means = [v.mean(dim=1, keepdim=True) for v in vals]
+            wts = weights(ref)
+
+            def avg(v: torch.Tensor, wts: torch.Tensor | None = wts) -> torch.Tensor:
+                return v.mean(dim=1, keepdim=True) if wts is None else (v @ wts)[:, None]
+
+            means = [avg(v) for v in vals]
             for k, nd in enumerate(nodes):
                 if isinstance(nd, DataCov):
                     a, b = (pos[e] for e in nd.exprs)
                     ca = vals[a] - means[a]
                     cb = ca if a == b else vals[b] - means[b]
-                    outs[k][lo:hi] = (ca * cb).mean(dim=1)
+                    outs[k][lo:hi] = avg(ca * cb)[:, 0]
                 else:
                     outs[k][lo:hi] = means[pos[nd.expr]][:, 0]
         for k, o in enumerate(outs):

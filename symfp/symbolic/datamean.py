@@ -7,9 +7,11 @@ polynomial in the data stays *one* SymPy node, whatever N is:
     \operatorname{mean}_i[e] = \frac1N\sum_{i=1}^N e(\theta;\xi_i),\qquad
     \operatorname{Cov}_i[a, b] = \frac1N\sum_{i=1}^N (a_i - \bar a)(b_i - \bar b).
 
-Both are linear (bilinear) in their argument(s): factors free of the data come out, sums split, so
-two expressions that are equal as polynomials in the nodes cancel exactly (a product of two means and
-the mean of a product stay distinct). Differentiation in θ passes under the sum,
+Both are canonicalised on construction: terms free of the data leave the mean (and drop out of a
+covariance), a product's factors free of the data come out, a sum keeps its terms together under one
+node with its numeric content and sign pulled out; the covariance is symmetric. So the same quantity
+reached by two derivations is the same node and cancels exactly (a product of two means and the mean
+of a product stay distinct). Differentiation in θ passes under the sum,
 :math:`\partial_\theta\operatorname{mean}_i[e] = \operatorname{mean}_i[\partial_\theta e]` and
 :math:`\partial_\theta\operatorname{Cov}_i[a,b] = \operatorname{Cov}_i[\partial_\theta a, b] +
 \operatorname{Cov}_i[a, \partial_\theta b]`. The covariance is evaluated in two passes (centred
@@ -26,7 +28,9 @@ infinite or NaN raises :class:`~symfp.errors.InputError` naming the sample.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import combinations_with_replacement
 from typing import Any
 
 import numpy as np
@@ -47,6 +51,8 @@ __all__ = [
     "lambdify_datamean",
     "settle_rationals",
     "stable_forms",
+    "LatexNames",
+    "latex_names",
     "CHUNK_ELEMENTS",
 ]
 
@@ -99,13 +105,27 @@ class DataRef(sp.Atom):
         return (self.class_key(), (1, (str(self.data.n), id(self.data))), sp.S.One.sort_key(), sp.S.One)
 
 
-def _split(expr: sp.Expr, syms: Sequence[sp.Symbol]) -> list[tuple[sp.Expr, sp.Expr]]:
-    """``expr`` as ``[(coefficient free of syms, data-dependent factor)]``; like factors merged."""
-    terms: dict[sp.Expr, list[sp.Expr]] = {}
+def _canon(expr: sp.Expr, syms: Sequence[sp.Symbol]) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    r"""``expr = outside + c·inner``: the terms free of the data outside, the rest one sum ``inner``.
+
+    A single product gives its factors free of the data to ``c``; a sum only its numeric content and
+    sign (so a Hessian :math:`\partial^2\ell` stays one node, named :math:`\partial^2 f` in LaTeX).
+    """
+    free, dep = [], []
+    # one normal form for the inner expressions, whichever derivation reached them
+    expr = sp.expand(expr, power_exp=False, power_base=False, log=False, multinomial=False)
     for t in sp.Add.make_args(expr):
-        c, dep = t.as_independent(*syms, as_Add=False)
-        terms.setdefault(dep, []).append(c)
-    return [(sp.Add(*cs), dep) for dep, cs in terms.items()]
+        (dep if t.has(*syms) else free).append(t)
+    outside = sp.Add(*free)
+    if not dep:
+        return outside, sp.S.Zero, sp.S.Zero
+    if len(dep) == 1:
+        c, inner = dep[0].as_independent(*syms, as_Add=False)
+        return outside, c, inner
+    c, inner = sp.Add(*dep).as_content_primitive()
+    if inner.could_extract_minus_sign():
+        c, inner = -c, -inner
+    return outside, c, inner
 
 
 class _DataNode(sp.Expr):
@@ -168,6 +188,14 @@ class _DataNode(sp.Expr):
         return float(f())
 
 
+def _exact_weights(ds: Any) -> list[sp.Expr]:
+    """The sample weights as exact numbers: 1/N, or the rationals of a quadrature rule's floats."""
+    wts = getattr(ds, "weights", None)
+    if wts is None:
+        return [sp.Rational(1, ds.n)] * ds.n
+    return [sp.Rational(float(v)) for v in wts]
+
+
 class DataMean(_DataNode):
     r""":math:`\frac1N\sum_{i=1}^N e(\theta;\xi_i)`, unevaluated (see the module docstring).
 
@@ -180,14 +208,10 @@ class DataMean(_DataNode):
         expr = sp.sympify(expr)
         if not evaluate:
             return sp.Expr.__new__(cls, expr, ref)
-        syms = ref.symbols
-        out = []
-        for c, dep in _split(expr, syms):
-            if not dep.has(*syms):
-                out.append(c * dep)
-            else:
-                out.append(c * sp.Expr.__new__(cls, dep, ref))
-        return sp.Add(*out)
+        outside, c, inner = _canon(expr, ref.symbols)
+        if c == 0:
+            return outside
+        return outside + c * sp.Expr.__new__(cls, inner, ref)
 
     @property
     def expr(self) -> sp.Expr:
@@ -207,13 +231,16 @@ class DataMean(_DataNode):
     def expanded(self) -> sp.Expr:
         """The explicit N-term sum (exact values of the samples); for checks on small data sets."""
         ds = self.dataset
-        return sp.Add(*[self.expr.xreplace(ds._sample_values(n)) for n in range(ds.n)]) / ds.n
+        w = _exact_weights(ds)
+        return sp.Add(*[w[n] * self.expr.xreplace(ds._sample_values(n)) for n in range(ds.n)])
 
     def _sympystr(self, printer: Any) -> str:
         return f"mean_i({printer._print(self.expr)})"
 
     def _latex(self, printer: Any) -> str:
-        inner = printer._print(self._samples(self.expr))
+        if _ACTIVE and _ACTIVE[-1].owns(self):
+            return _ACTIVE[-1].name(self)
+        inner = printer._print(self._samples(_display(self.expr)))
         return rf"\frac{{1}}{{N}}\sum_{{i=1}}^{{N}} \left({inner}\right)"
 
 
@@ -228,17 +255,12 @@ class DataCov(_DataNode):
         a, b = sp.sympify(a), sp.sympify(b)
         if not evaluate:
             return sp.Expr.__new__(cls, a, b, ref)
-        syms = ref.symbols
-        out = []
-        for ca, da in _split(a, syms):
-            if not da.has(*syms):
-                continue  # a data-free term has no covariance
-            for cb, db in _split(b, syms):
-                if not db.has(*syms):
-                    continue
-                p, q = sorted((da, db), key=default_sort_key)
-                out.append(ca * cb * sp.Expr.__new__(cls, p, q, ref))
-        return sp.Add(*out)
+        _, ca, da = _canon(a, ref.symbols)  # data-free terms have no covariance
+        _, cb, db = _canon(b, ref.symbols)
+        if ca == 0 or cb == 0:
+            return sp.S.Zero
+        p, q = sorted((da, db), key=default_sort_key)
+        return ca * cb * sp.Expr.__new__(cls, p, q, ref)
 
     def _eval_derivative(self, s: sp.Symbol) -> sp.Expr:
         if s in self.ref.symbols:
@@ -257,16 +279,251 @@ class DataCov(_DataNode):
         a, b = self.exprs
         va = [a.xreplace(ds._sample_values(n)) for n in range(ds.n)]
         vb = [b.xreplace(ds._sample_values(n)) for n in range(ds.n)]
-        ma, mb = sp.Add(*va) / ds.n, sp.Add(*vb) / ds.n
-        return sp.Add(*[(p - ma) * (q - mb) for p, q in zip(va, vb, strict=True)]) / ds.n
+        w = _exact_weights(ds)
+        ma = sp.Add(*[wk * p for wk, p in zip(w, va, strict=True)])
+        mb = sp.Add(*[wk * q for wk, q in zip(w, vb, strict=True)])
+        return sp.Add(*[wk * (p - ma) * (q - mb) for wk, p, q in zip(w, va, vb, strict=True)])
 
     def _sympystr(self, printer: Any) -> str:
         a, b = self.exprs
         return f"cov_i({printer._print(a)}, {printer._print(b)})"
 
     def _latex(self, printer: Any) -> str:
-        a, b = (printer._print(self._samples(e)) for e in self.exprs)
+        if _ACTIVE and _ACTIVE[-1].owns(self):
+            return _ACTIVE[-1].name(self)
+        a, b = (printer._print(self._samples(_display(e))) for e in self.exprs)
         return rf"\operatorname{{Cov}}_{{i}}\left[{a},\, {b}\right]"
+
+
+_ACTIVE: list[LatexNames] = []
+
+
+def _single(expr: sp.Expr, cls: type) -> tuple[sp.Expr, Any] | None:
+    """``(c, node)`` when ``expr = c·node`` for one node of ``cls``, else None."""
+    nodes = expr.atoms(cls)
+    if len(nodes) != 1:
+        return None
+    (nd,) = nodes
+    c = sp.cancel(expr / nd)
+    return (c, nd) if not c.has(DataMean, DataCov) and c != 0 else None
+
+
+class LatexNames:
+    r"""Short LaTeX names for data-mean nodes while a document is printed (see :func:`latex_names`).
+
+    With the loss ℓ and parameters θ known, :math:`\frac1N\sum_i\partial^\alpha\ell(\theta;\xi_i)` is
+    printed :math:`\partial_\alpha f` and :math:`\operatorname{Cov}_i[\partial_a\ell_i, \partial_b\ell_i]`
+    as :math:`\Sigma_{ab}`; other nodes become :math:`m_k` and :math:`C_k`, each defined once in
+    :meth:`definitions`.
+    """
+
+    def __init__(self, loss: Any = None, params: Sequence[sp.Symbol] = (), data: Any = None,
+                 max_order: int = 3) -> None:
+        self.loss = None if loss is None else sp.sympify(loss)
+        self.params = tuple(params)
+        self.data = data
+        self.known: dict[Any, str] = {}
+        self.used: dict[Any, str] = {}
+        self.generic: list[Any] = []
+        self.sigma_used = False
+        if self.loss is None or data is None or not self.params:
+            return
+        names = [sp.latex(p) for p in self.params]
+        for order in range(0, max_order + 1):
+            for alpha in combinations_with_replacement(range(len(self.params)), order):
+                e = sp.diff(self.loss, *[self.params[k] for k in alpha]) if alpha else self.loss
+                one = _single(sp.sympify(DataMean(e, data)), DataMean)
+                if one is None:
+                    continue
+                c, nd = one
+                base = "f" if not alpha else r"\partial_{" + " ".join(names[k] for k in alpha) + "} f"
+                self.known.setdefault(nd, self._scaled(base, c))
+        grads = [sp.diff(self.loss, p) for p in self.params]
+        for a in range(len(grads)):
+            for b in range(a, len(grads)):
+                one = _single(sp.sympify(DataCov(grads[a], grads[b], data)), DataCov)
+                if one is not None:
+                    c, nd = one
+                    self.known.setdefault(nd, self._scaled(rf"\Sigma_{{{names[a]} {names[b]}}}", c))
+
+    def _fingerprints(self, exprs: Sequence[sp.Expr]) -> list[np.ndarray | None]:
+        """Each expression at 3 fixed parameter points × the first ≤ 32 samples (one joint lowering)."""
+        syms = tuple(self.data.symbols)
+        out: list[np.ndarray | None] = [None] * len(exprs)
+        ok = [k for k, e in enumerate(exprs) if e.free_symbols - set(syms) <= set(self.params)]
+        if not ok:
+            return out
+        if not hasattr(self, "_fp_cache"):
+            self._fp_cache: dict[sp.Expr, np.ndarray | None] = {}
+        todo = [k for k in ok if exprs[k] not in self._fp_cache]
+        if todo:
+            rng = np.random.default_rng(7)
+            pts = rng.uniform(-0.9, 0.9, size=(len(self.params), 3, 1))
+            cols = [self.data.arrays[s][None, :32] for s in syms]
+            n = len(cols[0][0])
+            try:
+                f = sp.lambdify([*self.params, *syms], [stable_forms(exprs[k]) for k in todo],
+                                modules="numpy", cse=True)
+                with np.errstate(all="ignore"):
+                    vals = [np.broadcast_to(np.asarray(v, dtype=float), (3, n)).ravel()
+                            for v in f(*pts, *cols)]
+            except Exception:  # noqa: BLE001 - display only: unrecognised nodes keep generic names
+                vals = [None] * len(todo)
+            for k, v in zip(todo, vals, strict=True):
+                self._fp_cache[exprs[k]] = v if v is not None and np.all(np.isfinite(v)) else None
+        for k in ok:
+            out[k] = self._fp_cache[exprs[k]]
+        return out
+
+    def _fingerprint(self, e: sp.Expr) -> np.ndarray | None:
+        return self._fingerprints([e])[0]
+
+    def prepare(self, exprs: Sequence[Any]) -> None:
+        """Fingerprint the inner expressions of every node in ``exprs`` at once (speeds up naming)."""
+        if self.loss is None or self.data is None:
+            return
+        inner: list[sp.Expr] = []
+        for e in exprs:
+            for nd in data_nodes(e):
+                if nd.ref.data is self.data:
+                    inner.extend(x for x in nd.exprs if x not in inner)
+        self._loss_derivatives()
+        self._fingerprints(inner)
+
+    def _loss_derivatives(self) -> list[tuple[str, np.ndarray]]:
+        if not hasattr(self, "_derivs"):
+            names = [sp.latex(p) for p in self.params]
+            alphas, exprs = [], []
+            for order in range(0, 4):
+                for alpha in combinations_with_replacement(range(len(self.params)), order):
+                    alphas.append(alpha)
+                    exprs.append(sp.diff(self.loss, *[self.params[k] for k in alpha]) if alpha else self.loss)
+            out = []
+            for alpha, fp in zip(alphas, self._fingerprints(exprs), strict=True):
+                if fp is not None and np.any(fp != 0):
+                    out.append((" ".join(names[k] for k in alpha), fp))
+            self._derivs = out
+        return self._derivs
+
+    def _match(self, e: sp.Expr) -> tuple[str, float] | None:
+        """``(alpha, c)`` with ``e = c·∂_alpha ℓ`` numerically (to 1e-9), or None."""
+        fp = self._fingerprint(e)
+        if fp is None:
+            return None
+        for alpha, ref in self._loss_derivatives():
+            k = int(np.argmax(np.abs(ref)))
+            c = fp[k] / ref[k]
+            if c != 0 and np.allclose(fp, c * ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max()):
+                return alpha, c
+        return None
+
+    def _recognise(self, node: Any) -> None:
+        """Name a node that is numerically a multiple of a loss derivative (mean or covariance)."""
+        if self.loss is None or self.data is None:
+            return
+        if isinstance(node, DataMean):
+            hit = self._match(node.expr)
+            if hit is not None:
+                alpha, c = hit
+                base = "f" if not alpha else rf"\partial_{{{alpha}}} f"
+                self.known[node] = self._scaled(base, _nice(1 / c))
+        else:
+            hits = [self._match(e) for e in node.exprs]
+            if all(h is not None for h in hits):
+                (a, ca), (b, cb) = hits
+                la = r"\ell_i" if not a else rf"\partial_{{{a}}}\ell_i"
+                lb = r"\ell_i" if not b else rf"\partial_{{{b}}}\ell_i"
+                self.known[node] = self._scaled(rf"\operatorname{{Cov}}_i[{la}, {lb}]", _nice(1 / (ca * cb)))
+
+    @staticmethod
+    def _scaled(base: str, c: sp.Expr) -> str:
+        if c == 1:
+            return base
+        if c == -1:
+            return rf"\left(-{base}\right)"
+        return rf"\left(\frac{{{base}}}{{{sp.latex(c)}}}\right)"
+
+    def owns(self, node: Any) -> bool:
+        """True for nodes over the document's data set (or any, when it has none)."""
+        return self.data is None or node.ref.data is self.data
+
+    def name(self, node: Any) -> str:
+        """The name of ``node`` (registered for :meth:`definitions`)."""
+        if node in self.used:
+            return self.used[node]
+        if node not in self.known:
+            self._recognise(node)
+        if node in self.known:
+            nm = self.known[node]
+            self.sigma_used |= isinstance(node, DataCov)
+        else:
+            self.generic.append(node)
+            k = sum(isinstance(n, type(node)) for n in self.generic)
+            nm = f"m_{{{k}}}" if isinstance(node, DataMean) else f"C_{{{k}}}"
+        self.used[node] = nm
+        return nm
+
+    @property
+    def active(self) -> bool:
+        """True when at least one node has been named."""
+        return bool(self.used)
+
+    def definitions(self) -> list[tuple[str, str]]:
+        """``[(lhs, rhs)]`` LaTeX of the objective, Σ and every generic node named so far."""
+        out: list[tuple[str, str]] = []
+        _ACTIVE.append(_FULL)  # the definitions themselves in full
+        try:
+            syms = tuple(self.data.symbols) if self.data is not None else ()
+            samples = ", ".join("{" + sp.latex(s) + "}_{i}" for s in syms)
+            if self.loss is not None and self.data is not None:
+                th = ", ".join(sp.latex(p) for p in self.params)
+                out.append((rf"f({th})", rf"\frac{{1}}{{N}}\sum_{{i=1}}^{{N}} \ell({th};\, {samples})"))
+                out.append((rf"\ell({th};\, {', '.join(sp.latex(s) for s in syms)})", sp.latex(self.loss)))
+            if self.sigma_used:
+                out.append((r"\Sigma_{ab}",
+                            r"\operatorname{Cov}_{i}\left[\partial_a \ell_i,\, \partial_b \ell_i\right] = "
+                            r"\frac{1}{N}\sum_{i=1}^{N} (\partial_a\ell_i - \partial_a f)(\partial_b\ell_i - "
+                            r"\partial_b f)"))
+            for nd in self.generic:
+                out.append((self.used[nd], sp.latex(nd)))
+        finally:
+            _ACTIVE.pop()
+        return out
+
+
+def _nice(c: float) -> sp.Expr:
+    """A float factor as a small rational when it is one (±1, ±1/2, …), else a Float."""
+    r = sp.nsimplify(c, rational=True, tolerance=1e-9)
+    return r if isinstance(r, sp.Rational) and r.q <= 64 and abs(r.p) <= 64 else sp.Float(c, 6)
+
+
+class _Full:
+    """A naming context that names nothing (nodes print in full)."""
+
+    @staticmethod
+    def owns(node: Any) -> bool:
+        return False
+
+
+_FULL = _Full()
+
+
+@contextmanager
+def latex_names(names: LatexNames) -> Iterator[LatexNames]:
+    """While active, ``sp.latex`` prints data-mean nodes by their short names."""
+    _ACTIVE.append(names)
+    try:
+        yield names
+    finally:
+        _ACTIVE.pop()
+
+
+def _display(e: sp.Expr) -> sp.Expr:
+    """The inner expression as printed: sigmoids and softplus instead of exp ratios (shorter)."""
+    try:
+        return sp.factor_terms(stable_forms(e))
+    except (TypeError, ValueError):  # pragma: no cover - display only
+        return e
 
 
 def data_mean(expr: Any, data: Any) -> sp.Expr:
@@ -318,6 +575,10 @@ class _Softplus(sp.Function):
     def _mpmathcode(self, printer: Any) -> str:
         return f"mpmath.log(1 + mpmath.exp({printer._print(self.args[0])}))"
 
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        tex = rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+        return tex if exp is None else rf"{tex}^{{{exp}}}"
+
 
 class _Sigmoid(sp.Function):
     """1/(1 + e^{-u}), a numerical form only (``exp(-logaddexp(0, -u))``, torch ``sigmoid``)."""
@@ -332,6 +593,10 @@ class _Sigmoid(sp.Function):
 
     def _mpmathcode(self, printer: Any) -> str:
         return f"(1/(1 + mpmath.exp(-({printer._print(self.args[0])}))))"
+
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        tex = rf"\sigma\left({printer._print(self.args[0])}\right)"
+        return tex if exp is None else rf"{tex}^{{{exp}}}"
 
 
 def _one_plus_exp(base: sp.Expr) -> sp.Expr | None:
@@ -449,27 +714,60 @@ def _eval_inner(
     return out
 
 
-def _node_values(node: _DataNode, args: tuple[sp.Symbol, ...], vals: list[np.ndarray], P: int,
-                 chunk_elements: int) -> np.ndarray:
-    """The node at P points (chunked over points so that a chunk holds ≤ chunk_elements values)."""
-    n = node.dataset.n
-    step = max(1, chunk_elements // max(n, 1))
-    out = np.empty(P)
-    for lo in range(0, P, step):
-        hi = min(P, lo + step)
-        if isinstance(node, DataMean):
-            out[lo:hi] = _eval_inner(node, node.expr, args, vals, lo, hi).mean(axis=1)
-        else:
-            a, b = node.exprs
-            A = _eval_inner(node, a, args, vals, lo, hi)
-            A -= A.mean(axis=1, keepdims=True)
-            if a == b:
-                out[lo:hi] = np.mean(A * A, axis=1)
-            else:
-                Bv = _eval_inner(node, b, args, vals, lo, hi)
-                Bv -= Bv.mean(axis=1, keepdims=True)
-                out[lo:hi] = np.mean(A * Bv, axis=1)
-    return out
+_JOINT_CACHE: dict[tuple, Callable] = {}
+_MEMO: dict[tuple, np.ndarray] = {}
+
+
+def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals: list[np.ndarray], P: int,
+                  chunk_elements: int) -> list[np.ndarray]:
+    """Nodes over one data set at P points: their inner expressions lowered together (shared
+    sub-expressions computed once per chunk), chunked over the points, memoised per point set."""
+    ds = nodes[0].dataset
+    syms = tuple(ds.symbols)
+    pkey = (args, P, hash(b"".join(np.ascontiguousarray(v, dtype=float).tobytes() for v in vals)))
+    todo = [nd for nd in nodes if (nd, pkey) not in _MEMO]
+    if todo:
+        inners: list[sp.Expr] = []
+        for nd in todo:
+            for e in nd.exprs:
+                if e not in inners:
+                    inners.append(e)
+        pos = {e: k for k, e in enumerate(inners)}
+        key = (tuple(inners), args, syms)
+        if key not in _JOINT_CACHE:
+            _JOINT_CACHE[key] = sp.lambdify([*args, *syms], [stable_forms(e) for e in inners],
+                                            modules=["numpy"], cse=True)
+        f = _JOINT_CACHE[key]
+        n = ds.n
+        step = max(1, chunk_elements // (max(n, 1) * len(inners)))
+        outs = [np.empty(P) for _ in todo]
+        cols = [ds.arrays[s][None, :] for s in syms]
+        for lo in range(0, P, step):
+            hi = min(P, lo + step)
+            pts = [np.asarray(v, dtype=float)[lo:hi, None] for v in vals]
+            with np.errstate(all="ignore"):
+                res = [np.broadcast_to(np.asarray(r, dtype=float), (hi - lo, n)) for r in f(*pts, *cols)]
+            res = [r if np.all(np.isfinite(r)) else _eval_inner(todo[0], inners[k], args, vals, lo, hi)
+                   for k, r in enumerate(res)]  # overflow: the careful per-expression path
+            wts = getattr(ds, "weights", None)  # quadrature data sets carry weights (sum 1)
+
+            def avg(r: np.ndarray, wts: np.ndarray | None = wts) -> np.ndarray:
+                return r.mean(axis=1) if wts is None else r @ wts
+
+            means = [avg(r) for r in res]
+            for k, nd in enumerate(todo):
+                if isinstance(nd, DataMean):
+                    outs[k][lo:hi] = means[pos[nd.expr]]
+                else:
+                    a, b = (pos[e] for e in nd.exprs)
+                    ca = res[a] - means[a][:, None]
+                    cb = ca if a == b else res[b] - means[b][:, None]
+                    outs[k][lo:hi] = avg(ca * cb)
+        for nd, o in zip(todo, outs, strict=True):
+            _MEMO[(nd, pkey)] = o
+        while len(_MEMO) > 512:
+            _MEMO.pop(next(iter(_MEMO)))
+    return [_MEMO[(nd, pkey)] for nd in nodes]
 
 
 def lambdify_datamean(
@@ -493,14 +791,22 @@ def lambdify_datamean(
         raise InputError("lambdify_datamean: nested data-means are not supported; expand the inner mean")
     placeholders = [sp.Dummy(f"m{k}") for k in range(len(nodes))]
     outer_expr = body.xreplace(dict(zip(nodes, placeholders, strict=True)))
-    outer = sp.lambdify([*args, *placeholders], outer_expr, modules=["numpy"])
+    outer = sp.lambdify([*args, *placeholders], outer_expr.tolist() if is_mat else outer_expr,
+                        modules=["numpy"])
 
     def f(*values: Any) -> Any:
         arrs = np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in values]) if values else []
         shape = arrs[0].shape if arrs else ()
         flat = [a.reshape(-1) for a in arrs]
         P = int(np.prod(shape)) if shape else 1
-        mvals = [_node_values(nd, args, flat, P, chunk_elements).reshape(shape) for nd in nodes]
+        mvals: list[Any] = [None] * len(nodes)
+        groups: dict[int, list[int]] = {}
+        for k, nd in enumerate(nodes):
+            groups.setdefault(id(nd.dataset), []).append(k)
+        for ks in groups.values():
+            for k, v in zip(ks, _nodes_values([nodes[k] for k in ks], args, flat, P, chunk_elements),
+                            strict=True):
+                mvals[k] = v.reshape(shape)
         with np.errstate(all="ignore"):
             out = outer(*[a.reshape(shape) for a in flat], *mvals)
         if is_mat:

@@ -133,6 +133,19 @@ def _is_singular(D: sp.Matrix) -> bool:
     return bool(numeric)
 
 
+def _broken(expr: Any, per_line: int = 3) -> str:
+    """LaTeX of a sum broken every ``per_line`` terms (inside an ``aligned`` row)."""
+    expr = sp.sympify(expr)
+    if not isinstance(expr, sp.Add) or len(expr.args) <= per_line:
+        return sp.latex(expr)
+    terms = [sp.latex(t) for t in sp.Add.make_args(expr)]
+    out = terms[0]
+    for k, t in enumerate(terms[1:], start=1):
+        sep = " \\\\\n&\\quad " if k % per_line == 0 else " "
+        out += sep + (t if t.startswith("-") else f"+ {t}")
+    return out
+
+
 def _exp_of_minus(phi: sp.Expr, state: Sequence[sp.Symbol]) -> sp.Expr:
     r""":math:`e^{-\Phi}`, the :math:`k\log g` terms of :math:`\Phi` turned into factors :math:`g^{-k}`."""
     factor, rest = sp.S.One, []
@@ -412,10 +425,17 @@ class FokkerPlanck(Stage):
         pieces = [D, c, *[D.diff(s) for s in st], *[c.diff(s) for s in st]]
         pts = _sample_points([*D, *c, *st])
         syms = list(pts[0])
-        fs = [lambdify_datamean(syms, sp.Matrix(pc)) for pc in pieces]
+        shapes = [sp.Matrix(pc).shape for pc in pieces]
+        stacked = sp.Matrix([e for pc in pieces for e in sp.Matrix(pc)])  # one lowering for all pieces
+        g = lambdify_datamean(syms, stacked)
 
         def f(*args: Any) -> list[Any]:
-            return [g(*args) for g in fs]
+            flat = np.asarray(g(*args), dtype=float).reshape(-1)
+            out, k = [], 0
+            for r, cdim in shapes:
+                out.append(flat[k:k + r * cdim].reshape(r, cdim))
+                k += r * cdim
+            return out
         worst: tuple[tuple[int, int], float] | None = None
         d = len(st)
         for pt in pts:
@@ -604,17 +624,24 @@ class FokkerPlanck(Stage):
 
     # ------------------------------------------------------------------ display
     def latex(self) -> str:
-        r"""LaTeX: :math:`\partial_t p = -\nabla\cdot J`, the flux, and b, D, ∇·D written out."""
+        r"""LaTeX: :math:`\partial_t p = -\nabla\cdot J`, the flux, and b, D, ∇·D written out.
+
+        For d > 1 an ``aligned`` block, one entry per line (long sums broken every three terms).
+        """
         b, D = sp.Matrix(self._b), sp.Matrix(self._D)
         divD = self.divergence_of_diffusion
+        head = r"\partial_t p = -\nabla\cdot J,\quad J = b\,p - \nabla\cdot(D\,p)"
         if self.dim == 1:
             bl, Dl, dl = sp.latex(b[0]), sp.latex(D[0]), sp.latex(divD[0])
-        else:
-            bl, Dl, dl = sp.latex(b), sp.latex(D), sp.latex(divD)
-        return (
-            r"\partial_t p = -\nabla\cdot J,\quad J = b\,p - \nabla\cdot(D\,p),\qquad "
-            rf"b = {bl},\quad D = {Dl},\quad \nabla\cdot D = {dl}"
-        )
+            return rf"{head},\qquad b = {bl},\quad D = {Dl},\quad \nabla\cdot D = {dl}"
+        names = [sp.latex(s) for s in self._state]
+        rows = [(r"\partial_t p", head[len(r"\partial_t p = "):])]
+        rows += [(f"b_{{{names[i]}}}", _broken(b[i])) for i in range(self.dim)]
+        rows += [(f"D_{{{names[i]} {names[j]}}}", _broken(D[i, j]))
+                 for i in range(self.dim) for j in range(i, self.dim)]
+        rows += [(rf"(\nabla\cdot D)_{{{names[i]}}}", _broken(divD[i])) for i in range(self.dim)]
+        body = " \\\\\n".join(f"{lhs} &= {rhs}" for lhs, rhs in rows)
+        return "\\begin{aligned}\n" + body + "\n\\end{aligned}"
 
     def operator_latex(self) -> str:
         r"""LaTeX of the expanded equation :math:`\partial_t p = \dots` in partial derivatives of p."""

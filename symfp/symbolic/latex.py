@@ -28,6 +28,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import DependencyError, InputError, OutputError, SymfpError, os_error_text
+from .datamean import LatexNames, has_data_nodes, latex_names
 from .fokker_planck import FokkerPlanck
 from .sde import SDE
 from .weakform import WeakForm
@@ -102,11 +103,31 @@ def _sum_lines(lhs: str, expr: sp.Expr, per_line: int = 3) -> str:
     return f"{lhs} &= " + " \\\\\n&\\quad ".join(lines)
 
 
+def broken_latex(expr: Any, per_line: int = 3) -> str:
+    r"""LaTeX of ``expr`` with a long sum broken into lines of ``per_line`` terms (``\\ &\quad``)."""
+    expr = sp.sympify(expr)
+    if not isinstance(expr, sp.Add) or len(expr.args) <= per_line:
+        return sp.latex(expr)
+    terms = [sp.latex(t) for t in sp.Add.make_args(expr)]
+    lines, cur = [], ""
+    for k, t in enumerate(terms):
+        cur += t if k == 0 else (f" {t}" if t.startswith("-") else f" + {t}")
+        if (k + 1) % per_line == 0 and k + 1 < len(terms):
+            lines.append(cur)
+            cur = ""
+    lines.append(cur)
+    return " \\\\ \\nonumber\n&\\quad ".join(lines)
+
+
 def _align(rows: list[tuple[str, str]], label: str) -> str:
     """An ``align`` block ``lhs &= rhs`` with every line numbered; the first labelled."""
     lines = []
     for k, (lhs, rhs) in enumerate(rows):
         lab = "\\label{" + label + "}" if k == 0 else ""
+        if "\\nonumber" in rhs:  # a broken row: the label goes on its first line
+            first, rest = rhs.split(" \\\\ \\nonumber", 1)
+            lines.append(f"{lhs} &= {first}{lab} \\\\ \\nonumber{rest}")
+            continue
         lines.append(f"{lhs} &= {rhs}{lab}")
     return "\\begin{align}\n" + nice_subscripts(" \\\\\n".join(lines)) + "\n\\end{align}\n"
 
@@ -180,11 +201,16 @@ def _sde_section(sde: SDE, from_moments: bool) -> str:
         )
     else:
         out.append("The It\\^o stochastic differential equation is\n")
-    out.append(_equation(sde.latex(), "eq:sde"))
+    if sde.dim == 1:
+        out.append(_equation(sde.latex(), "eq:sde"))
+    else:  # the vector form; its components follow line by line (no matrix wider than the page)
+        out.append(_equation(r"d\theta = b(\theta)\, dt + \sigma(\theta)\, dW,\qquad "
+                             r"D = \tfrac12\sigma\sigma^\top,\qquad \theta = "
+                             + sp.latex(sp.Matrix(sde.state).T), "eq:sde"))
     st = sde.state
-    rows = [(f"b_{{{sp.latex(s)}}}", sp.latex(sde.drift[i])) for i, s in enumerate(st)]
+    rows = [(f"b_{{{sp.latex(s)}}}", broken_latex(sde.drift[i])) for i, s in enumerate(st)]
     rows += [
-        (f"D_{{{sp.latex(st[i])} {sp.latex(st[j])}}}", sp.latex(sde.diffusion[i, j]))
+        (f"D_{{{sp.latex(st[i])} {sp.latex(st[j])}}}", broken_latex(sde.diffusion[i, j]))
         for i in range(sde.dim)
         for j in range(i, sde.dim)
     ]
@@ -208,10 +234,12 @@ def _fp_section(fp: FokkerPlanck, stationary: bool) -> str:
     )
     out.append(_equation(fp.latex(), "eq:fokker-planck"))
     out.append("Written out in partial derivatives,\n")
-    out.append(_equation(_sum_lines(r"\frac{\partial p}{\partial t}", sp.expand(fp.operator)),
+    per = 2 if has_data_nodes(fp.sde.drift) or has_data_nodes(fp.sde.diffusion) else 3
+    out.append(_equation(_sum_lines(r"\frac{\partial p}{\partial t}", sp.expand(fp.operator), per),
                          "eq:fokker-planck-expanded"))
     out.append("The backward generator, which also gives the mean exit time $-\\mathcal{L}\\tau = 1$, is\n")
-    out.append(_equation(_sum_lines(r"\mathcal{L}\varphi", sp.expand(fp.generator.expr)), "eq:generator"))
+    out.append(_equation(_sum_lines(r"\mathcal{L}\varphi", sp.expand(fp.generator.expr), per),
+                         "eq:generator"))
     if stationary:
         rho = fp.stationary_density()
         if rho is not None:
@@ -222,6 +250,23 @@ def _fp_section(fp: FokkerPlanck, stationary: bool) -> str:
     return "".join(out)
 
 
+def _weak_lines(wf: WeakForm) -> str:
+    """The variational equation with one integral per line (wide coefficient vectors fit better)."""
+    try:
+        u, v = wf.unknown, "v"
+        lhs: list[str] = []
+        if wf.mass is not None:
+            w = "" if wf.mass == 1 else rf"\left({sp.latex(wf.mass)}\right)"
+            lhs.append(rf"\int_\Omega {w}\,\partial_t {u}\, {v}\,dx")
+        lhs.extend(t.latex(u, v) for t in wf.bilinear)
+        rhs = " + ".join(t.latex(u, v) for t in wf.linear) or "0"
+    except AttributeError:  # another weak-form layout: its own one-line rendering
+        return wf.equation_latex()
+    if len(lhs) <= 1:
+        return wf.equation_latex()
+    return "& " + " \\\\\n&+ ".join(lhs) + " \\\\\n&= " + rhs + rf" \quad \forall {v}"
+
+
 def _weak_section(wf: WeakForm, n: int) -> str:
     label = "eq:weak-form" if n == 0 else f"eq:weak-form-{n}"
     out = [] if n else ["\\section{Weak form}\\label{sec:weak-form}\n"]
@@ -229,7 +274,7 @@ def _weak_section(wf: WeakForm, n: int) -> str:
         f"{latex_text(wf.description)[:1].upper() + latex_text(wf.description)[1:]}. Multiplying by a test "
         "function $v$ and integrating by parts over $\\Omega$, the boundary terms are stated explicitly:\n"
     )
-    out.append(_equation(wf.equation_latex(), label))
+    out.append(_equation(_weak_lines(wf), label))
     conds = wf.conditions_latex()
     if conds:
         out.append("with\n" + _equation(r",\\ ".join(conds), label + "-conditions"))
@@ -365,6 +410,53 @@ def latex_document(
     tagged.sort(key=lambda ks: _ORDER[ks[0]])
     have = {k for k, _ in tagged}
 
+    names = _names_for(tagged)
+    names.prepare(_node_carriers(tagged))
+    with latex_names(names):
+        body = _body(tagged, have, complete, stationary)
+    if names.active:
+        at = 1 if tagged and tagged[0][0] == "recursion" else 0
+        body.insert(at, _data_section(names))
+    return _document(tagged, body, title)
+
+
+def _names_for(tagged: list[tuple[str, Any]]) -> LatexNames:
+    """Short names for the data-means of the model in the document (its loss, parameters, data)."""
+    for _, stage in tagged:
+        for obj in (stage, getattr(stage, "source", None)):
+            if all(hasattr(obj, a) for a in ("loss", "params", "data")) and obj.data is not None \
+                    and hasattr(obj.data, "arrays"):
+                return LatexNames(obj.loss, obj.params, obj.data)
+    return LatexNames()
+
+
+def _node_carriers(tagged: list[tuple[str, Any]]) -> list[Any]:
+    """The expressions of the stages that hold data-means (to name them all in one pass)."""
+    out: list[Any] = []
+    for kind, stage in tagged:
+        if kind == "sde":
+            out += [stage.drift, stage.diffusion]
+        elif kind == "fokker_planck":
+            out += [stage.operator, stage.divergence_of_diffusion, stage.generator.expr]
+    return out
+
+
+def _data_section(names: LatexNames) -> str:
+    rows = names.definitions()
+    n = names.data.n if names.data is not None else None
+    out = ["\\section{Data-means}\\label{sec:data-means}\n"]
+    out.append(
+        "Averages over the data set stay unexpanded: "
+        + (f"$N = {n}$ samples $i = 1, \\dots, N$; " if n is not None else "")
+        + "$\\partial_{a b\\dots} f$ is the data-mean of the derivative of the loss, "
+        "$\\Sigma = \\operatorname{Cov}_i[\\nabla\\ell_i]$ the per-sample gradient covariance, and "
+        "$m_k$, $C_k$ name the other means and covariances:\n"
+    )
+    out.append(_align(rows, "eq:data-means"))
+    return "".join(out)
+
+
+def _body(tagged: list[tuple[str, Any]], have: set[str], complete: bool, stationary: bool) -> list[str]:
     body: list[str] = []
     n_weak = 0
     from_moments = False
@@ -386,7 +478,10 @@ def latex_document(
         else:
             body.append(_weak_section(stage, n_weak))
             n_weak += 1
+    return body
 
+
+def _document(tagged: list[tuple[str, Any]], body: list[str], title: str | None) -> LatexDocument:
     names = " $\\to$ ".join(
         {"recursion": "recursion", "moments": "one-step moments", "sde": "SDE",
          "fokker_planck": "Fokker--Planck equation", "weak_form": "weak form"}[k]

@@ -24,6 +24,7 @@ import sympy as sp
 import sympy.stats as st
 
 from ..errors import InputError
+from .datamean import settle_rationals
 from .recursion import BatchMean, Recursion, StandardNormal, random_symbols
 from .stage import Stage
 
@@ -135,11 +136,28 @@ class OneStepMoments(Stage):
         return OneStepMoments(self.state, self.mean.subs(m), self.second.subs(m))
 
     def latex(self) -> str:
-        """LaTeX of both moments."""
-        return (
-            rf"\mathbb E[\Delta] = {sp.latex(sp.Matrix(self.mean))},\qquad "
-            rf"\mathbb E[\Delta\Delta^\top] = {sp.latex(sp.Matrix(self.second))}"
-        )
+        r"""LaTeX of both moments, entry by entry (``aligned`` rows; long sums broken into lines)."""
+        names = [sp.latex(s) for s in self.state]
+        rows = [(rf"\mathbb E[\Delta_{{{names[i]}}}]", self.mean[i]) for i in range(len(names))]
+        rows += [
+            (rf"\mathbb E[\Delta_{{{names[i]}}}\Delta_{{{names[j]}}}]", self.second[i, j])
+            for i in range(len(names)) for j in range(i, len(names))
+        ]
+        # exact data moments are shown as 15-digit floats (display only)
+        return " \\\\\n".join(f"{lhs} &= {_broken(settle_rationals(e))}" for lhs, e in rows)
+
+
+def _broken(expr: Any, per_line: int = 3) -> str:
+    """LaTeX of a sum broken every ``per_line`` terms (for an ``aligned`` row)."""
+    expr = sp.sympify(expr)
+    if not isinstance(expr, sp.Add) or len(expr.args) <= per_line:
+        return sp.latex(expr)
+    terms = [sp.latex(t) for t in sp.Add.make_args(expr)]
+    out = terms[0]
+    for k, t in enumerate(terms[1:], start=1):
+        sep = " \\\\\n&\\quad " if k % per_line == 0 else " "
+        out += sep + (t if t.startswith("-") else f"+ {t}")
+    return out
 
 
 def one_step_moments(rec: Recursion) -> OneStepMoments:

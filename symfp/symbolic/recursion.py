@@ -223,8 +223,12 @@ class Recursion(Stage):
         r"""LaTeX of :math:`\theta_{k+1} = \dots`."""
         th = sp.Matrix(self.state)
         lhs = sp.latex(th[0]) if self.dim == 1 else sp.latex(th)
-        rhs = sp.latex(self.update[0]) if self.dim == 1 else sp.latex(sp.Matrix(self.update))
-        return rf"{lhs}_{{k+1}} = \left.{rhs}\right|_{{k}}"
+        inc = sp.Matrix(self.increment)
+        rhs = sp.latex(inc[0]) if self.dim == 1 else sp.latex(inc)
+        if inc.free_symbols & set(self.state):
+            rhs = rf"\left.{rhs}\right|_{{k}}"
+        joined = rhs if rhs.startswith("-") else f"+ {rhs}"
+        return rf"{lhs}_{{k+1}} = {lhs}_{{k}} {joined}"
 
     def __str__(self) -> str:
         lines = [f"Recursion in {', '.join(map(str, self.state))}:"]

@@ -124,3 +124,39 @@ def test_population_parameters_are_distribution_parameters_only():
     assert Population({x: st.Normal("X", 0, s)}).parameters == {s}
     assert Population({x: 2 * st.Normal("X", 0, s) + m}).parameters == {s, m}
     assert Population({x: st.Normal("X", 0, 2), y: st.Bernoulli("Y", sp.Rational(1, 3))}).parameters == set()
+
+
+def test_population_without_closed_form_uses_gauss_hermite_with_an_error_estimate():
+    from scipy.integrate import quad
+
+    p = Population({x: st.Normal("X", 0.5, 2)})
+    loss = sp.log(1 + sp.exp(-w1 * x))
+    e = p.expect(loss)  # sympy.stats has no closed form: a data-mean over the quadrature nodes
+    assert isinstance(e, DataMean) and e.dataset.weights is not None
+    for w in (0.3, -1.7):
+        ref = quad(lambda t, w=w: np.logaddexp(0, -w * t) * np.exp(-((t - 0.5) ** 2) / 8)
+                   / np.sqrt(8 * np.pi), -np.inf, np.inf, epsabs=1e-13)[0]
+        # the stated error (40 vs 80 points) bounds the true one: |E_40 - E| <= 1.5 |E_40 - E_80|
+        est = p.quadrature_error(loss, {w1: w})
+        assert abs(float(e.subs(w1, w)) - ref) <= 1.5 * est + 1e-13
+        assert est < 1e-5  # softplus is analytic in a strip: geometric convergence in the points
+    # a polynomial expectation keeps the exact moments
+    assert p.expect(x**2) == 4.25  # sympy.stats, exactly: 0.5^2 + 2^2
+    # the covariance of a non-polynomial gradient: against the quadrature of the centred product
+    g = sp.Matrix([sp.diff(loss, w1)])
+    cov = float(p.covariance(g)[0, 0].subs(w1, 0.3))
+    def gf(w, t):  # d/dw log(1 + e^{-wt}) = -t / (1 + e^{wt}), without overflow
+        return -t * np.exp(-np.logaddexp(0, w * t))
+
+    dens = lambda t: np.exp(-((t - 0.5) ** 2) / 8) / np.sqrt(8 * np.pi)  # noqa: E731
+    m = quad(lambda t: gf(0.3, t) * dens(t), -np.inf, np.inf, epsabs=1e-13)[0]
+    v = quad(lambda t: (gf(0.3, t) - m) ** 2 * dens(t), -np.inf, np.inf, epsabs=1e-13)[0]
+    assert cov == pytest.approx(v, rel=1e-9)
+
+
+def test_weighted_dataset_moments():
+    d = Dataset({x: [0.0, 1.0, 3.0]}, weights=[1, 2, 1])
+    assert float(d.expect(x)) == pytest.approx((0 + 2 + 3) / 4, rel=1e-15)
+    assert float(d.expect(sp.exp(x))) == pytest.approx((1 + 2 * np.e + np.exp(3)) / 4, rel=1e-14)
+    with pytest.raises(DataError, match="weights must be 3 positive"):
+        Dataset({x: [0.0, 1.0, 3.0]}, weights=[1, -2, 1])

@@ -37,8 +37,12 @@ def test_linearity_and_products_of_means_stay_distinct():
     d = _small()
     e = sp.exp(w1 * x)
     m = d.expect(3 * w2 * e + w2**2 + sp.exp(x) * w1)
-    # data-free factors come out, data-free terms leave the mean
-    assert m == 3 * w2 * DataMean(e, d) + w2**2 + w1 * DataMean(sp.exp(x), d)
+    # data-free terms leave the mean; a product's data-free factors come out; a sum stays one node
+    assert m == w2**2 + DataMean(3 * w2 * e + sp.exp(x) * w1, d)
+    assert DataMean(-6 * w2 * e, d) == -6 * w2 * DataMean(e, d)
+    assert DataMean(-2 * e - 4 * x, d) == -2 * DataMean(e + 2 * x, d)  # content and sign out
+    at = {w1: 0.3, w2: -1.1}
+    assert float(m.subs(at)) == pytest.approx(float(expand_data_nodes(m).subs(at)), rel=1e-14)
     prod = DataMean(e, d) ** 2
     mean_sq = DataMean(e**2, d)
     assert prod != mean_sq
@@ -53,7 +57,8 @@ def test_covariance_is_bilinear_symmetric_and_matches_the_expanded_sum():
     d = _small()
     a, b = sp.exp(w1 * x) * y, x * sp.tanh(w2 * x)
     assert DataCov(a, b, d) == DataCov(b, a, d)
-    assert DataCov(2 * a + w1 + 5, b, d) == 2 * DataCov(a, b, d)
+    assert DataCov(2 * a + w1 + 5, b, d) == 2 * DataCov(a, b, d)  # data-free terms drop out
+    assert DataCov(-3 * w1 * a, b, d) == -3 * w1 * DataCov(a, b, d)
     c = DataCov(a, b, d)
     at = {w1: 0.3, w2: -0.7}
     assert float(c.subs(at)) == pytest.approx(float(c.expanded().subs(at)), rel=1e-13)

@@ -267,7 +267,7 @@ def test_normalization_errors_and_subs():
 def test_latex_contains_flux_form_and_expanded_operator():
     fp = FokkerPlanck(SDE([x, y], [-x, -y], eps))
     tex = fp.latex()
-    assert r"\partial_t p = -\nabla\cdot J" in tex and r"\epsilon" in tex
+    assert r"\partial_t p &= -\nabla\cdot J" in tex and r"\epsilon" in tex and r"b_{x} &= - x" in tex
     assert fp._repr_latex_().startswith("$$")
     assert r"\frac{\partial^{2}}{\partial x^{2}}" in fp.operator_latex()
     assert fp.generator.latex().startswith(r"\mathcal{L}\varphi")

@@ -125,3 +125,62 @@ def test_pdf_failure_raises_with_the_log_tail(tmp_path):
     with pytest.raises(LatexError, match="Undefined control sequence"):
         bad.pdf(tmp_path / "bad.pdf")
     assert isinstance(LatexError("x"), symfp.SymfpError)
+
+
+def _logistic(n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    Y = np.where(X[:, 0] + 0.5 * rng.normal(size=n) > 0, 1.0, -1.0)
+    x1, x2 = sp.symbols("x1 x2", real=True)
+    loss = sp.log(1 + sp.exp(-y * (w1 * x1 + w2 * x2)))
+    return symfp.SGD(loss=loss, params=[w1, w2], data=symfp.Dataset({x1: X[:, 0], x2: X[:, 1], y: Y}),
+                     lr=sp.Rational(1, 2), batch_size=8)
+
+
+def test_recursion_prints_theta_k_minus_eta_ghat():
+    tex = sgd_2d().recursion.latex()
+    assert r"\left[\begin{matrix}w_{1}\\w_{2}\end{matrix}\right]_{k+1} = " in tex
+    assert r"\right]_{k} + \left[\begin{matrix}- \eta" in tex
+
+
+@needs_pdflatex
+def test_logistic_document_names_data_means_compiles_and_is_flat_in_n(tmp_path):
+    sizes = {}
+    for n in (50, 5000):
+        model = _logistic(n)
+        sde = model.sme(order=2)
+        doc = symfp.latex_document(model, sde, sde.fokker_planck())
+        src = doc.source
+        sizes[n] = len(src)
+        assert "Data-means" in section_titles(src)
+        assert r"\frac{1}{N}\sum_{i=1}^{N} \ell(w_{1}, w_{2};" in src and f"N = {n}" in src
+        assert r"\Sigma_{w_{1} w_{2}}" in src and r"\partial_{w_{1} w_{2}} f" in src
+        assert "m_{1}" not in src  # every mean is recognised as a derivative of f
+        assert "log" not in src.split(r"\section{One-step moments}")[1]  # no sample sum written out
+    assert abs(sizes[50] - sizes[5000]) < 100  # only the printed N differs
+    pdf = doc.pdf(tmp_path / "logistic.pdf", workdir=tmp_path / "build")
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_names_of_data_means_agree_with_the_expanded_sums():
+    from symfp.symbolic.datamean import DataMean, LatexNames, latex_names
+
+    model = _logistic(8)
+    sde = model.sme(order=2)
+    names = LatexNames(model.loss, model.params, model.data)
+    with latex_names(names):
+        sp.latex(sde.drift)
+    f_full = sum(model.loss.subs(model.data._sample_values(i)) for i in range(8)) / 8
+    at = {w1: 0.3, w2: -0.6}
+    checked = 0
+    for node, name in names.used.items():
+        if not isinstance(node, DataMean):
+            continue
+        m = re.fullmatch(r"(\\left\(-)?\\partial_\{(.*)\} f(\\right\))?", name)
+        assert m, name
+        params = [{"w_{1}": w1, "w_{2}": w2}[t] for t in m.group(2).split()]
+        sign = -1 if m.group(1) else 1
+        ref = sign * float(sp.diff(f_full, *params).subs(at))
+        assert float(node.expanded().subs(at)) == pytest.approx(ref, rel=1e-12)
+        checked += 1
+    assert checked >= 5  # grad (2) and Hessian (3) entries

@@ -122,9 +122,21 @@ def _ufl_coefficients(D: sp.Matrix, c: sp.Matrix, state: tuple[sp.Symbol, ...], 
 
 def _lambdified(expr: sp.Matrix, state: tuple[sp.Symbol, ...], tsym: sp.Symbol | None = None,
                 t: float = 0.0) -> Any:
+    from ..coefficients import numpy_function  # data-means evaluate over the samples
+
     if tsym is None:
-        return sp.lambdify(state, expr.tolist(), "numpy")
-    return sp.lambdify(state, sp.Matrix(expr).subs(tsym, t).tolist(), "numpy")
+        return _as_lists(numpy_function(sp.Matrix(expr), state))
+    return _as_lists(numpy_function(sp.Matrix(expr).subs(tsym, t), state))
+
+
+def _as_lists(f: Any) -> Any:
+    """``f`` returning nested lists like ``sp.lambdify(state, M.tolist())`` does."""
+    def g(*args: Any) -> Any:
+        out = f(*args)
+        if isinstance(out, np.ndarray) and out.ndim >= 2:  # (rows, cols, *points)
+            return [[out[i, j] for j in range(out.shape[1])] for i in range(out.shape[0])]
+        return out
+    return g
 
 
 def _peclet(msh: Any, c: sp.Matrix, D: sp.Matrix, state: tuple[sp.Symbol, ...], tsym: sp.Symbol | None,
@@ -694,6 +706,12 @@ def solve(
         "absorbing": ",".join(parts),
         "ranks": msh.comm.size,
     }
+    from .. import coefficients  # data-mean coefficients: evaluated at the P1 dofs, timed
+
+    info.update(coefficients.TIMER.take())
+    if info["coefficient_evaluations"]:
+        info["coefficient_space"] = (f"P{coefficients.SPACE[1]} (Lagrange), interpolated at the dofs: "
+                                     "PSD kept, error O(h^2)")
     if fct_step is not None:
         info["fct_mean_alpha"] = fct_step.mean_alpha(msh.comm)
         info["fct_cn_fallback_steps"] = fct_step.fallback_steps

@@ -12,6 +12,12 @@ r"""SymPy → UFL: turn drift, diffusion and densities written in SymPy into UFL
   ``Piecewise`` (nested ``conditional``), relations and ``And``/``Or``/``Not``;
 - matrices: a d×1 or 1×d matrix becomes ``as_vector``, an m×n one ``as_matrix``.
 
+A coefficient holding data-means (a drift or diffusion over a data set) is not inlined: it is
+evaluated numerically at the degrees of freedom of a P1 space (:mod:`symfp.fem.coefficients`: a
+vectorised reduction over the samples) and enters the form as that finite-element function. P1 keeps
+an interpolated PSD matrix PSD (convex combinations of the nodal matrices); the interpolation error is
+O(h²). The time spent is in :data:`symfp.fem.coefficients.TIMER`, reported in the solution's ``info``.
+
 Anything else (an unknown function, a free parameter that is not a state symbol, an integral) is
 refused with an :class:`~symfp.errors.ExpressionError` that names it. Functions that SymPy can
 rewrite into the above (``expr.rewrite(exp)``, ``Piecewise``) are rewritten first.
@@ -25,6 +31,7 @@ from typing import Any
 import sympy as sp
 
 from ...errors import ExpressionError
+from ...symbolic.datamean import has_data_nodes
 
 
 def _ufl():
@@ -63,8 +70,52 @@ def to_ufl(expr: Any, state: Sequence[sp.Symbol], x: Any,
         e = sp.sympify(expr)
     except (sp.SympifyError, TypeError) as exc:
         raise ExpressionError(f"to_ufl: {expr!r} is not a SymPy expression") from exc
+    if has_data_nodes(e):
+        return _data_coefficient(e, tuple(state), x, symbols)
     index = {s: i for i, s in enumerate(state)}
     return ufl.as_ufl(_Translator(index, x, e, symbols).run(e))
+
+
+_SPACES: dict[int, Any] = {}
+_VALUES: dict[tuple[int, sp.Basic], Any] = {}
+
+
+def _python_mesh(x: Any) -> Any:
+    """The dolfinx mesh of a ``SpatialCoordinate`` (0.5.2 stores the C++ mesh as the UFL cargo)."""
+    from dolfinx import mesh as dmesh
+
+    domain = x.ufl_domain()
+    cargo = domain.ufl_cargo()
+    if isinstance(cargo, dmesh.Mesh):
+        return cargo
+    return dmesh.Mesh(cargo, domain)
+
+
+def _data_coefficient(e: sp.Expr, state: tuple[sp.Symbol, ...], x: Any,
+                      symbols: Mapping[sp.Symbol, Any] | None) -> Any:
+    """A data-mean coefficient as a P1 function (values at the local dofs, ghosts included)."""
+    from .. import coefficients
+    from . import compat
+
+    if symbols and e.free_symbols & set(symbols):
+        names = ", ".join(sorted(str(s) for s in e.free_symbols & set(symbols)))
+        raise ExpressionError(f"to_ufl: a data-mean coefficient that depends on {names} (e.g. the time) is "
+                              "not supported; substitute a number")
+    msh = _python_mesh(x)
+    key = id(msh.ufl_domain())
+    if key not in _SPACES:
+        _SPACES[key] = compat.function_space(msh, *coefficients.SPACE)
+    V = _SPACES[key]
+    if (key, e) not in _VALUES:
+        from dolfinx import fem
+
+        pts = V.tabulate_dof_coordinates()[:, : len(state)]
+        u = fem.Function(V)
+        u.x.array[:] = coefficients.evaluate(e, state, pts)
+        _VALUES[(key, e)] = u
+        if len(_VALUES) > 256:  # bounded: old meshes' functions go
+            _VALUES.pop(next(iter(_VALUES)))
+    return _VALUES[(key, e)]
 
 
 class _Translator:
