@@ -76,8 +76,8 @@ def run(quick: bool = False) -> list[dict]:
         pr, x = make()
         u, B = pr.unpack(x)
         pr.value_and_gradient(x)  # warm caches
-        t_fwd = _median_time(lambda: pr.solve(u, B), repeats)
-        t_grad = _median_time(lambda: pr.value_and_gradient(x), repeats)
+        t_fwd = _median_time(lambda pr=pr, u=u, B=B: pr.solve(u, B), repeats)
+        t_grad = _median_time(lambda pr=pr, x=x: pr.value_and_gradient(x), repeats)
         rows += [
             {"benchmark": "control gradient", "case": case, "value": t_fwd * 1e3, "unit": "ms",
              "note": "one forward solve (LU per interval + a solve per step + objective)"},
