@@ -134,10 +134,17 @@ def optimise(problem: ControlProblem, x0: Any = None, *, maxiter: int = 500, gto
         x0 = problem.pack(problem.u_bounds[1], float(np.sqrt(np.prod(problem.B_bounds))))
     x = np.clip(np.asarray(x0, dtype=float).ravel(), [b[0] for b in bounds], [b[1] for b in bounds])
     J0, g0 = problem.value_and_gradient(x)
-    if not np.any(g0) or np.abs(g0).max() <= 1e-15 * max(abs(J0), 1e-300):
+    # relative sensitivity max_j |∂J/∂x_j|·scale_j/|J|: at round-off level the objective does not depend
+    # on the controls (the discrete solution's round-off alone gives ~1e-12)
+    span = np.array([max(abs(xv), hi - lo) for xv, (lo, hi) in zip(x, bounds, strict=True)])
+    sensitivity = float(np.abs(g0 * span).max()) / max(abs(J0), 1e-300) if abs(J0) > 0 else float(
+        np.abs(g0 * span).max())
+    if sensitivity <= 1e-9:
         raise InputError(
-            "optimise: the gradient of the objective is zero at the start: the objective does not depend "
-            "on the controls (e.g. an observable that the dynamics cannot change); change the objective")
+            f"optimise: the objective does not depend on the controls (relative sensitivity "
+            f"{sensitivity:.1e} at the start, round-off level), e.g. an observable the schedule "
+            "cannot change (the mean under a linear drift does not see the noise, so not B); "
+            "change the objective")
     scale = max(abs(J0), 1e-300)
     history: list[dict[str, float]] = []
     bar = None
