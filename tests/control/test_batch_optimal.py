@@ -6,6 +6,8 @@ with ∫₀ᵀ B dt = S (Lagrange: e^{−2a(T−t)}/B² = const) gives B*(t) = C
 the batch grows exponentially at the rate a; and m*(T) = e^{−2aT}m₀ + ηΣ(1 − e^{−aT})²/(2aS).
 More samples always help, so the budget is active.
 
+The schedule found is then run as exact SGD (B rounded per interval) against the exact moment law.
+
 Errors: as for Li–Tai–E (test_li_tai_e.py), J and B converge as O(Δτ²) with h = Δτ/20, dt = Δτ/10
 (the optimal constant on an interval is the interval average of B* to O(Δτ²)). Measured relative J
 errors 2.2e-3 (Δτ = 0.2) and 5.4e-4 (Δτ = 0.1), ratio 4.0; tolerances 0.08 Δτ² (J) and 0.01 Δτ² (B).
@@ -23,7 +25,7 @@ from symfp.control.operators import operator_parts
 from symfp.control.optimise import optimise
 from symfp.control.problem import ControlProblem
 
-pytestmark = pytest.mark.fem
+pytestmark = [pytest.mark.fem, pytest.mark.torch]
 
 th, xi = sp.symbols("theta xi")
 A, ETA, SIGMA, S0, T, S = 1.0, 0.1, 1.0, 0.3, 2.0, 20.0
@@ -55,3 +57,15 @@ def test_exponential_batch_growth_is_optimal():
         errs.append(rel)
         berrs.append(berr)
     assert errs[0] / errs[1] >= 3 and berrs[0] / berrs[1] >= 3, (errs, berrs)
+    # the exact SGD under the (rounded) batch schedule, 20 steps: E θ²_{k+1} = (1 − ηa)²E θ²_k + η²Σ/B_k
+    from symfp.control.verify import step_schedules, verify
+
+    v = verify(model, pr, res.u, res.B, name="exponential B", n_particles=200_000, seed=2)
+    _, lrs, Bs = step_schedules(pr, res.u, res.B)
+    assert Bs is not None and Bs[0] < Bs[-1]
+    m2 = float(ops.load(th**2) @ pr.p0)
+    for lr, b in zip(lrs, Bs, strict=True):
+        m2 = (1 - lr * A) ** 2 * m2 + lr**2 * SIGMA / b
+    assert abs(v.measured - A * m2 / 2) < 4 * v.stderr, (v, A * m2 / 2)
+    # the PDE (order-1 SME) for the same rounded schedule: weak error O(η), relative ≤ ηa
+    assert abs(v.predicted - A * m2 / 2) <= ETA * A * A * m2 / 2
