@@ -11,7 +11,7 @@ reason, the iterations and the projected-gradient norm; :attr:`ControlResult.sum
 (:math:`\int_0^T B\,dt \le S`, samples in units of :math:`\eta_{\max}`), one at a time, is a linear
 inequality :math:`a\cdot x \le U`; L-BFGS-B takes bounds only, so it is enforced through its
 multiplier: L-BFGS-B minimises :math:`J + \lambda\,a\cdot x` over the box, and :math:`\lambda \ge 0` is
-found by bracketing and bisection (in :math:`\log\lambda`, warm-started) so that the budget is met
+found by bracketing and Illinois regula falsi (in :math:`\log\lambda`, warm-started) so that the budget is met
 (:math:`\lambda = 0` when it is inactive). The KKT residual reported is the projected gradient of
 :math:`J + \lambda a\cdot x`. A budget that no schedule inside the bounds meets (its lower bound
 already exceeds it) raises :class:`~symfp.errors.InputError` before any solve.
@@ -107,7 +107,7 @@ def _budget_rows(problem: ControlProblem,
 
 
 def optimise(problem: ControlProblem, x0: Any = None, *, maxiter: int = 500, gtol: float = 1e-7,
-             ftol: float = 1e-12, budget: Mapping[str, float] | None = None, budget_tol: float = 1e-6,
+             ftol: float = 1e-12, budget: Mapping[str, float] | None = None, budget_tol: float = 1e-5,
              progress: bool = True, warn: bool = True) -> ControlResult:
     """Minimise the problem's J over the controls in their bounds (L-BFGS-B, exact gradients).
 
@@ -134,10 +134,17 @@ def optimise(problem: ControlProblem, x0: Any = None, *, maxiter: int = 500, gto
         x0 = problem.pack(problem.u_bounds[1], float(np.sqrt(np.prod(problem.B_bounds))))
     x = np.clip(np.asarray(x0, dtype=float).ravel(), [b[0] for b in bounds], [b[1] for b in bounds])
     J0, g0 = problem.value_and_gradient(x)
-    if not np.any(g0) or np.abs(g0).max() <= 1e-15 * max(abs(J0), 1e-300):
+    # relative sensitivity max_j |∂J/∂x_j|·scale_j/|J|: at round-off level the objective does not depend
+    # on the controls (the discrete solution's round-off alone gives ~1e-12)
+    span = np.array([max(abs(xv), hi - lo) for xv, (lo, hi) in zip(x, bounds, strict=True)])
+    sensitivity = float(np.abs(g0 * span).max()) / max(abs(J0), 1e-300) if abs(J0) > 0 else float(
+        np.abs(g0 * span).max())
+    if sensitivity <= 1e-9:
         raise InputError(
-            "optimise: the gradient of the objective is zero at the start: the objective does not depend "
-            "on the controls (e.g. an observable that the dynamics cannot change); change the objective")
+            f"optimise: the objective does not depend on the controls (relative sensitivity "
+            f"{sensitivity:.1e} at the start, round-off level), e.g. an observable the schedule "
+            "cannot change (the mean under a linear drift does not see the noise, so not B); "
+            "change the objective")
     scale = max(abs(J0), 1e-300)
     history: list[dict[str, float]] = []
     bar = None
@@ -186,23 +193,47 @@ def optimise(problem: ControlProblem, x0: Any = None, *, maxiter: int = 500, gto
         if a @ x > allowed + tol:
             # the budget is active: find the multiplier lam >= 0 with a·x(lam) = allowed (usage falls as
             # lam grows); bracket by doubling, then bisect in log lam with the inner solves warm-started
-            lo_l, hi_l = 0.0, max(np.abs(g0).max() / max(np.abs(a).max(), 1e-300), 1e-12)
-            best = x
+            # usage(λ) = a·x(λ) falls as λ grows (close to a power law): bracket in log λ by factors of 4,
+            # then Illinois regula falsi on log usage − log allowed, inner solves warm-started
+            hi_l = max(np.abs(g0).max() / max(np.abs(a).max(), 1e-300), 1e-12)
+            lo_l, lo_x, lo_use = 0.0, x, a @ x
             for _ in range(60):
-                r = inner(best, hi_l)
+                r = inner(lo_x, hi_l)
                 if a @ r.x <= allowed + tol:
                     res, x = r, r.x
                     break
-                lo_l, hi_l, best = hi_l, 4 * hi_l, r.x
+                lo_l, lo_x, lo_use, hi_l = hi_l, r.x, a @ r.x, 4 * hi_l
+            if lo_l == 0.0:  # the first λ was already feasible: bracket from below
+                lo_l = hi_l / 4
+                for _ in range(60):
+                    r = inner(x, lo_l)
+                    if a @ r.x > allowed + tol:
+                        lo_x, lo_use = r.x, a @ r.x
+                        break
+                    hi_l, res, x = lo_l, r, r.x
+                    lo_l /= 4
+
+            def resid(use: float) -> float:
+                return float(np.log(max(use, 1e-300)) - np.log(max(allowed, 1e-300)))
+
+            f_lo, f_hi = resid(lo_use), resid(a @ x)
+            side = 0
             for _ in range(60):
-                if abs(a @ x - allowed) <= tol or hi_l - lo_l <= 1e-14 * hi_l:
+                if abs(a @ x - allowed) <= tol or lo_l <= 0 or hi_l / lo_l < 1 + 1e-12:
                     break
-                mid = np.sqrt(lo_l * hi_l) if lo_l > 0 else 0.5 * hi_l
-                r = inner(x, mid)
-                if a @ r.x > allowed:
-                    lo_l = mid
+                s_lo, s_hi = np.log(lo_l), np.log(hi_l)
+                s_new = s_hi - f_hi * (s_hi - s_lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (s_lo + s_hi)
+                s_new = float(np.clip(s_new, s_lo + 1e-3 * (s_hi - s_lo), s_hi - 1e-3 * (s_hi - s_lo)))
+                r = inner(x, float(np.exp(s_new)))
+                f_new = resid(a @ r.x)
+                if a @ r.x > allowed + tol:
+                    lo_l, f_lo = float(np.exp(s_new)), f_new
+                    f_hi = f_hi / 2 if side == -1 else f_hi
+                    side = -1
                 else:
-                    hi_l, res, x = mid, r, r.x
+                    hi_l, f_hi, res, x = float(np.exp(s_new)), f_new, r, r.x
+                    f_lo = f_lo / 2 if side == 1 else f_lo
+                    side = 1
             lam = hi_l
             if abs(a @ x - allowed) > tol:
                 budget_note = (f"; the budget multiplier search stopped with ∫{name} dt = {a @ x:.6g} "

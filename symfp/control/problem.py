@@ -13,7 +13,8 @@ a min/max of solution-dependent ratios — piecewise smooth with kinks wherever 
 the discrete map has no derivative there and an adjoint of it is not the gradient (L-BFGS-B's
 curvature pairs break on the kinks). Nor is the discrete upwinding (:math:`\max(0, -k_{ij})`) used:
 also a max of coefficient-dependent entries. Use a mesh fine enough for Galerkin (cell Péclet ≲ 1
-where the density lives); :attr:`ControlProblem.peclet` reports it at the upper bounds.
+where the density lives); :attr:`Trajectory.undershoot` (the most negative nodal density over the run,
+relative to the largest) says whether it was.
 
 Mass: :math:`\mathbf 1^\top K_{ij} = 0` (zero-flux natural condition), so :math:`\mathbf 1^\top M p^n` is
 conserved exactly by both schemes.
@@ -71,6 +72,11 @@ class Trajectory:
     def final(self) -> np.ndarray:
         """The density at T (nodal)."""
         return self.P[-1]
+
+    @property
+    def undershoot(self) -> float:
+        r""":math:`\max(0, -\min_{n,i} p^n_i)/\max_{n,i} p^n_i`: Galerkin's oscillation, 0 when p ≥ 0."""
+        return float(max(0.0, -self.P.min()) / self.P.max())
 
 
 class ControlProblem:

@@ -101,7 +101,8 @@ def schedule_study(ns: Mapping[str, Any], *, n_particles: int | None = None, pro
         "converged": res.converged, "optimiser": res.summary, "iterations": res.iterations,
         "projected_gradient": res.projected_gradient, "objective": res.value,
         "budget_u": pr.grid.integral(res.u), "grid": pr.grid.edges.tolist(), "dt": pr.dt, "scheme": pr.scheme,
-        "history": res.history, "parts": [list(k) for k in pr.ops.parts],
+        "history": res.history, "undershoot": res.trajectory.undershoot,
+        "parts": [list(k) for k in pr.ops.parts],
         "schedules": {name: {"u": np.asarray(s["u"]).tolist(), "B": np.asarray(s["B"]).tolist(),
                              "objective": s["objective"], "terms": s["terms"],
                              **({"particles": s["verification"].as_dict()} if "verification" in s else {})}

@@ -3,7 +3,8 @@ r"""Verification of a schedule on the real SGD: exact-SGD particles against the 
 A schedule on the control grid becomes per-step inputs of the exact recursion: step k (time
 :math:`t_k = k\eta_{\max}`) uses the interval holding :math:`t_k + \eta_{\max}/2`, with learning rate
 :math:`\eta_{\max}u_j` (``lr_schedule=``) and batch size :math:`B_j` rounded to a whole number
-(``batch_schedule=``); :math:`T/\eta_{\max}` steps are run. The objective's density terms that are
+(``batch_schedule=``); :math:`T/\eta_{\max}` steps are run. The PDE's prediction is computed for the
+schedule actually run (B rounded per interval). The objective's density terms that are
 expectations (:class:`~symfp.control.objectives.ExpectedValue`, :class:`RegionMass`) are measured on
 the particles as :math:`\frac1n\sum_i \sum_m w_m g_m(\theta_i)` with standard error
 :math:`\mathrm{sd}/\sqrt n`; the PDE's prediction is the same combination of
@@ -114,6 +115,8 @@ def verify(model: Any, problem: ControlProblem, u: np.ndarray, B: np.ndarray | N
         raise InputError("verify: the objective has no expectation term (ExpectedValue/RegionMass) to "
                          "measure on particles; tracking terms need the density itself")
     B = problem.B_fixed * np.ones(problem.grid.n) if B is None else np.asarray(B, dtype=float)
+    if problem.ops.depends_on_B:
+        B = np.maximum(np.round(B), 1.0)  # the particles run whole batch sizes: predict for those
     traj = problem.solve(u, B)
     predicted = float(sum(t.terminal(traj.final)[0] for t in terms))
     steps, lrs, Bs = step_schedules(problem, u, B)

@@ -81,6 +81,7 @@ def test_mass_conserved_and_mean_decay(ops1):
     pr = problem1(ops1, "cn")
     traj = pr.solve(np.ones(pr.grid.n), np.ones(pr.grid.n))
     assert abs(pr.mass(traj.final) - 1) < 1e-12
+    assert traj.undershoot < 1e-6  # resolved: cell Péclet |c|h/(2D) ≤ 6·0.1/0.1 at the tails only
     mean = float(ops1.load(th) @ traj.final)
     assert abs(mean - np.exp(-2.0)) < 2e-3
 
@@ -100,3 +101,24 @@ def test_bad_input(ops1):
     ops_det = operator_parts(det, symfp.mesh.box([(-3, 3)], cells=20))
     with pytest.raises(InputError, match="does not enter"):
         ControlProblem(ops_det, sp.exp(-th**2), n_controls=5, controls=("u", "B"), **base)
+
+
+def test_order2_gradient():
+    """Order 2 adds a part ∝ u² (η|∇f|²/4 drift); the adjoint gradient stays exact."""
+    data = symfp.Population({xi: sp.stats.Normal("X", 0, 1)})
+    m = symfp.SGD(loss=th**4 / 4 + xi * th, params=[th], data=data, lr=0.1)
+    ops = operator_parts(m, symfp.mesh.box([(-3, 3)], cells=60), order=2)
+    assert set(ops.parts) == {(1, 0), (2, 0), (2, 1)}
+    pr = ControlProblem(ops, sp.exp(-(th - 1) ** 2 / 0.5), t_end=1.0, dt=0.05, n_controls=4,
+                        controls=("u", "B"), objective=[ob.ExpectedValue(th**2)])
+    _check(pr, 2)
+
+
+def test_objective_the_controls_cannot_change(ops1):
+    """E θ under linear drift does not depend on the noise, so not on B: refused, not 'optimised'."""
+    from symfp.control.optimise import optimise
+
+    pr = ControlProblem(ops1, sp.exp(-(th - 1) ** 2 / 2), t_end=1.0, dt=0.1, n_controls=5, controls=("B",),
+                        objective=[ob.ExpectedValue(th)])
+    with pytest.raises(InputError, match="does not depend on the controls"):
+        optimise(pr, progress=False)
