@@ -261,6 +261,79 @@ def like_for_like_rows(quick: bool, dev, reps: int = 5) -> list[dict]:
     return rows
 
 
+MPI_CHILD = """
+import sys, time, json
+sys.path.insert(0, {here!r})
+import numpy as np, sympy as sp, symfp, bench_particles as b
+from mpi4py import MPI
+b.tune_allocator()
+comm = MPI.COMM_WORLD
+n, steps = {n}, {steps}
+x1, x2 = sp.symbols("x1 x2", real=True)
+sde = symfp.SDE([x1, x2], [-x1, -x2], 0.05)
+model, _, _ = b._sgd_problem()
+jobs = {{"SDE Euler": lambda: sde.simulate(n, steps * 0.01, 0.01, init=[1.0, 1.0], outputs=2, threads=1,
+                                          dtype="float32"),
+        "exact SGD": lambda: model.simulate(n, steps, init=[0.5, 0.5], outputs=2, threads=1)}}
+out = {{}}
+for name, f in jobs.items():
+    f()
+    best = np.inf
+    for _ in range(2):
+        comm.Barrier()
+        t = time.perf_counter()
+        f()
+        comm.Barrier()
+        best = min(best, time.perf_counter() - t)
+    out[name] = best
+if comm.rank == 0:
+    print("MPI " + json.dumps(out))
+"""
+
+
+def mpi_rows(quick: bool) -> list[dict]:
+    """Particles on 1 and 2 MPI ranks, one thread per rank (``mpirun -n 1`` / ``-n 2``, interleaved).
+
+    SDE Euler (OU, d = 2, float32) and exact SGD (d = 2, B = 32, N = 1000, float64) at 2·10⁶ particles;
+    each rank simulates its share with its own slabs' streams (the union is the serial run, see
+    :func:`symfp.particles.mpi.share_of`); the time is the slowest rank's (barriers around the call).
+    """
+    import json
+    import os
+    import pathlib
+
+    here = str(pathlib.Path(__file__).resolve().parent)
+    n, steps = (200_000, 10) if quick else (2_000_000, 20)
+    code = MPI_CHILD.format(here=here, n=n, steps=steps)
+    env = {**os.environ, "OMPI_MCA_btl": "self,vader", "OMPI_MCA_rmaps_base_oversubscribe": "1",
+           "OMP_NUM_THREADS": "1"}
+    best: dict = {}
+    for _ in range(2):
+        for ranks in (1, 2):
+            res = subprocess.run(["mpirun", "--allow-run-as-root", "-n", str(ranks), "--bind-to", "none",
+                                  sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
+                                 env=env, timeout=1200)
+            lines = [ln for ln in res.stdout.splitlines() if ln.startswith("MPI ")]
+            if res.returncode or not lines:
+                raise RuntimeError(res.stderr[-2000:])
+            for name, t in json.loads(lines[-1][4:]).items():
+                best[(name, ranks)] = min(best.get((name, ranks), np.inf), t)
+    load = os.getloadavg()[0]
+    rows = []
+    for name in ("SDE Euler", "exact SGD"):
+        one, two = best[(name, 1)], best[(name, 2)]
+        rows += [
+            {"benchmark": "particles MPI", "case": f"{name}, {r} rank{'s' * (r > 1)}", "value": n * steps / t,
+             "unit": "particle-steps/s", "note": f"{n} particles, {steps} steps, 1 thread per rank"}
+            for r, t in ((1, one), (2, two))
+        ]
+        rows.append({"benchmark": "particles MPI", "case": f"{name}: speed-up 2 vs 1 rank",
+                     "value": one / two,
+                     "unit": "x", "note": f"aim >= 1.8; best of 2, interleaved; load average {load:.1f} "
+                                          "on the 2 shared cores"})
+    return rows
+
+
 def tune_allocator() -> None:
     """Raise glibc's mmap and trim thresholds to 1 GiB (what importing PETSc does), if glibc is there."""
     import ctypes
@@ -464,6 +537,8 @@ def run(quick: bool = False) -> list[dict]:
     rows += _bandwidth_rows(ns * ks / t_sde, dev)
     # state-dependent rank-one D (derivations/linear_network.py): symbolic σ = √c·u
     rows += _rank_one_rows(quick, dev)
+    rows += like_for_like_rows(quick, dev)
+    rows += mpi_rows(quick)
     nm = 1_000_000 if quick else 10_000_000
     out = subprocess.run(
         [sys.executable, "-c", MEM_SCRIPT.format(n=nm, chunk=1_000_000)],
