@@ -55,12 +55,13 @@ def _sgd_problem(N: int = 1000):
     return model, xs, ys
 
 
-def _naive_sgd(xs, ys, n, steps, B, lr, device):
+def _naive_sgd(xs, ys, n, steps, B, lr, device, dtype=None):
     import torch
 
-    X = torch.as_tensor(xs, device=device)
-    Y = torch.as_tensor(ys, device=device)
-    w = torch.full((n, 2), 0.5, dtype=torch.float64, device=device)
+    dtype = dtype or torch.float64
+    X = torch.as_tensor(xs, device=device, dtype=dtype)
+    Y = torch.as_tensor(ys, device=device, dtype=dtype)
+    w = torch.full((n, 2), 0.5, dtype=dtype, device=device)
     g = torch.Generator(device=device).manual_seed(0)
     for _ in range(steps):
         idx = torch.randint(len(xs), (n, B), generator=g, device=device)
@@ -143,6 +144,194 @@ def _timed(f, repeat: int = 2) -> float:
         f()
         best = min(best, time.perf_counter() - t)
     return best
+
+
+def _interleaved(fns: dict, reps: int) -> dict:
+    """Best wall time of each callable over ``reps`` rounds, the callables alternating within a round.
+
+    Interleaving gives both sides the same machine state (load, allocator, caches) in each round;
+    the best of the rounds is the least disturbed one.
+    """
+    best = dict.fromkeys(fns, np.inf)
+    for _ in range(reps):
+        for name, f in fns.items():
+            t = time.perf_counter()
+            f()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return best
+
+
+class _OU:
+    """torchsde's view of the OU SDE dθ = −θ dt + √0.1 dW (diagonal noise, Itô)."""
+
+    noise_type, sde_type = "diagonal", "ito"
+
+    def f(self, t, y):
+        return -y
+
+    def g(self, t, y):
+        import torch
+
+        return torch.full_like(y, np.sqrt(0.1))
+
+
+def like_for_like_rows(quick: bool, dev, reps: int = 5) -> list[dict]:
+    """Headline ratios with equal dtype, equal RNG precision and one thread on both sides, warm.
+
+    - SDE Euler (OU, d = 2, diagonal noise, 2·10⁵ particles, 100 steps): symfp ``simulate`` against
+      ``torchsde.sdeint(method="euler")``, both in float32 (state and normals) and both in float64
+      (symfp with ``fast_normals=False``: float64 normals like torchsde's).
+    - exact SGD (d = 2, B = 32, N = 1000, 2·10⁵ particles, 20 steps): symfp against a naive batched
+      torch loop (gather the mini-batch, closed-form gradient), both float64 and both float32.
+
+    Each pair alternates ``reps`` times (warm-up call first), best of the rounds for each side.
+    """
+    import torch
+
+    import symfp
+
+    rows: list[dict] = []
+    threads0 = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x1, x2 = sp.symbols("x1 x2", real=True)
+        sde = symfp.SDE([x1, x2], [-x1, -x2], 0.05)
+        ns, ks = (20_000, 20) if quick else (200_000, 100)
+        try:
+            import torchsde
+        except ImportError:
+            torchsde = None
+        for dtype in ("float32", "float64"):
+            tdt = getattr(torch, dtype)
+
+            def ours(dtype=dtype):
+                sde.simulate(ns, ks * 0.01, 0.01, init=[1.0, 1.0], outputs=2, device=dev, compile=False,
+                             threads=1, dtype=dtype, fast_normals=False)
+
+            fns = {"symfp": ours}
+            if torchsde is not None:
+                y0 = torch.ones(ns, 2, dtype=tdt, device=dev)
+                ts = torch.tensor([0.0, ks * 0.01], dtype=tdt, device=dev)
+                fns["torchsde"] = lambda y0=y0, ts=ts: torchsde.sdeint(_OU(), y0, ts, method="euler", dt=0.01)
+            for f in fns.values():
+                f()
+            best = _interleaved(fns, reps)
+            note = f"OU d=2, {ns} particles, {ks} steps, {dtype} state and normals, 1 thread, best of {reps}"
+            rows.append({"benchmark": "like-for-like SDE Euler", "case": f"symfp {dtype}",
+                         "value": ns * ks / best["symfp"], "unit": "particle-steps/s", "note": note})
+            if "torchsde" in best:
+                rows += [
+                    {"benchmark": "like-for-like SDE Euler", "case": f"torchsde {dtype}",
+                     "value": ns * ks / best["torchsde"], "unit": "particle-steps/s",
+                     "note": f"torchsde {torchsde.__version__}, interleaved with symfp"},
+                    {"benchmark": "like-for-like SDE Euler", "case": f"speed-up vs torchsde, {dtype}",
+                     "value": best["torchsde"] / best["symfp"], "unit": "x",
+                     "note": "aim >= " + ("10" if dtype == "float32" else "5")
+                             + "; same dtype, RNG precision, threads; one run"},
+                ]
+            else:
+                rows.append({"benchmark": "like-for-like SDE Euler", "case": f"torchsde {dtype}",
+                             "value": float("nan"), "unit": "particle-steps/s",
+                             "note": "torchsde not installed"})
+        n, steps = (20_000, 5) if quick else (200_000, 20)
+        model, xs, ys = _sgd_problem()
+        model.simulate(1000, 1, init=[0.5, 0.5], outputs=2, device=dev)
+        for dtype in ("float64", "float32"):
+            tdt = getattr(torch, dtype)
+            fns = {
+                "symfp": lambda dtype=dtype: model.simulate(n, steps, init=[0.5, 0.5], outputs=2, device=dev,
+                                                            threads=1, dtype=dtype, fast_normals=False),
+                "naive": lambda tdt=tdt: _naive_sgd(xs, ys, n, steps, 32, 0.05, dev, dtype=tdt),
+            }
+            for f in fns.values():
+                f()
+            best = _interleaved(fns, reps)
+            note = f"d=2, B=32, N=1000, {n} particles, {steps} steps, {dtype}, 1 thread, best of {reps}"
+            rows += [
+                {"benchmark": "like-for-like exact SGD", "case": f"symfp {dtype}",
+                 "value": n * steps / best["symfp"], "unit": "particle-steps/s", "note": note},
+                {"benchmark": "like-for-like exact SGD", "case": f"naive batched torch loop {dtype}",
+                 "value": n * steps / best["naive"], "unit": "particle-steps/s",
+                 "note": "gather X[idx] + closed-form gradient, interleaved with symfp"},
+                {"benchmark": "like-for-like exact SGD", "case": f"speed-up vs naive loop, {dtype}",
+                 "value": best["naive"] / best["symfp"], "unit": "x", "note": "aim >= 5; one run"},
+            ]
+    finally:
+        torch.set_num_threads(threads0)
+    return rows
+
+
+MPI_CHILD = """
+import sys, time, json
+sys.path.insert(0, {here!r})
+import numpy as np, sympy as sp, symfp, bench_particles as b
+from mpi4py import MPI
+b.tune_allocator()
+comm = MPI.COMM_WORLD
+n, steps = {n}, {steps}
+x1, x2 = sp.symbols("x1 x2", real=True)
+sde = symfp.SDE([x1, x2], [-x1, -x2], 0.05)
+model, _, _ = b._sgd_problem()
+jobs = {{"SDE Euler": lambda: sde.simulate(n, steps * 0.01, 0.01, init=[1.0, 1.0], outputs=2, threads=1,
+                                          dtype="float32"),
+        "exact SGD": lambda: model.simulate(n, steps, init=[0.5, 0.5], outputs=2, threads=1)}}
+out = {{}}
+for name, f in jobs.items():
+    f()
+    best = np.inf
+    for _ in range(2):
+        comm.Barrier()
+        t = time.perf_counter()
+        f()
+        comm.Barrier()
+        best = min(best, time.perf_counter() - t)
+    out[name] = best
+if comm.rank == 0:
+    print("MPI " + json.dumps(out))
+"""
+
+
+def mpi_rows(quick: bool) -> list[dict]:
+    """Particles on 1 and 2 MPI ranks, one thread per rank (``mpirun -n 1`` / ``-n 2``, interleaved).
+
+    SDE Euler (OU, d = 2, float32) and exact SGD (d = 2, B = 32, N = 1000, float64) at 2·10⁶ particles;
+    each rank simulates its share with its own slabs' streams (the union is the serial run, see
+    :func:`symfp.particles.mpi.share_of`); the time is the slowest rank's (barriers around the call).
+    """
+    import json
+    import os
+    import pathlib
+
+    here = str(pathlib.Path(__file__).resolve().parent)
+    n, steps = (200_000, 10) if quick else (2_000_000, 20)
+    code = MPI_CHILD.format(here=here, n=n, steps=steps)
+    env = {**os.environ, "OMPI_MCA_btl": "self,vader", "OMPI_MCA_rmaps_base_oversubscribe": "1",
+           "OMP_NUM_THREADS": "1"}
+    best: dict = {}
+    for _ in range(2):
+        for ranks in (1, 2):
+            res = subprocess.run(["mpirun", "--allow-run-as-root", "-n", str(ranks), "--bind-to", "none",
+                                  sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
+                                 env=env, timeout=1200)
+            lines = [ln for ln in res.stdout.splitlines() if ln.startswith("MPI ")]
+            if res.returncode or not lines:
+                raise RuntimeError(res.stderr[-2000:])
+            for name, t in json.loads(lines[-1][4:]).items():
+                best[(name, ranks)] = min(best.get((name, ranks), np.inf), t)
+    load = os.getloadavg()[0]
+    rows = []
+    for name in ("SDE Euler", "exact SGD"):
+        one, two = best[(name, 1)], best[(name, 2)]
+        rows += [
+            {"benchmark": "particles MPI", "case": f"{name}, {r} rank{'s' * (r > 1)}", "value": n * steps / t,
+             "unit": "particle-steps/s", "note": f"{n} particles, {steps} steps, 1 thread per rank"}
+            for r, t in ((1, one), (2, two))
+        ]
+        rows.append({"benchmark": "particles MPI", "case": f"{name}: speed-up 2 vs 1 rank",
+                     "value": one / two,
+                     "unit": "x", "note": f"aim >= 1.8; best of 2, interleaved; load average {load:.1f} "
+                                          "on the 2 shared cores"})
+    return rows
 
 
 def tune_allocator() -> None:
@@ -348,6 +537,8 @@ def run(quick: bool = False) -> list[dict]:
     rows += _bandwidth_rows(ns * ks / t_sde, dev)
     # state-dependent rank-one D (derivations/linear_network.py): symbolic σ = √c·u
     rows += _rank_one_rows(quick, dev)
+    rows += like_for_like_rows(quick, dev)
+    rows += mpi_rows(quick)
     nm = 1_000_000 if quick else 10_000_000
     out = subprocess.run(
         [sys.executable, "-c", MEM_SCRIPT.format(n=nm, chunk=1_000_000)],

@@ -30,13 +30,36 @@ def rank_size(comm: Any) -> tuple[int, int]:
     return (0, 1) if comm is None else (comm.rank, comm.size)
 
 
-def local_count(n: int, comm: Any, even: bool = False) -> int:
-    """This rank's share of ``n`` particles (shares differ by at most one, or two when ``even``)."""
-    rank, size = rank_size(comm)
+#: split in whole slabs (:data:`symfp.particles.streams.ROWS` rows) once every rank gets at least this
+#: many of them (so the imbalance is at most 1/8 of a share)
+MIN_SLABS_PER_RANK = 8
+
+
+def share_of(n: int, rank: int, size: int, even: bool = False) -> int:
+    """The number of particles of ``rank`` among ``size`` ranks.
+
+    With at least :data:`MIN_SLABS_PER_RANK` slabs per rank the split is in whole slabs of
+    :data:`~symfp.particles.streams.ROWS` rows (the last rank takes the remainder): every slab then
+    starts at the same global row as in a serial run and is seeded alike, so on CPU the union of the
+    ranks' particles *is* the serial run, bit for bit, whatever the number of ranks. Below that, shares
+    differ by at most one particle (two when ``even``, for antithetic pairs), and the ranks' streams
+    are independent but not the serial ones (the same law).
+    """
+    from .streams import ROWS
+
+    slabs = n // ROWS
+    if size > 1 and slabs >= MIN_SLABS_PER_RANK * size:
+        mine = slabs // size + (1 if rank < slabs % size else 0)
+        return mine * ROWS + (n - slabs * ROWS if rank == size - 1 else 0)
     unit = 2 if even else 1
     units = n // unit
-    share = units // size + (1 if rank < units % size else 0)
-    return share * unit
+    return (units // size + (1 if rank < units % size else 0)) * unit
+
+
+def local_count(n: int, comm: Any, even: bool = False) -> int:
+    """This rank's share of ``n`` particles (see :func:`share_of`)."""
+    rank, size = rank_size(comm)
+    return share_of(n, rank, size, even)
 
 
 def allsum(value: Any, comm: Any) -> Any:

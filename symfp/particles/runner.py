@@ -24,7 +24,7 @@ from .absorbing import as_absorbing, bridge_crossed
 from .backend import check_count, check_memory, chunks, progress, resolve_device, resolve_dtype
 from .cloud import ExitTimes, ParticleCloud
 from .init import initial_particles
-from .mpi import allsum, local_count, rank_size, world
+from .mpi import allsum, local_count, rank_size, share_of, world
 from .noise import Noise
 from .statistics import TrajectoryMoments
 from .streams import parallel_map, resolve_threads, slab_generators, slab_seed, slabs
@@ -361,9 +361,7 @@ class GrowthMonitor:
 
 def local_count_of(n: int, rank: int, size: int, even: bool) -> int:
     """The share of ``rank`` among ``size`` ranks (same rule as :func:`local_count`)."""
-    unit = 2 if even else 1
-    units = n // unit
-    return (units // size + (1 if rank < units % size else 0)) * unit
+    return share_of(n, rank, size, even)
 
 
 def _diverged(theta: torch.Tensor, k: int, stepper: Any, blowup: float, t: float) -> str | None:

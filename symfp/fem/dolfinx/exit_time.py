@@ -40,7 +40,7 @@ import sympy as sp
 
 from ...errors import InputError, MeshError
 from ..checks import check_fe_problem
-from . import compat
+from . import compat, solvers
 from .lowering import lower_terms, ufl_matrix, ufl_vector
 
 #: the default linear solver: a direct LU factorisation by MUMPS (robust for the non-symmetric operator)
@@ -107,7 +107,8 @@ def solve_linear(a_form: Any, L_form: Any, V: Any, bcs: Sequence[Any],
     A = compat.assemble_matrix(a, bcs)
     b = compat.assemble_vector(L)
     compat.apply_dirichlet(b, a, bcs)
-    return compat.solve_once(A, b, dm.fem.Function(V), {**DIRECT_LU, **(petsc_options or {})}, prefix, where)
+    opts = solvers.merge(solvers.ksp_options("steady", ranks=V.mesh.comm.size, dofs=compat.num_global_dofs(V), dim=V.mesh.topology.dim), petsc_options)  # noqa: E501
+    return compat.solve_once(A, b, dm.fem.Function(V), opts, prefix, where)
 
 
 def write_field(u: Any, directory: str | os.PathLike, name: str, summary: Mapping[str, Any]) -> str:

@@ -48,7 +48,7 @@ import sympy as sp
 from ...errors import InputError, MeshError, SolverError
 from ..checks import check_fe_problem
 from ..domain import DomainWarning, auto_domain, boundary_dofs
-from . import compat
+from . import compat, solvers
 from .fct import FluxCorrectedStep
 from .initial import interpolate_density
 from .lowering import lower_terms
@@ -430,14 +430,15 @@ def solve(
             A.zeroRows(bc_rows, diag=1.0)
         return A
 
-    opts = dict(DEFAULT_PETSC_OPTIONS)
-    if msh.comm.size > 1:
-        opts.update(PARALLEL_PETSC_OPTIONS)
+    opts = solvers.ksp_options(
+        "time_step", ranks=msh.comm.size, dofs=compat.num_global_dofs(V), dim=d, constant=tsym is None,
+        steps=n_steps,
+    )
     if method == "gibbs":
         # the weight rho spans many decades: scale the system symmetrically by its diagonal so that
         # ILU's zero-pivot test and the Krylov residual see an O(1) matrix
         opts.update(ksp_diagonal_scale=True, ksp_diagonal_scale_fix=True)
-    opts.update(petsc_options or {})
+    opts = solvers.merge(opts, petsc_options)
 
     def ksp_for(A: Any) -> Any:
         ksp = compat.make_ksp(A, msh.comm, opts, prefix=f"symfp_fp{next(_KSP_PREFIXES)}_")

@@ -31,8 +31,8 @@ import numpy as np
 import sympy as sp
 
 from ...errors import InputError, SolverError
-from . import compat
-from .exit_time import DIRECT_LU, check_problem, lower_terms, write_field
+from . import compat, solvers
+from .exit_time import check_problem, lower_terms, write_field
 
 
 @dataclass(eq=False)
@@ -173,7 +173,7 @@ def stationary_density(sde: Any, mesh: Any, degree: int = 1, petsc_options: Mapp
     msh = m.mesh
     V, u, v, x = compat.lagrange_problem(msh, degree)
     K = compat.assemble_matrix(compat.form(lower_terms(wf.bilinear, wf.state, u, v, x) * ufl.dx(domain=msh)))
-    options = {**DIRECT_LU, **(petsc_options or {})}
+    options = solvers.merge(solvers.ksp_options("steady", ranks=msh.comm.size, dofs=compat.num_global_dofs(V), dim=msh.topology.dim), petsc_options)  # noqa: E501
     # first pin: where |c| = |b − ∇·D| is smallest (a critical point of the drift: typically a mode)
     c = sp.Matrix(wf.terms("advection")[0].coefficient)
     cnorm = sp.lambdify(wf.state, sp.sqrt(sum(e**2 for e in c)), "numpy")
