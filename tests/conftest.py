@@ -34,6 +34,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_torch)
 
 
+@pytest.fixture(params=["dolfinx", "skfem"])
+def backend(request) -> str:
+    """The FE backend name ("dolfinx", "skfem"): a backend-parametrised FE test runs on each.
+
+    A backend that is not importable here is skipped with the reason (a pip-only install has no
+    dolfinx; Debian's system Python may lack scikit-fem). Tests marked ``fem`` stay dolfinx-only.
+    """
+    from symfp.fem.registry import BACKENDS, importable
+
+    name = request.param
+    assert name in BACKENDS, f"tests/conftest.py: unknown backend {name!r}"
+    if not importable(name):
+        pytest.skip(f"FE backend {name!r} is not importable here ({BACKENDS[name][1]})")
+    return name
+
+
 @pytest.fixture(scope="session")
 def comm():
     """The MPI world communicator (size 1 in the serial suite); skipped where mpi4py is missing."""

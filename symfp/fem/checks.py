@@ -22,6 +22,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import DivergenceError, InputError, MeshError
+from .coefficients import numpy_function
 from .domain import SymfpWarning
 
 __all__ = ["StabilityWarning", "check_cells", "check_diffusion_on_mesh", "check_fe_problem",
@@ -113,7 +114,7 @@ def check_sme_stability(sde: Any, mesh: Any, where: str, *, refuse: bool = True)
         H = sp.hessian(src.objective, params) + src.weight_decay * sp.eye(len(params))
         if H.free_symbols - set(params):
             raise ValueError("free symbols")
-        fn = sp.lambdify(params, H.tolist(), "numpy")
+        fn = numpy_function(H, params)  # data-means too
         with np.errstate(all="ignore"):
             vals = fn(*pts.T)
         m = np.empty((n, d, d))

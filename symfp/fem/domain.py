@@ -243,9 +243,11 @@ def estimate(fp: Any, p0: Any, t_end: float | None = None, mass_tol: float = 1e-
     if free:
         raise InputError(f"auto_domain: the SDE has free parameters {sorted(map(str, free))}; "
                          "substitute numbers with .subs({...}) first")
-    b_f = sp.lambdify(state, bvec.tolist(), "numpy")
-    J_f = sp.lambdify(state, bvec.jacobian(state).tolist(), "numpy")
-    D_f = sp.lambdify(state, D.tolist(), "numpy")
+    from .coefficients import numpy_function  # data-means evaluate themselves over the samples
+
+    b_f = numpy_function(bvec, state)
+    J_f = numpy_function(bvec.jacobian(state), state)
+    D_f = numpy_function(D, state)
     k = tail_multiple(mass_tol, d, min_std)
     parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     notes: list[str] = []

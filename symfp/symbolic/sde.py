@@ -286,9 +286,14 @@ def diffusion_min_eigenvalue(sde: Any, points: Any) -> Any:
     time = getattr(sde, "time", None)
     if time is not None:
         D = D.subs(time, 0)
-    f = sp.lambdify(state, D.tolist(), "numpy")
-    with np.errstate(all="ignore"):
-        vals = f(*pts.T)
+    from .datamean import has_data_nodes, lambdify_datamean
+
+    if has_data_nodes(D):  # data-means evaluate themselves as reductions over the samples
+        vals = lambdify_datamean(state, sp.Matrix(D))(*pts.T)
+    else:
+        f = sp.lambdify(state, D.tolist(), "numpy")
+        with np.errstate(all="ignore"):
+            vals = f(*pts.T)
     m = np.empty((n, d, d))
     for i in range(d):
         for j in range(d):

@@ -362,3 +362,45 @@ COMPARE_CASES.append(
 def test_compare(ou_solution, call, cls, pattern):
     with pytest.raises(cls, match=pattern):
         call(ou_solution)
+
+
+BACKEND_FE_CASES = [
+    (
+        "solve-D-theta-over-10",
+        lambda b: symfp.SDE([th], -th, th / 10).fokker_planck().solve(
+            mesh1(), sp.exp(-(th**2)), t_end=0.1, dt=0.01, backend=b
+        ),
+        InputError,
+        r"solve: the diffusion D = theta/10 < 0 for theta < 0",
+    ),
+    (
+        "exit-D-theta-over-10",
+        lambda b: symfp.mean_exit_time(symfp.SDE([th], -th, th / 10), mesh1(), backend=b),
+        InputError,
+        r"mean_exit_time: the diffusion D = theta/10 < 0 for theta < 0",
+    ),
+    (
+        "stationary-D-negative-near-0",
+        lambda b: __import__("symfp.fem.registry", fromlist=["x"]).stationary_density(
+            order2(), mesh1(), backend=b
+        ),
+        InputError,
+        r"stationary_density: the diffusion D = 0.45\*theta\*\*2 - 0.05 < 0 for -0.333 < theta < 0.333",
+    ),
+    (
+        "solve-sme-of-divergent-sgd",
+        lambda b: quad(5).sme().fokker_planck().solve(
+            mesh1(-3, 3), sp.exp(-(th**2)), t_end=1.0, dt=0.01, backend=b
+        ),
+        DivergenceError,
+        r"solve: the SGD that this SME models is linearly unstable",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", BACKEND_FE_CASES, ids=[c[0] for c in BACKEND_FE_CASES])
+def test_every_fe_backend_refuses_what_dolfinx_refuses(case, backend):
+    """The pre-solve checks (D ⪰ 0, SME stability) run on every backend, with the same message."""
+    _, call, error, pattern = case
+    with pytest.raises(error, match=pattern):
+        call(backend)

@@ -15,6 +15,14 @@ import numpy as np
 import sympy as sp
 
 from ...errors import ExpressionError
+from ...symbolic.datamean import has_data_nodes, lambdify_datamean
+
+
+def _entry(args: Sequence[sp.Symbol], e: sp.Expr) -> Callable[..., Any]:
+    """A numpy function of ``args``; data-mean nodes become reductions over their samples."""
+    if has_data_nodes(e):
+        return lambdify_datamean(args, e)
+    return sp.lambdify(args, e, "numpy")
 
 
 def lambdify(expr: Any, state: Sequence[sp.Symbol], tsym: sp.Symbol | None = None) -> Callable[..., Any]:
@@ -26,7 +34,7 @@ def lambdify(expr: Any, state: Sequence[sp.Symbol], tsym: sp.Symbol | None = Non
         raise ExpressionError(f"coefficient {e} has symbols {sorted(map(str, extra))} that are neither state "
                               "variables nor time; substitute numbers for them with .subs({...})")
     if isinstance(e, sp.MatrixBase):
-        entries = [[sp.lambdify(args, e[i, j], "numpy") for j in range(e.shape[1])]
+        entries = [[_entry(args, e[i, j]) for j in range(e.shape[1])]
                    for i in range(e.shape[0])]
 
         def mat(X: np.ndarray, t: float = 0.0) -> np.ndarray:
@@ -36,7 +44,7 @@ def lambdify(expr: Any, state: Sequence[sp.Symbol], tsym: sp.Symbol | None = Non
                              for row in entries])
 
         return mat
-    f = sp.lambdify(args, e, "numpy")
+    f = _entry(args, e)
 
     def scalar(X: np.ndarray, t: float = 0.0) -> np.ndarray:
         ex = [*X, t] if tsym is not None else list(X)

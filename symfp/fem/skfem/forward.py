@@ -28,6 +28,8 @@ import numpy as np
 import sympy as sp
 
 from ...errors import InputError, MeshError
+from ..checks import check_fe_problem
+from ..coefficients import numpy_function
 from ..initial import density_callable, is_point
 from ..mesh import NeutralMesh, box
 from ..observables import NodalObservables
@@ -63,8 +65,7 @@ def peclet(mesh: NeutralMesh, c: sp.Matrix, D: sp.Matrix, state: tuple[sp.Symbol
     for t in times:
         cs = c if tsym is None else c.subs(tsym, t)
         Ds = D if tsym is None else D.subs(tsym, t)
-        out.append(peclet_of_cells(verts, sp.lambdify(state, cs.tolist(), "numpy"),
-                                   sp.lambdify(state, Ds.tolist(), "numpy"), d))
+        out.append(peclet_of_cells(verts, numpy_function(cs, state), numpy_function(Ds, state), d))
     return PecletReport(max(o[0] for o in out), any(o[1] for o in out))
 
 
@@ -136,6 +137,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     if msh.dim != d:
         raise MeshError(f"{where}: the mesh is {msh.dim}-D but the SDE has {d} state variables "
                         f"({', '.join(map(str, state))}); give a {d}-D mesh")
+    check_fe_problem(sde, sk, where)  # D ⪰ 0 on the mesh, the SME's stability
     t_end, dt, n_steps = check_times(t_end, dt)
     fct_kw = check_fct_options(fct_options)
     if scheme is not None:

@@ -24,6 +24,7 @@ import numpy as np
 import sympy as sp
 
 from ...errors import InputError, MeshError, SolverError
+from ..checks import check_fe_problem
 from . import require_serial, require_skfem
 from .field import Field
 from .lowering import assemble_bilinear, assemble_linear, assemble_weighted, mass_matrix, supg_exit_time
@@ -47,6 +48,7 @@ def check_problem(sde: Any, mesh: Any, where: str) -> SkMesh:
     if sk.dim != len(sde.state):
         raise MeshError(f"{where}: the mesh is {sk.dim}-D but the SDE has {len(sde.state)} state variables "
                         f"({', '.join(map(str, sde.state))}); give a {len(sde.state)}-D mesh")
+    check_fe_problem(sde, sk, where)  # D ⪰ 0 on the mesh, the SME's stability
     return sk
 
 
