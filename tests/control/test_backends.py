@@ -125,3 +125,16 @@ def test_bad_backend_and_mesh():
         operator_parts(model1(), symfp.mesh.box([(-3, 3)], cells=10), backend="fenics")
     with pytest.raises(MeshError, match="the mesh is 2-D but the SDE has 1 state"):
         operator_parts(model1(), symfp.mesh.box([(-3, 3), (-1, 1)], cells=4), backend="skfem")
+
+
+def test_spec_names_the_backend():
+    """A control spec's ``backend`` reaches operator_parts (``symfp control`` on a pip-only install)."""
+    from symfp.control.study import build_problem
+
+    ns = dict(model=model1(), mesh=lambda: symfp.mesh.box([(-4, 4)], cells=40), p0=sp.exp(-th**2),
+              t_end=1.0, dt=0.1, objective=[ob.ExpectedValue(th**2)], control=dict(n_controls=2))
+    for name in ("skfem", "dolfinx"):
+        _, pr, _ = build_problem({**ns, "backend": name})
+        assert pr.ops.backend == name
+    with pytest.raises(InputError, match="backend='nope'"):
+        build_problem({**ns, "backend": "nope"})
