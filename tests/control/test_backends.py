@@ -120,6 +120,15 @@ def test_auto_takes_dolfinx_when_importable_else_skfem(monkeypatch):
     assert ops.backend == "skfem" and type(ops.assembler).__name__ == "SkfemAssembler"
 
 
+def test_point_initial_density_agrees_2d():
+    """A point p0 is the same mesh-width Gaussian on both (s = 2h, h the largest cell diameter)."""
+    d, s, p = both(model2(), symfp.mesh.box([(-4, 4), (-4, 4)], cells=(20, 20)))
+    q = d.initial([0.3, -0.2])
+    assert np.abs(q - s.initial([0.3, -0.2])[p]).max() <= 1e-12 * q.max()
+    with pytest.raises(InputError, match="outside the mesh"):
+        s.initial([9.0, 0.0])
+
+
 def test_bad_backend_and_mesh():
     with pytest.raises(InputError, match="backend='fenics' is not one of auto, dolfinx, skfem"):
         operator_parts(model1(), symfp.mesh.box([(-3, 3)], cells=10), backend="fenics")
