@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "RegionMass": "symfp.control.objectives",
     "TerminalTracking": "symfp.control.objectives",
     "RunningTracking": "symfp.control.objectives",
+    "LevelTime": "symfp.control.objectives",
     "SampleCost": "symfp.control.objectives",
     "Smoothness": "symfp.control.objectives",
 }

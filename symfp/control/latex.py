@@ -20,7 +20,15 @@ from typing import Any
 
 import sympy as sp
 
-from .objectives import ExpectedValue, RegionMass, RunningTracking, SampleCost, Smoothness, TerminalTracking
+from .objectives import (
+    ExpectedValue,
+    LevelTime,
+    RegionMass,
+    RunningTracking,
+    SampleCost,
+    Smoothness,
+    TerminalTracking,
+)
 from .split import BETA, U, monomial_latex
 
 
@@ -43,6 +51,13 @@ def _terms_latex(problem: Any) -> tuple[list[str], list[str], list[str]]:
         elif isinstance(t, RunningTracking):
             J.append(rf"\tfrac{{{ws or 1}}}{{2}}\int_0^T\|p - \rho_d\|^2_{{L^2}}dt")
             running.append(rf"{ws}\,(p - \rho_d)")
+        elif isinstance(t, LevelTime):
+            g = sp.latex(sp.sympify(t.g))
+            sgn = "" if t.sign > 0 else "-"
+            lev, eps = sp.latex(sp.Float(t.level, 4)), sp.latex(sp.Float(t.eps, 3))
+            z = rf"{sgn}\big(\mathbb E[{g}]_{{p(t)}} - {lev}\big)/{eps}"
+            J.append(rf"{ws}\int_0^T\sigma\!\left({z}\right)dt")
+            running.append(rf"{ws}\,{sgn}\sigma'\!\left({z}\right)\left({g}\right)/{eps}")
     for c in problem.costs:
         w = sp.latex(sp.Float(c.weight, 4))
         if isinstance(c, SampleCost):

@@ -10,9 +10,11 @@ Galerkin semi-discretisation of :math:`\int\partial_t p\,v + \int(D\nabla p)\cdo
 with the monomial split of :mod:`symfp.control.split`. A backend is a small class with the
 :class:`Assembler` methods (mass matrix, a matrix of weak-form IR terms, the load vector
 :math:`\int g\varphi_i`, nodal interpolation, the unit-mass initial density, the dof coordinates),
-registered in :data:`BACKENDS` by name and imported lazily: ``"dolfinx"`` today
-(:mod:`symfp.control.dolfinx_assembler`, serial); a scikit-fem one is dropped in by adding a module
-with the same methods and one line here.
+registered in :data:`BACKENDS` by name and imported lazily: ``"dolfinx"``
+(:mod:`symfp.control.dolfinx_assembler`, serial) and ``"skfem"`` (:mod:`symfp.control.skfem_assembler`,
+pip-only); ``backend="auto"`` takes dolfinx when it is importable, else scikit-fem
+(:func:`symfp.fem.registry.resolve`). On the same vertices and cells both give the same matrices to
+round-off.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from ..errors import InputError
 from .split import ControlledCoefficients, controlled_coefficients, split_terms
 
 #: backend name → "module:class" of its :class:`Assembler`
-BACKENDS: dict[str, str] = {"dolfinx": "symfp.control.dolfinx_assembler:DolfinxAssembler"}
+BACKENDS: dict[str, str] = {"dolfinx": "symfp.control.dolfinx_assembler:DolfinxAssembler",
+                            "skfem": "symfp.control.skfem_assembler:SkfemAssembler"}
 
 
 class Assembler(Protocol):
@@ -124,22 +127,34 @@ class OperatorParts:
         return self.assembler.initial(p0)
 
 
+def resolve_backend(backend: str | None) -> str:
+    """The assembler's name for ``backend`` ("auto"/None: dolfinx when importable, else skfem).
+
+    Raises:
+        InputError: an unknown name; DependencyError: the named (or every) backend is not installed.
+    """
+    from ..fem.registry import resolve
+
+    if backend is not None and backend != "auto" and backend not in BACKENDS:
+        raise InputError(f"operator_parts: backend={backend!r} is not one of auto, {', '.join(BACKENDS)}")
+    return resolve(backend, "operator_parts")
+
+
 def _assembler(backend: str, mesh: Any, state: tuple[sp.Symbol, ...]) -> Any:
-    if backend not in BACKENDS:
-        raise InputError(f"operator_parts: backend={backend!r} is not one of {', '.join(BACKENDS)}")
     mod, cls = BACKENDS[backend].split(":")
     return getattr(importlib.import_module(mod), cls)(mesh, state)
 
 
-def operator_parts(model_or_sde: Any, mesh: Any, *, backend: str = "dolfinx", order: int = 1,
+def operator_parts(model_or_sde: Any, mesh: Any, *, backend: str = "auto", order: int = 1,
                    controls: Mapping[str, Any] | None = None) -> OperatorParts:
     r"""Assemble :math:`M` and the control parts :math:`K_{ij}` of the controlled Fokker–Planck operator.
 
     Args:
         model_or_sde: a :class:`symfp.SGD` (numeric lr = :math:`\eta_{\max}`, batch size = nominal B) or
             a :class:`symfp.SDE` with control symbols (see ``controls``).
-        mesh: a mesh of the backend (``symfp.mesh.box(...)`` for dolfinx), of the state's dimension.
-        backend: a key of :data:`BACKENDS`.
+        mesh: a symfp mesh (``symfp.mesh.box(...)``) of the state's dimension; the dolfinx backend wants a
+            serial one (``comm=MPI.COMM_SELF``), scikit-fem takes any (rebuilt from its spec).
+        backend: ``"auto"`` (dolfinx when importable, else skfem) or a key of :data:`BACKENDS`.
         order: SME order for a model (1 or 2).
         controls: for an SDE, ``{"u": u_symbol, "B": B_symbol}``.
 
@@ -152,6 +167,7 @@ def operator_parts(model_or_sde: Any, mesh: Any, *, backend: str = "dolfinx", or
     """
     coef = controlled_coefficients(model_or_sde, order=order, controls=controls)
     terms = split_terms(coef)
+    backend = resolve_backend(backend)
     asm = _assembler(backend, mesh, coef.state)
     M = asm.mass()
     parts = {key: asm.matrix(ts) for key, ts in terms.items()}

@@ -11,7 +11,8 @@ Spec names used (see :mod:`symfp.app.control`): ``model``, ``params``, ``order``
 ``t_end``, ``dt``, ``objective`` (a list of :mod:`symfp.control.objectives` terms), ``control``
 (``dict(n_controls=, controls=("u",), u_bounds=, B_bounds=, budget=None, scheme="cn", x0=None,
 maxiter=500)``), ``compare`` (families, default constant, cosine, inverse_time), ``particles``
-(``dict(n=, seed=)``).
+(``dict(n=, seed=)``), ``backend`` (the assembler of :func:`~symfp.control.operators.operator_parts`:
+"auto" (default: dolfinx when importable, else scikit-fem), "dolfinx" or "skfem").
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def build_problem(ns: Mapping[str, Any]) -> tuple[Any, ControlProblem, dict[str,
     objective = _get(ns, "objective")
     if not isinstance(objective, (list, tuple)):
         objective = [objective]
-    ops = operator_parts(model, _get(ns, "mesh"), order=int(ns.get("order", 1) or 1))
+    ops = operator_parts(model, _get(ns, "mesh"), order=int(ns.get("order", 1) or 1),
+                         backend=str(ns.get("backend") or "auto"))
     names = ("controls", "u_bounds", "B_bounds", "scheme", "u_fixed", "B_fixed")
     kw = {k: opts[k] for k in names if k in opts}
     pr = ControlProblem(ops, _get(ns, "p0"), t_end=float(_get(ns, "t_end")), dt=float(_get(ns, "dt")),

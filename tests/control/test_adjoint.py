@@ -18,19 +18,22 @@ th, xi = sp.symbols("theta xi")
 w1, w2, x1, x2 = sp.symbols("w1 w2 x1 x2")
 
 
-@pytest.fixture(scope="module")
-def ops1():
+BACKENDS = ["dolfinx", "skfem"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def ops1(request):
     data = symfp.Population({xi: sp.stats.Normal("X", 0, 1)})
     m = symfp.SGD(loss=th**2 / 2 + xi * th, params=[th], data=data, lr=0.1)
-    return operator_parts(m, symfp.mesh.box([(-6, 6)], cells=120))
+    return operator_parts(m, symfp.mesh.box([(-6, 6)], cells=120), backend=request.param)
 
 
-@pytest.fixture(scope="module")
-def ops2():
+@pytest.fixture(scope="module", params=BACKENDS)
+def ops2(request):
     data = symfp.Population({x1: sp.stats.Normal("X1", 0, 1), x2: sp.stats.Normal("X2", 0, 1)})
     m = symfp.SGD(loss=(w1**2 + 2 * w2**2 + w1 * w2) / 2 + x1 * w1 + x2 * w2, params=[w1, w2], data=data,
                   lr=0.2)
-    return operator_parts(m, symfp.mesh.box([(-4, 4), (-4, 4)], cells=(20, 20)))
+    return operator_parts(m, symfp.mesh.box([(-4, 4), (-4, 4)], cells=(20, 20)), backend=request.param)
 
 
 def problem1(ops, scheme):
@@ -98,16 +101,17 @@ def test_bad_input(ops1):
         ControlProblem(ops1, sp.exp(-th**2), n_controls=5, t_end=1.0, dt=0.1,
                        objective=[ob.ExpectedValue(th**2), ob.SampleCost()])
     det = symfp.SGD(loss=th**2 / 2, params=[th], data=None, lr=0.1, noise=0.5)
-    ops_det = operator_parts(det, symfp.mesh.box([(-3, 3)], cells=20))
+    ops_det = operator_parts(det, symfp.mesh.box([(-3, 3)], cells=20), backend=ops1.backend)
     with pytest.raises(InputError, match="does not enter"):
         ControlProblem(ops_det, sp.exp(-th**2), n_controls=5, controls=("u", "B"), **base)
 
 
-def test_order2_gradient():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_order2_gradient(backend):
     """Order 2 adds a part ∝ u² (η|∇f|²/4 drift); the adjoint gradient stays exact."""
     data = symfp.Population({xi: sp.stats.Normal("X", 0, 1)})
     m = symfp.SGD(loss=th**4 / 4 + xi * th, params=[th], data=data, lr=0.1)
-    ops = operator_parts(m, symfp.mesh.box([(-3, 3)], cells=60), order=2)
+    ops = operator_parts(m, symfp.mesh.box([(-3, 3)], cells=60), order=2, backend=backend)
     assert set(ops.parts) == {(1, 0), (2, 0), (2, 1)}
     pr = ControlProblem(ops, sp.exp(-(th - 1) ** 2 / 0.5), t_end=1.0, dt=0.05, n_controls=4,
                         controls=("u", "B"), objective=[ob.ExpectedValue(th**2)])

@@ -49,10 +49,11 @@ def model():
     return symfp.SGD(loss=A * th**2 / 2 + xi * th, params=[th], data=data, lr=ETA)
 
 
-def problem(n_controls):
+def problem(n_controls, backend="auto"):
     width = T / n_controls
     # [-6, 6] holds N(0, S0²) to 6σ at t = 0 and the density only narrows afterwards
-    ops = operator_parts(model(), symfp.mesh.box([(-6, 6)], cells=int(round(12 / (width / 5)))))
+    ops = operator_parts(model(), symfp.mesh.box([(-6, 6)], cells=int(round(12 / (width / 5)))),
+                         backend=backend)
     return ControlProblem(ops, sp.exp(-th**2 / (2 * S0**2)), t_end=T, dt=width / 10, n_controls=n_controls,
                           objective=[ob.ExpectedValue(A * th**2 / 2)], u_bounds=(0.0, 1.0))
 
@@ -97,6 +98,20 @@ def test_optimum_matches_li_tai_e(runs):
         errs.append(rel)
         uerrs.append(uerr)
     assert errs[0] / errs[1] >= 3 and uerrs[0] / uerrs[1] >= 3, (errs, uerrs)
+
+
+def test_same_optimum_with_scikit_fem(runs):
+    """The scikit-fem assembler gives the same discrete problem (matrices equal to round-off), so the
+    same optimum: u and J agree far inside L-BFGS-B's tolerance, and with the closed form as above."""
+    pytest.importorskip("skfem")
+    pr_d, res_d = runs[20]
+    pr = problem(20, backend="skfem")
+    assert pr.ops.backend == "skfem"
+    res = optimise(pr, progress=False)
+    assert res.converged, res.summary
+    assert abs(res.value - res_d.value) <= 1e-8 * res_d.value
+    assert np.abs(res.u - res_d.u).max() <= 1e-4  # L-BFGS-B stops at pgtol; same path to round-off
+    assert abs(res.value - M_STAR) / M_STAR <= 0.025 * pr.grid.width**2
 
 
 def test_optimum_beats_families_of_the_same_budget(runs):
