@@ -776,7 +776,35 @@ def _eval_inner(
     return out
 
 
-_JOINT_CACHE: dict[tuple, Callable] = {}
+_JOINT_CACHE: dict[tuple, tuple[Callable, list[np.ndarray]]] = {}
+#: point × sample values per chunk of the numpy reductions (with all inner expressions: ~L2-sized)
+FE_CHUNK_ELEMENTS = 1 << 17
+
+
+def _joint_function(inners: Sequence[sp.Expr], args: tuple[sp.Symbol, ...], syms: tuple[sp.Symbol, ...],
+                    ds: Any) -> tuple[Callable, list[np.ndarray]]:
+    """All inner expressions of a data set's nodes as one numpy function of (points, data features).
+
+    The state-free parts are hoisted into per-sample features (:func:`data_features`, evaluated once
+    over the N samples) and the rewritten expressions lowered together with common sub-expressions
+    eliminated, so one pass over (points × samples) serves every node (b, D, ∇·D alike). Falls back to
+    the raw data columns when a feature is not finite.
+    """
+    stable = [stable_forms(e) for e in inners]
+    feats, fsyms, rew = data_features(stable, args, syms)
+    cols = None
+    if feats:
+        with np.errstate(all="ignore"):
+            data = [np.asarray(ds.arrays[s], dtype=float) for s in syms]
+            fe = sp.lambdify(syms, feats, modules=["numpy"])(*data)
+        cols = [np.broadcast_to(np.asarray(v, dtype=float), (ds.n,))[None, :] for v in fe]
+        if not all(np.all(np.isfinite(c)) for c in cols):
+            cols = None
+    if cols is None:
+        fsyms, rew = list(syms), stable
+        cols = [np.asarray(ds.arrays[s], dtype=float)[None, :] for s in syms]
+    f = sp.lambdify([*args, *fsyms], rew, modules=["numpy"], cse=True)
+    return f, cols
 _MEMO: dict[tuple, np.ndarray] = {}
 
 
@@ -795,15 +823,14 @@ def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals:
                 if e not in inners:
                     inners.append(e)
         pos = {e: k for k, e in enumerate(inners)}
-        key = (tuple(inners), args, syms)
+        key = (tuple(inners), args, syms, id(ds))
         if key not in _JOINT_CACHE:
-            _JOINT_CACHE[key] = sp.lambdify([*args, *syms], [stable_forms(e) for e in inners],
-                                            modules=["numpy"], cse=True)
-        f = _JOINT_CACHE[key]
+            _JOINT_CACHE[key] = _joint_function(inners, args, syms, ds)
+        f, cols = _JOINT_CACHE[key]
         n = ds.n
-        step = max(1, chunk_elements // (max(n, 1) * len(inners)))
+        # L2-sized chunks: every temporary of the joint expression stays in cache
+        step = max(1, min(chunk_elements, FE_CHUNK_ELEMENTS) // (max(n, 1) * len(inners)))
         outs = [np.empty(P) for _ in todo]
-        cols = [ds.arrays[s][None, :] for s in syms]
         for lo in range(0, P, step):
             hi = min(P, lo + step)
             pts = [np.asarray(v, dtype=float)[lo:hi, None] for v in vals]
