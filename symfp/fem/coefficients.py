@@ -28,9 +28,9 @@ import numpy as np
 import sympy as sp
 
 from ..errors import InputError
-from ..symbolic.datamean import has_data_nodes, lambdify_datamean
+from ..symbolic.datamean import data_nodes, has_data_nodes, lambdify_datamean
 
-__all__ = ["evaluate", "numpy_function", "psd_check", "CoefficientTimer", "TIMER", "SPACE"]
+__all__ = ["evaluate", "prefetch", "numpy_function", "psd_check", "CoefficientTimer", "TIMER", "SPACE"]
 
 #: the finite-element space data-mean coefficients are interpolated into
 SPACE = ("Lagrange", 1)
@@ -105,6 +105,42 @@ def evaluate(expr: Any, state: Sequence[sp.Symbol], points: Any) -> np.ndarray:
     TIMER.evaluations += 1
     TIMER.points += n
     return out
+
+
+def prefetch(exprs: Sequence[Any], state: Sequence[sp.Symbol], points: Any) -> int:
+    r"""Evaluate the data-mean nodes of all ``exprs`` at ``points`` in one shared pass over the data.
+
+    The nodes of every entry (b, D, ∇·D, …) are lowered together: their inner expressions, rewritten
+    on hoisted per-sample features, share common sub-expressions (one sigmoid of
+    :math:`\theta\cdot x_i y_i` per point and sample serves every mean and covariance), are evaluated
+    in cache-sized chunks in float64, and the node values are memoised for these points; a later
+    :func:`evaluate` of any entry at the same points only evaluates its outer expression.
+
+    Args:
+        exprs: scalar or matrix expressions of the state (entries without data-means are ignored).
+        state: the state symbols.
+        points: (n, d) coordinates (exactly the array later passed to :func:`evaluate`).
+
+    Returns:
+        The number of data-mean nodes evaluated (0: nothing to do). The time is added to :data:`TIMER`.
+    """
+    entries: list[sp.Expr] = []
+    for e in exprs:
+        for x in (sp.Matrix(e) if isinstance(e, (sp.MatrixBase, list, tuple)) else [sp.sympify(e)]):
+            if has_data_nodes(x) and x not in entries:
+                entries.append(x)
+    if not entries:
+        return 0
+    pts = np.asarray(points, dtype=float)
+    if pts.ndim == 1:
+        pts = pts[:, None]
+    state = tuple(state)
+    t0 = time.perf_counter()
+    nodes = sorted(data_nodes(sp.Matrix(entries)), key=sp.default_sort_key)
+    # the nodes themselves (not the entries): one joint reduction, memoised per node and point set
+    lambdify_datamean(state, sp.Matrix(nodes))(*[pts[:, k] for k in range(len(state))])
+    TIMER.seconds += time.perf_counter() - t0
+    return len(nodes)
 
 
 def psd_check(D: np.ndarray, where: str, *, rtol: float = 1e-8) -> float:

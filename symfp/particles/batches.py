@@ -24,11 +24,12 @@ import sympy as sp
 import torch
 
 from ..errors import DataError, InputError
-from ..symbolic.datamean import stable_forms
-from .lambdify import torch_function
+from ..symbolic.datamean import data_features, stable_forms
+from .lambdify import numeric_constants, torch_function
 from .noise import Noise
 from .samplers import sampler
 
+FEATURE_CHUNK = 1 << 15  # particle × sample values per sub-slab of a non-polynomial batch mean
 SLAB = 8192  # particles per index slab: (SLAB, B) int64 + float buffers stay cache-sized
 
 _LOCAL = threading.local()
@@ -120,11 +121,38 @@ class BatchSource:
                 self.columns = [table[:, k].contiguous() for k in range(len(monos))]
         else:
             # the stable forms (softplus, sigmoids): no inf/inf where exp of a large argument overflows
-            self.expr_fn = torch_function(stable_forms(expr), (*self.state, *self.data_syms), where)
+            stable = stable_forms(expr)
+            self.expr_fn = torch_function(stable, (*self.state, *self.data_syms), where)
             if self.finite:
-                self.data = torch.as_tensor(cols, device=device, dtype=dtype)
-                self.data_columns = [self.data[:, k].contiguous() for k in range(self.data.shape[1])]
+                self._init_features(stable, cols, device, dtype, where)
         self.poly = poly
+
+    def _init_features(self, stable: sp.Matrix, cols: np.ndarray, device, dtype, where: str) -> None:
+        r"""Per-sample data features f(ξ_i) (N values each) and the gradient as a function of θ and f.
+
+        The state-free parts of e are hoisted (:func:`~symfp.symbolic.datamean.data_features`: for
+        the logistic loss, :math:`f = (x_1y, x_2y)` and :math:`e = -f\,\sigma(-\theta\cdot f)`), when
+        that needs no more columns than the raw data; a step then gathers K columns at the batch
+        indices and evaluates the rewritten expression, never the data-only part.
+        """
+        feats, fsyms, rew = data_features(list(stable), self.state, self.data_syms)
+        if len(feats) > len(self.data_syms):
+            feats, fsyms, rew = list(self.data_syms), list(self.data_syms), list(stable)
+        with np.errstate(all="ignore"):
+            f = sp.lambdify(self.data_syms, feats, modules="numpy")
+            table = [np.broadcast_to(np.asarray(v, dtype=float), (self.N,)) for v in f(*cols.T)]
+        for fe, v in zip(feats, table, strict=True):
+            if not np.all(np.isfinite(v)):
+                i = int(np.argmax(~np.isfinite(v)))
+                raise DataError(f"{where}: the data feature {fe} is not finite at sample {i} ({v[i]}); "
+                                "check the data columns there")
+        self.feature_exprs = feats
+        self.feature_columns = [torch.as_tensor(np.array(v, dtype=float), device=device, dtype=dtype)
+                                for v in table]
+        self.feat_fn = torch_function(sp.Matrix(rew), (*self.state, *fsyms), f"{where} (features)")
+        # the same entries as a list of broadcasting tensors (no strided writes into an (c, B, m) block)
+        self._feat_raw = sp.lambdify([*self.state, *fsyms], [numeric_constants(e) for e in rew],
+                                     modules="torch", cse=True)
 
     def _init_population(self, data: Any, device, dtype, where: str) -> None:
         from sympy.stats.rv import random_symbols
@@ -214,19 +242,55 @@ class BatchSource:
     def _coef(self, cols) -> torch.Tensor:
         return self.coef(*cols).reshape(len(cols[0]), self.m, len(self.monos))
 
+    def _feature_mean(self, theta: torch.Tensor, nz: Noise, ctx: dict) -> torch.Tensor:
+        r"""(n, m) batch means of a non-polynomial e over a finite data set, in cache-sized sub-slabs.
+
+        For ``FEATURE_CHUNK`` particles at a time: B indices each (with replacement from the slab's
+        numpy stream, as :meth:`_sums_with_replacement`; otherwise :meth:`indices`), one
+        ``index_select`` per feature column into a reused buffer, the rewritten expression on the
+        (c, B) values, the mean over B. No per-sample Python and no tensor larger than the sub-slab.
+        """
+        n, B, N = theta.shape[0], self.B, self.N
+        K = len(self.feature_columns)
+        dev, dt = theta.device, theta.dtype
+        fast = self.replacement and not self.reshuffle and not nz.antithetic
+        idx_all = None if fast else self.indices(nz, ctx)
+        out = torch.empty((n, self.m), dtype=dt, device=dev)
+        step = max(1, FEATURE_CHUNK // B)
+        buf = _scratch((K, min(n, step) * B), self.feature_columns[0].dtype, dev)
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            c = b - a
+            if idx_all is not None:
+                flat = idx_all[a:b].reshape(-1)
+            elif nz.np_gen is not None:
+                flat = torch.from_numpy(nz.np_gen.integers(0, N, size=c * B, dtype=np.int32))
+            else:
+                flat = torch.randint(N, (c * B,), generator=nz.gen, device=nz.device)
+            vals = []
+            for k, col in enumerate(self.feature_columns):
+                v = buf[k, : c * B]
+                torch.index_select(col, 0, flat, out=v)
+                vals.append(v.view(c, B))
+            th = [theta[a:b, j : j + 1] for j in range(theta.shape[1])]  # (c, 1): broadcasts over B
+            for i, v in enumerate(self._feat_raw(*th, *vals)):
+                if isinstance(v, torch.Tensor) and v.dim() == 2 and v.shape[1] == B:
+                    out[a:b, i] = v.mean(dim=1)
+                else:  # an entry constant in the samples
+                    out[a:b, i] = torch.as_tensor(v, dtype=dt, device=dev).reshape(-1)
+        return out
+
     def mean(self, theta: torch.Tensor, nz: Noise, ctx: dict) -> torch.Tensor:
         """(n, m) batch means of e(θ; ξ) over this step's batch."""
         cols = theta.unbind(1)
         if self.finite:
+            if not self.poly:
+                return self._feature_mean(theta, nz, ctx)
             idx = self.indices(nz, ctx)
             if self.poly:
                 # one gather per data monomial (faster on CPU than embedding_bag or table[idx])
                 fbar = torch.stack([torch.take(col, idx).sum(dim=1) for col in self.columns], 1) / self.B
                 return (self._coef(cols) @ fbar[..., None])[..., 0]
-            # one gather per data column (faster on CPU than fancy indexing of the (N, p) table)
-            xi = [torch.take(col, idx) for col in self.data_columns]  # p × (n, B)
-            th = [c[:, None].expand(-1, self.B) for c in cols]
-            return self.expr_fn(*th, *xi).mean(dim=1)
         draws = [s(nz, (self.B,)) for s in self.rv_samplers]
         xi = self.var_fn(*draws) if draws else None  # (n, B, p)
         if xi is None:

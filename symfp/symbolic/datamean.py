@@ -51,6 +51,7 @@ __all__ = [
     "lambdify_datamean",
     "settle_rationals",
     "stable_forms",
+    "data_features",
     "LatexNames",
     "latex_names",
     "CHUNK_ELEMENTS",
@@ -659,6 +660,67 @@ def stable_forms(e: Any) -> sp.Expr:
     return e.replace(bare, lambda n: _Sigmoid(-_one_plus_exp(n.base)) ** int(-n.exp))
 
 
+def data_features(
+    exprs: Sequence[Any], state: Sequence[sp.Symbol], data_syms: Sequence[sp.Symbol]
+) -> tuple[list[sp.Expr], list[sp.Dummy], list[sp.Expr]]:
+    r"""Hoist the state-free parts of per-sample expressions into data features.
+
+    Every maximal sub-expression free of the state (a factor of a product, a term of a sum, after
+    expanding function arguments that are polynomial in the state) is replaced by a feature symbol
+    :math:`f_k`, so that :math:`e(\theta;\xi) = \tilde e(\theta; f(\xi))`. For the logistic gradient
+    :math:`-x_1 y\,\sigma(-y(w_1x_1+w_2x_2))` this gives :math:`-f_0\sigma(-(w_1f_0+w_2f_1))` with
+    :math:`f_0 = x_1y`, :math:`f_1 = x_2y`: the features are computed once per sample (N values), and an
+    evaluation at P points (or n particles × B samples) does only the state-dependent work. The
+    rewrite is an identity, so values agree to round-off.
+
+    Args:
+        exprs: the expressions (e.g. the inner expressions of data-means, in their stable forms).
+        state: the state symbols θ.
+        data_syms: the data symbols ξ.
+
+    Returns:
+        ``(features, symbols, rewritten)``: the feature expressions in ξ, their symbols, and the
+        expressions in θ and the feature symbols.
+    """
+    S, D = set(state), set(data_syms)
+    feats: dict[sp.Expr, sp.Dummy] = {}
+
+    def feat(e: sp.Expr) -> sp.Expr:
+        neg = e.could_extract_minus_sign()
+        base = sp.expand(-e if neg else e)
+        if base not in feats:
+            feats[base] = sp.Dummy(f"f{len(feats)}", real=True)
+        return -feats[base] if neg else feats[base]
+
+    def prep(e: sp.Expr) -> sp.Expr:
+        def expand_arg(node: sp.Expr) -> sp.Expr:
+            new = []
+            for a in node.args:
+                if a.free_symbols & S and a.free_symbols & D and a.is_polynomial(*state):
+                    x = sp.collect(sp.expand(a), list(state))
+                    a = x if sp.count_ops(x) <= 4 * sp.count_ops(a) + 4 else a
+                new.append(a)
+            return node.func(*new)
+
+        return e.replace(lambda n: isinstance(n, sp.Function), expand_arg)
+
+    def go(e: sp.Expr) -> sp.Expr:
+        fs = e.free_symbols
+        if not fs & D:
+            return e
+        if not fs & S:
+            return feat(e)
+        if e.is_Add or e.is_Mul:
+            pure = [a for a in e.args if not (a.free_symbols & S)]
+            rest = [go(a) for a in e.args if a.free_symbols & S]
+            head = [go(e.func(*pure))] if pure else []
+            return e.func(*head, *rest)
+        return e.func(*[go(a) for a in e.args])
+
+    rewritten = [go(prep(sp.sympify(e))) for e in exprs]
+    return list(feats), list(feats.values()), rewritten
+
+
 _INNER_CACHE: dict[tuple, tuple[Callable, Callable]] = {}
 
 
@@ -714,7 +776,35 @@ def _eval_inner(
     return out
 
 
-_JOINT_CACHE: dict[tuple, Callable] = {}
+_JOINT_CACHE: dict[tuple, tuple[Callable, list[np.ndarray]]] = {}
+#: point × sample values per chunk of the numpy reductions (with all inner expressions: ~L2-sized)
+FE_CHUNK_ELEMENTS = 1 << 17
+
+
+def _joint_function(inners: Sequence[sp.Expr], args: tuple[sp.Symbol, ...], syms: tuple[sp.Symbol, ...],
+                    ds: Any) -> tuple[Callable, list[np.ndarray]]:
+    """All inner expressions of a data set's nodes as one numpy function of (points, data features).
+
+    The state-free parts are hoisted into per-sample features (:func:`data_features`, evaluated once
+    over the N samples) and the rewritten expressions lowered together with common sub-expressions
+    eliminated, so one pass over (points × samples) serves every node (b, D, ∇·D alike). Falls back to
+    the raw data columns when a feature is not finite.
+    """
+    stable = [stable_forms(e) for e in inners]
+    feats, fsyms, rew = data_features(stable, args, syms)
+    cols = None
+    if feats:
+        with np.errstate(all="ignore"):
+            data = [np.asarray(ds.arrays[s], dtype=float) for s in syms]
+            fe = sp.lambdify(syms, feats, modules=["numpy"])(*data)
+        cols = [np.broadcast_to(np.asarray(v, dtype=float), (ds.n,))[None, :] for v in fe]
+        if not all(np.all(np.isfinite(c)) for c in cols):
+            cols = None
+    if cols is None:
+        fsyms, rew = list(syms), stable
+        cols = [np.asarray(ds.arrays[s], dtype=float)[None, :] for s in syms]
+    f = sp.lambdify([*args, *fsyms], rew, modules=["numpy"], cse=True)
+    return f, cols
 _MEMO: dict[tuple, np.ndarray] = {}
 
 
@@ -733,15 +823,14 @@ def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals:
                 if e not in inners:
                     inners.append(e)
         pos = {e: k for k, e in enumerate(inners)}
-        key = (tuple(inners), args, syms)
+        key = (tuple(inners), args, syms, id(ds))
         if key not in _JOINT_CACHE:
-            _JOINT_CACHE[key] = sp.lambdify([*args, *syms], [stable_forms(e) for e in inners],
-                                            modules=["numpy"], cse=True)
-        f = _JOINT_CACHE[key]
+            _JOINT_CACHE[key] = _joint_function(inners, args, syms, ds)
+        f, cols = _JOINT_CACHE[key]
         n = ds.n
-        step = max(1, chunk_elements // (max(n, 1) * len(inners)))
+        # L2-sized chunks: every temporary of the joint expression stays in cache
+        step = max(1, min(chunk_elements, FE_CHUNK_ELEMENTS) // (max(n, 1) * len(inners)))
         outs = [np.empty(P) for _ in todo]
-        cols = [ds.arrays[s][None, :] for s in syms]
         for lo in range(0, P, step):
             hi = min(P, lo + step)
             pts = [np.asarray(v, dtype=float)[lo:hi, None] for v in vals]

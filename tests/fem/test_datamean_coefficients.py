@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 import symfp
-from symfp.fem.coefficients import TIMER, evaluate, psd_check
+from symfp.fem.coefficients import TIMER, evaluate, prefetch, psd_check
 from symfp.symbolic.data import Dataset
 
 pytestmark = pytest.mark.fem
@@ -28,6 +28,46 @@ def test_evaluate_matches_direct_numpy_and_counts_time():
     M = evaluate(sp.Matrix([[e, 1], [1, e]]), (w1, w2), pts)
     assert M.shape == (3, 2, 2) and np.allclose(M[:, 0, 0], ref)
     assert TIMER.take()["coefficient_evaluations"] == 2
+
+
+def test_prefetch_shares_one_pass_and_matches_numpy(monkeypatch):
+    r"""b = −mean ∇ℓ, D = Cov[∇ℓ] and ∇·D of the logistic loss ℓ = log(1+e^{−y(w₁x+w₂)}): one joint
+    pass (hoisted features x·y, y; small chunks) gives, entry by entry, the direct numpy values to
+    round-off, and a later :func:`evaluate` reuses the memoised nodes (no second reduction)."""
+    import symfp.symbolic.datamean as dm
+
+    xs = np.array([0.5, -1.25, 2.0, 0.75, -0.3, 1.1, -2.2])
+    ys = np.array([1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0])
+    d = Dataset({x: xs, y: ys})
+    loss = sp.log(1 + sp.exp(-y * (w1 * x + w2)))
+    g = [sp.diff(loss, s) for s in (w1, w2)]
+    b = [-d.expect(gi) for gi in g]
+    D = sp.Matrix(2, 2, lambda i, j: symfp.symbolic.datamean.DataCov(g[i], g[j], d))
+    divD = [sp.diff(D[i, 0], w1) + sp.diff(D[i, 1], w2) for i in range(2)]
+    pts = np.array([[0.3, -0.2], [1.5, 0.7], [-2.0, 1.0], [0.0, 0.0]])
+    monkeypatch.setattr(dm, "FE_CHUNK_ELEMENTS", 30)  # one point per chunk: the chunk loop
+    dm._MEMO.clear()
+    assert prefetch([*b, D, *divD], (w1, w2), pts) > 0
+    calls = []
+    monkeypatch.setattr(dm, "_joint_function", lambda *a: calls.append(a))  # no new pass allowed
+    got_b = np.stack([evaluate(e, (w1, w2), pts) for e in b], 1)
+    got_D = evaluate(D, (w1, w2), pts)
+    got_div = np.stack([evaluate(e, (w1, w2), pts) for e in divD], 1)
+    assert not calls
+    for k, (a, c) in enumerate(pts):
+        u = ys * (a * xs + c)
+        s = 1 / (1 + np.exp(u))  # σ(−u)
+        G = np.stack([-ys * xs * s, -ys * s], 1)
+        H = s * (1 - s)  # ∂σ(−u)/∂u = −σ(−u)σ(u); ∂G_i/∂w_j = y² x_i x_j s(1−s) with x_2 = 1
+        X = np.stack([xs, np.ones_like(xs)], 1)
+        dG = H[:, None, None] * X[:, :, None] * X[:, None, :]  # [sample, i, j] = ∂G_i/∂w_j
+        Gc = G - G.mean(0)
+        np.testing.assert_allclose(got_b[k], -G.mean(0), rtol=1e-13)
+        np.testing.assert_allclose(got_D[k], Gc.T @ Gc / len(xs), rtol=1e-12, atol=1e-16)
+        # ∂_j Cov(G_i, G_j) = mean(∂_j G_i Gc_j + Gc_i ∂_j G_j), summed over j
+        div = [sum(np.mean(dG[:, i, j] * Gc[:, j] + Gc[:, i] * dG[:, j, j]) for j in range(2))
+               for i in range(2)]
+        np.testing.assert_allclose(got_div[k], div, rtol=1e-12, atol=1e-16)
 
 
 def test_psd_check_names_the_node():

@@ -79,3 +79,27 @@ def test_one_euler_maruyama_step_of_the_logistic_sme():
     assert np.all(np.abs(cloud.mean() - mean) < 4 * se)  # 4 standard errors
     # sample covariance: relative standard error sqrt(2/n) = 1% per variance; 5% is 5 of them
     np.testing.assert_allclose(np.diag(cloud.cov()), np.diag(cov), rtol=0.05)
+
+
+@pytest.mark.parametrize("replacement", [True, False])
+def test_one_exact_sgd_step_on_the_logistic_loss_matches_numpy(replacement):
+    r"""One exact-SGD step θ₁ = θ₀ − η ĝ (B = 8 of N = 300 samples, through the hoisted data features
+    f = (x₁y, x₂y)): E θ₁ = θ₀ − η ḡ and Cov θ₁ = η² Cov_i[g_i]/B (times (N−B)/(N−1) without
+    replacement), against numpy, within Monte Carlo error."""
+    rng = np.random.default_rng(5)
+    N, B, eta, n = 300, 8, 0.5, 40000
+    X = rng.normal(size=(N, 2))
+    Y = np.where(X[:, 0] + 0.5 * rng.normal(size=N) > 0, 1.0, -1.0)
+    x1, x2 = sp.symbols("x1 x2", real=True)
+    loss = sp.log(1 + sp.exp(-y * (w1 * x1 + w2 * x2)))
+    model = symfp.SGD(loss, [w1, w2], Dataset({x1: X[:, 0], x2: X[:, 1], y: Y}), lr=sp.Rational(1, 2),
+                      batch_size=B, replacement=replacement)
+    th0 = np.array([0.3, -0.2])
+    cloud = model.simulate(n_particles=n, steps=1, init=tuple(th0), seed=11)
+    G = -(Y / (1 + np.exp(Y * (X @ th0))))[:, None] * X  # per-sample gradients
+    mean = th0 - eta * G.mean(axis=0)
+    var = eta**2 * G.var(axis=0) / B * (1.0 if replacement else (N - B) / (N - 1))
+    assert np.all(np.abs(cloud.mean() - mean) < 4 * np.sqrt(var / n))  # 4 standard errors
+    # the sample variance of n draws: relative standard error ≈ sqrt(2/n) = 0.7%; 4% is > 5 of them
+    np.testing.assert_allclose(np.diag(cloud.cov()), var, rtol=0.04)
+    assert cloud.theta.shape == (n, 2) and np.all(np.isfinite(cloud.theta))

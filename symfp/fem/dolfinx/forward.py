@@ -56,7 +56,7 @@ from .mesh import Mesh, as_mesh
 from .observables import ObservableRecorder
 from .solution import Solution
 from .stabilise import PecletReport, cell_peclet, choose, discrete_upwind
-from .translate import to_ufl
+from .translate import prefetch_data_coefficients, to_ufl
 
 SCHEMES = ("euler", "cn", "bdf2")
 
@@ -144,6 +144,11 @@ def _peclet(msh: Any, c: sp.Matrix, D: sp.Matrix, state: tuple[sp.Symbol, ...], 
     """Cell Péclet report; for time-dependent coefficients the worst over 9 times in [0, t_end]."""
     d = len(state)
     if tsym is None:
+        verts = compat.cell_vertex_coordinates(msh)  # data-means of c and D: one pass at the midpoints
+        if len(verts):
+            from ..coefficients import prefetch
+
+            prefetch([c, D], state, verts.mean(axis=1)[:, :d])
         return cell_peclet(msh, _lambdified(c, state), _lambdified(D, state), d)
     reports = [cell_peclet(msh, _lambdified(c, state, tsym, t), _lambdified(D, state, tsym, t), d)
                for t in np.linspace(0.0, t_end, 9)]
@@ -352,6 +357,9 @@ def solve(
     if tsym is not None:
         t_c = fem.Constant(msh.mesh, 0.0)
         symbols[tsym] = t_c
+    divs = [sum(sp.diff(c[i], s) for i, s in enumerate(state))] + [
+        sum(sp.diff(D[i, j], state[j]) for j in range(d)) for i in range(d)] if method == "supg" else []
+    prefetch_data_coefficients([*D, *c, *divs], state, x)  # data-means of all entries in one pass
     Dm, cm = _ufl_coefficients(D, c, state, x, symbols)
     log_rho_nodes = None
     rho_nodes = None

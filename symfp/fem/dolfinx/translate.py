@@ -118,6 +118,27 @@ def _data_coefficient(e: sp.Expr, state: tuple[sp.Symbol, ...], x: Any,
     return _VALUES[(key, e)]
 
 
+def prefetch_data_coefficients(exprs: Any, state: tuple[sp.Symbol, ...], x: Any) -> int:
+    """Evaluate the data-means of all coefficient entries at the P1 dofs in one shared pass.
+
+    Call before translating the entries one by one (:func:`to_ufl`): each entry then only evaluates
+    its outer expression on the memoised node values (see :func:`symfp.fem.coefficients.prefetch`).
+    Local to each rank (no communication). Returns the number of data-mean nodes evaluated.
+    """
+    from .. import coefficients
+    from . import compat
+
+    entries = [e for e in exprs if has_data_nodes(e)]
+    if not entries:
+        return 0
+    msh = _python_mesh(x)
+    key = id(msh.ufl_domain())
+    if key not in _SPACES:
+        _SPACES[key] = compat.function_space(msh, *coefficients.SPACE)
+    pts = _SPACES[key].tabulate_dof_coordinates()[:, : len(state)]
+    return coefficients.prefetch(entries, state, pts)
+
+
 class _Translator:
     def __init__(self, index: dict[sp.Symbol, int], x: Any, whole: sp.Basic,
                  symbols: Mapping[sp.Symbol, Any] | None = None):
