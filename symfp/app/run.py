@@ -49,10 +49,13 @@ class _Run:
         if self.progress:
             print(f"[symfp run] {name} ...", file=sys.stderr, flush=True)
         if self.folder is not None:
+            self.folder.check_interrupted()
             self.folder.stage = name
         t0 = time.perf_counter()
         try:
             out = func()
+            if self.folder is not None:
+                self.folder.check_interrupted()
             if self.progress:
                 print(f"[symfp run]   {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
             return out
@@ -295,12 +298,12 @@ def _write_density(sol: Any, out: Path, folder: RunFolder) -> None:
             comm.Barrier()  # every rank's part is on disk before rank 0 renames the folder
         if folder.rank0:
             write_with(out / "density", lambda t: os.replace(tmp, t), what="density folder")
-    except OSError as exc:
+    except BaseException as exc:  # a failed write, Ctrl-C or SIGTERM: no half-written folder stays
         if folder.rank0:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, SymfpError):
+        if isinstance(exc, SymfpError) or not isinstance(exc, OSError):
             raise
         raise OutputError(f"cannot write the density to {out / 'density'}: {os_error_text(exc)}") from exc
 

@@ -235,9 +235,30 @@ class RunFolder:
         return self
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        raise RunInterrupted(f"{self.command} was terminated by signal SIGTERM during stage '{self.stage}'")
+        """Raise :class:`RunInterrupted` where the main thread is, and remember that it was raised.
+
+        Python may run a signal handler inside a weakref or ``__del__`` callback, where an exception is
+        printed and dropped; :meth:`check_interrupted` (called between stages) raises it again then.
+        """
+        self.interrupted = f"{self.command} was terminated by signal SIGTERM during stage '{self.stage}'"
+        raise RunInterrupted(self.interrupted)
+
+    def check_interrupted(self) -> None:
+        """Raise :class:`RunInterrupted` if a SIGTERM arrived whose exception was swallowed."""
+        if getattr(self, "interrupted", None):
+            raise RunInterrupted(self.interrupted)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        swallowed = None
+        if exc is None and getattr(self, "interrupted", None):  # a SIGTERM whose exception was dropped
+            exc = swallowed = RunInterrupted(self.interrupted)
+        try:
+            self._finish(exc)
+        finally:
+            if swallowed is not None:
+                raise swallowed
+
+    def _finish(self, exc: BaseException | None) -> None:
         if self._old_handler is not None:
             signal.signal(signal.SIGTERM, self._old_handler)
             self._old_handler = None
