@@ -46,6 +46,7 @@ import numpy as np
 import sympy as sp
 
 from ...errors import InputError, MeshError, SolverError
+from ...symbolic.datamean import has_data_nodes
 from ..checks import check_fe_problem
 from ..domain import DomainWarning, auto_domain, boundary_dofs
 from . import compat, solvers
@@ -56,7 +57,7 @@ from .mesh import Mesh, as_mesh
 from .observables import ObservableRecorder
 from .solution import Solution
 from .stabilise import PecletReport, cell_peclet, choose, discrete_upwind
-from .translate import prefetch_data_coefficients, to_ufl
+from .translate import cell_mean_functions, prefetch_data_coefficients, to_ufl
 
 SCHEMES = ("euler", "cn", "bdf2")
 
@@ -144,11 +145,8 @@ def _peclet(msh: Any, c: sp.Matrix, D: sp.Matrix, state: tuple[sp.Symbol, ...], 
     """Cell Péclet report; for time-dependent coefficients the worst over 9 times in [0, t_end]."""
     d = len(state)
     if tsym is None:
-        verts = compat.cell_vertex_coordinates(msh)  # data-means of c and D: one pass at the midpoints
-        if len(verts):
-            from ..coefficients import prefetch
-
-            prefetch([c, D], state, verts.mean(axis=1)[:, :d])
+        if has_data_nodes(c) or has_data_nodes(D):  # from the P1 interpolants: no pass at the midpoints
+            return cell_peclet(msh, *cell_mean_functions(c, D, state, msh), d)
         return cell_peclet(msh, _lambdified(c, state), _lambdified(D, state), d)
     reports = [cell_peclet(msh, _lambdified(c, state, tsym, t), _lambdified(D, state, tsym, t), d)
                for t in np.linspace(0.0, t_end, 9)]

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import sympy as sp
 
 from ...errors import ExpressionError
@@ -137,6 +138,41 @@ def prefetch_data_coefficients(exprs: Any, state: tuple[sp.Symbol, ...], x: Any)
         _SPACES[key] = compat.function_space(msh, *coefficients.SPACE)
     pts = _SPACES[key].tabulate_dof_coordinates()[:, : len(state)]
     return coefficients.prefetch(entries, state, pts)
+
+
+def cell_mean_functions(c: sp.Matrix, D: sp.Matrix, state: tuple[sp.Symbol, ...],
+                        msh: Any) -> tuple[Any, Any]:
+    r"""Data-mean drift and diffusion at the owned cells' centroids, from their P1 interpolants.
+
+    The coefficients the solve uses are the P1 interpolants (nodal values at the dofs, one shared
+    pass over the data); at a triangle's centroid the interpolant is the mean of its three nodal
+    values, so the cell Péclet number is computed from exactly the coefficients of the forms, without
+    a second reduction over the data at the midpoints (which would cost twice the dof pass).
+
+    Returns:
+        Two callables ``c(*X)``, ``D(*X)`` in the form :func:`~.stabilise.cell_peclet` expects (the
+        coordinates X of the midpoints are not used: the values follow the owned cells' order).
+    """
+    from .. import coefficients
+    from . import compat
+
+    key = id(msh.ufl_domain())
+    if key not in _SPACES:
+        _SPACES[key] = compat.function_space(msh, *coefficients.SPACE)
+    V = _SPACES[key]
+    d = len(state)
+    pts = V.tabulate_dof_coordinates()[:, :d]
+    coefficients.prefetch([c, D], state, pts)
+    dm = V.dofmap.list
+    cells = (np.asarray(dm.array).reshape(-1, len(dm.links(0))) if hasattr(dm, "links")
+             else np.asarray(dm))[: compat.owned_cells(msh)]
+
+    def at_cells(e: sp.Expr) -> np.ndarray:
+        return coefficients.evaluate(e, state, pts)[cells].mean(axis=1)
+
+    cv = [at_cells(c[i]) for i in range(d)]
+    Dv = [[at_cells(D[i, j]) for j in range(d)] for i in range(d)]
+    return (lambda *X: cv), (lambda *X: Dv)
 
 
 class _Translator:
