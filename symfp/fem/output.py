@@ -44,6 +44,13 @@ def write_observables(directory: str, observables: Mapping[str, Any], info: Mapp
     meta = {k: jsonable(v) for k, v in info.items() if isinstance(v, (str, int, float, bool))}
     atomic_write(os.path.join(directory, "observables.json"),
                  json.dumps({"observables": obs, "info": meta}, indent=1))
+    atomic_write(os.path.join(directory, "observables.csv"), observables_csv(observables))
+
+
+def observables_csv(observables: Mapping[str, Any]) -> str:
+    """The observables as CSV text: one column per scalar entry (``mean[0]``, ``cov[0,1]``, ...)."""
+    import io
+
     T = len(observables["t"])
     cols: dict[str, np.ndarray] = {}
     for k, v in observables.items():
@@ -59,14 +66,12 @@ def write_observables(directory: str, observables: Mapping[str, Any], info: Mapp
             flat = a.reshape(T, -1)
             for j, ix in enumerate(np.ndindex(*a.shape[1:])):
                 cols[f"{k}[{','.join(map(str, ix))}]"] = flat[:, j]
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(list(cols))
     for i in range(T):
         w.writerow([repr(float(c[i])) for c in cols.values()])
-    atomic_write(os.path.join(directory, "observables.csv"), buf.getvalue())
+    return buf.getvalue()
 
 
 def read_observables(directory: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Mapping
@@ -134,28 +133,10 @@ class Solution:
         write_xdmf(path, mesh, "density", [(t, np.asarray(v)[:n]) for t, v in items])
 
     def _write_csv(self, path: str) -> None:
-        obs = self.observables
-        T = len(obs["t"])
-        cols: dict[str, np.ndarray] = {}
-        for k, v in obs.items():
-            if k == "region_names":
-                continue
-            a = np.asarray(v)
-            if a.ndim == 1:
-                cols[k] = a
-            elif k == "region_mass":
-                for j, name in enumerate(obs.get("region_names", [])):
-                    cols[f"mass[{name}]"] = a[:, j]
-            else:
-                flat = a.reshape(T, -1)
-                idx = np.ndindex(*a.shape[1:])
-                for j, ix in enumerate(idx):
-                    cols[f"{k}[{','.join(map(str, ix))}]"] = flat[:, j]
+        from ..output import observables_csv
+
         with open(path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(list(cols))
-            for i in range(T):
-                w.writerow([repr(float(c[i])) for c in cols.values()])
+            fh.write(observables_csv(self.observables))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Any:
