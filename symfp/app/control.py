@@ -5,11 +5,12 @@ The spec is an ordinary symfp spec (:mod:`symfp.app.spec`) with, besides ``model
 
 =============== ==========================================================================================
 ``objective``   a list of :mod:`symfp.control.objectives` terms (ExpectedValue, RegionMass, TerminalTracking,
-                RunningTracking, SampleCost, Smoothness), minimised (a negative weight maximises)
+                RunningTracking, SampleCost, Smoothness, LevelTime), minimised (a negative weight maximises)
 ``control``     ``dict(n_controls=20, controls=("u",) | ("B",) | ("u", "B"), u_bounds=(lo, hi),
                 B_bounds=(lo, hi), budget=None | {"u": U} | {"B": S}, scheme="cn" | "euler", x0=None,
                 maxiter=500)``
 ``compare``     families of the same budget ∫u dt to compare with (default constant, cosine, inverse_time)
+``backend``     the FE backend that assembles the operator parts: "auto" (default), "dolfinx", "skfem"
 =============== ==========================================================================================
 
 The report folder holds ``schedules.png`` (the schedules, the objective history, the density at T under
