@@ -53,6 +53,7 @@ _UNICODE = {
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
 }
 
 
@@ -492,7 +493,9 @@ def _document(tagged: list[tuple[str, Any]], body: list[str], title: str | None)
         [
             r"\documentclass[11pt]{article}",
             r"\usepackage[utf8]{inputenc}",
-            r"\usepackage[T1]{fontenc}",
+            # Type 1 Computer Modern (OT1) with a ToUnicode map: the PDF's text (ligatures included) is
+            # searchable and copyable; T1 without cm-super falls back to bitmap fonts whose "fi" is lost
+            r"\input{glyphtounicode}\pdfgentounicode=1",
             r"\usepackage{amsmath,amssymb}",
             r"\usepackage[margin=2cm]{geometry}",
             r"\allowdisplaybreaks",
