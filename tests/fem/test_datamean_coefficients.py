@@ -98,6 +98,7 @@ def test_p1_interpolated_data_mean_converges_at_rate_two():
     assert e16 < 5e-3
 
 
+@pytest.mark.torch  # the particles side (the dolfinx 0.9/0.11 roots carry no torch)
 def test_fe_solve_of_a_logistic_sme_against_sde_particles():
     rng = np.random.default_rng(0)
     n = 200
