@@ -61,22 +61,6 @@ from .translate import cell_mean_functions, prefetch_data_coefficients, to_ufl
 
 SCHEMES = ("euler", "cn", "bdf2")
 
-#: default PETSc options of the time-step solver (see the module docstring)
-DEFAULT_PETSC_OPTIONS: dict[str, Any] = {
-    "ksp_type": "gmres",
-    "pc_type": "bjacobi",
-    "sub_pc_type": "ilu",
-    "ksp_rtol": 1e-12,
-    "ksp_atol": 1e-50,
-    "ksp_max_it": 2000,
-}
-
-#: on several ranks: additive Schwarz with one layer of overlap instead of block Jacobi. Block
-#: Jacobi/ILU loses the coupling across the partition (2-D OU, 256², 2 ranks: 210 GMRES iterations per
-#: 10 steps against 81 serially, and a step 1.3× slower than on one rank); ASM(1)/ILU needs 130 and
-#: makes the 2-rank step 1.25× faster than the serial one (benchmarks/bench_fem.py, "fem MPI").
-PARALLEL_PETSC_OPTIONS: dict[str, Any] = {"pc_type": "asm", "pc_asm_overlap": 1}
-
 #: unique PETSc option prefixes for the time-step KSPs of every solve in this process
 _KSP_PREFIXES = itertools.count(1)
 
@@ -224,8 +208,8 @@ def solve(
             low-order predictor is backward Euler), or "bdf2" (lumped BDF2 predictor and BDF2 target,
             :meth:`symfp.fem.fct.FCTLimiter.fluxes_bdf2`; time-independent coefficients).
         absorbing: boundary part name(s) where p = 0 (the process is killed); the rest reflects.
-        petsc_options: PETSc options for the time-step KSP (override :data:`DEFAULT_PETSC_OPTIONS`, and
-            :data:`PARALLEL_PETSC_OPTIONS` on several ranks).
+        petsc_options: PETSc options for the time-step KSP, merged over the strategy that
+            :func:`symfp.fem.dolfinx.solvers.ksp_options` chooses by ranks, size and dimension.
         output_every: record observables every this many steps (and at the final time).
         stabilisation: "auto", "none", "gibbs", "fct" (alias "afc"), "upwind" (alias "fitted") or
             "supg"; see
