@@ -15,7 +15,8 @@ import numpy as np
 import scipy.sparse as sps
 import sympy as sp
 
-from ..errors import InputError, MeshError
+from ..errors import InputError
+from ..fem.problem import check_mesh_dimension
 
 
 class DolfinxAssembler:
@@ -34,11 +35,7 @@ class DolfinxAssembler:
         self._m = compat.dolfinx_modules()
         self.mesh = as_mesh(mesh)
         self.state = tuple(state)
-        if self.mesh.dim != len(self.state):
-            raise MeshError(f"operator_parts: the mesh is {self.mesh.dim}-D but the SDE has "
-                            f"{len(self.state)} "
-                            f"state variables ({', '.join(map(str, self.state))}); give a "
-                            f"{len(self.state)}-D mesh")
+        check_mesh_dimension(self.mesh.dim, self.state, "operator_parts")
         if self.mesh.comm.size > 1:
             raise InputError("operator_parts: the control layer works on SciPy matrices in serial; "
                              "the mesh is "

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sps
 import sympy as sp
 
-from ..errors import MeshError
+from ..fem.problem import check_mesh_dimension
 
 #: degree of the P1 basis factors in each term kind's integrand (grad of P1 is constant)
 _BASIS_DEGREE = {"diffusion": 0, "advection": 1, "transport": 1, "reaction": 2, "source": 1}
@@ -73,10 +73,7 @@ class SkfemAssembler:
         self._skfem = require_skfem("operator_parts")
         self.sk = as_skfem(mesh)
         self.state = tuple(state)
-        if self.sk.dim != len(self.state):
-            raise MeshError(f"operator_parts: the mesh is {self.sk.dim}-D but the SDE has "
-                            f"{len(self.state)} state variables ({', '.join(map(str, self.state))}); give a "
-                            f"{len(self.state)}-D mesh")
+        check_mesh_dimension(self.sk.dim, self.state, "operator_parts")
         self._bases: dict[int, Any] = {}
         self.basis = self.sk.basis(1)
         self.coordinates = np.ascontiguousarray(np.asarray(self.basis.doflocs, dtype=float).T)

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, MeshError
 
 FCT_DEFAULTS = {"passes": 50, "tol": 1e-3}
 
@@ -69,3 +69,29 @@ def check_output(output_every: Any, keep: Any, where: str = "solve") -> None:
         raise InputError(f"{where}: output_every={output_every!r} must be a positive int (steps)")
     if keep not in ("final", "all"):
         raise InputError(f"{where}: keep={keep!r} must be 'final' or 'all'")
+
+
+def check_mesh_dimension(dim: int, state: Sequence[Any], where: str) -> None:
+    """MeshError unless the mesh dimension equals the number of state variables."""
+    if dim != len(state):
+        raise MeshError(f"{where}: the mesh is {dim}-D but the SDE has {len(state)} state variables "
+                        f"({', '.join(map(str, state))}); give a {len(state)}-D mesh")
+
+
+def check_steady_sde(sde: Any, where: str) -> None:
+    """The SDE of a steady solve (exit time, stationary density, spectrum): an SDE, numeric, autonomous.
+
+    Raises:
+        InputError: not an SDE, free parameters, or an explicit time dependence (a schedule).
+    """
+    if not all(hasattr(sde, a) for a in ("state", "drift", "diffusion")):
+        raise InputError(f"{where}: expected a symfp.SDE, got {type(sde).__name__}; build one with "
+                         "symfp.SDE(state, drift, diffusion) or model.sme()")
+    if hasattr(sde, "require_numeric"):
+        sde.require_numeric(where)
+    if not getattr(sde, "is_autonomous", True):
+        raise InputError(
+            f"{where}: drift or diffusion depend explicitly on time {sde.time} (a schedule), but this "
+            f"steady problem is defined for a time-homogeneous SDE only; build the SDE with {sde.time} "
+            "replaced by a number (a frozen schedule), or solve the time-dependent forward equation "
+            "with fp.solve")

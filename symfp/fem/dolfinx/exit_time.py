@@ -40,6 +40,7 @@ import sympy as sp
 
 from ...errors import InputError, MeshError
 from ..checks import check_fe_problem
+from ..problem import check_mesh_dimension, check_steady_sde
 from . import compat, solvers
 from .lowering import lower_terms, ufl_matrix, ufl_vector
 
@@ -57,21 +58,9 @@ def check_problem(sde: Any, mesh: Any, where: str):
     """
     from .mesh import as_mesh
 
-    if not all(hasattr(sde, a) for a in ("state", "drift", "diffusion")):
-        raise InputError(f"{where}: expected a symfp.SDE, got {type(sde).__name__}; build one with "
-                         "symfp.SDE(state, drift, diffusion) or model.sme()")
-    if hasattr(sde, "require_numeric"):
-        sde.require_numeric(where)
-    if not getattr(sde, "is_autonomous", True):
-        raise InputError(
-            f"{where}: drift or diffusion depend explicitly on time {sde.time} (a schedule), but this "
-            f"steady problem is defined for a time-homogeneous SDE only; build the SDE with {sde.time} "
-            "replaced by a number (a frozen schedule), or solve the time-dependent forward equation "
-            "with fp.solve")
+    check_steady_sde(sde, where)
     m = as_mesh(mesh)
-    if m.dim != len(sde.state):
-        raise MeshError(f"{where}: the mesh is {m.dim}-D but the SDE has {len(sde.state)} state variables "
-                        f"({', '.join(map(str, sde.state))}); give a {len(sde.state)}-D mesh")
+    check_mesh_dimension(m.dim, sde.state, where)
     check_fe_problem(sde, m, where)
     return m
 

@@ -45,10 +45,11 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ...errors import InputError, MeshError, SolverError
+from ...errors import InputError, SolverError
 from ...symbolic.datamean import has_data_nodes
 from ..checks import check_fe_problem
 from ..domain import DomainWarning, auto_domain, boundary_dofs
+from ..problem import check_mesh_dimension
 from . import compat, solvers
 from .fct import FluxCorrectedStep
 from .initial import interpolate_density
@@ -255,9 +256,7 @@ def solve(
                                 **dict(domain_options or {}))
         domain_note = est.describe()
     msh: Mesh = as_mesh(mesh)
-    if msh.dim != d:
-        raise MeshError(f"solve: the mesh is {msh.dim}-D but the SDE has {d} state variables "
-                        f"({', '.join(map(str, state))}); give a {d}-D mesh")
+    check_mesh_dimension(msh.dim, state, "solve")
     check_fe_problem(sde, msh, "solve")
     t_end, dt, n_steps = _check_times(t_end, dt)
     fct_kw = {"passes": 50, "tol": 1e-3}

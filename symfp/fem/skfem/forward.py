@@ -27,13 +27,20 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ...errors import InputError, MeshError
+from ...errors import InputError
 from ..checks import check_fe_problem
 from ..coefficients import numpy_function
 from ..initial import density_callable, is_point
 from ..mesh import NeutralMesh, box
 from ..observables import NodalObservables
-from ..problem import absorbing_parts, as_fokker_planck, check_output, check_times, is_number
+from ..problem import (
+    absorbing_parts,
+    as_fokker_planck,
+    check_mesh_dimension,
+    check_output,
+    check_times,
+    is_number,
+)
 from ..problem import fct_options as check_fct_options
 from ..schemes import FCTStepper, GalerkinStepper, check_scheme, nd_splu_solver
 from ..solution import Solution
@@ -134,9 +141,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
         domain_note = est.describe()
     sk = as_skfem(mesh)
     msh = sk.neutral
-    if msh.dim != d:
-        raise MeshError(f"{where}: the mesh is {msh.dim}-D but the SDE has {d} state variables "
-                        f"({', '.join(map(str, state))}); give a {d}-D mesh")
+    check_mesh_dimension(msh.dim, state, where)
     check_fe_problem(sde, sk, where)  # D ⪰ 0 on the mesh, the SME's stability
     t_end, dt, n_steps = check_times(t_end, dt)
     fct_kw = check_fct_options(fct_options)

@@ -25,6 +25,7 @@ import sympy as sp
 
 from ...errors import InputError, MeshError, SolverError
 from ..checks import check_fe_problem
+from ..problem import check_mesh_dimension, check_steady_sde
 from . import require_serial, require_skfem
 from .field import Field
 from .lowering import assemble_bilinear, assemble_linear, assemble_weighted, mass_matrix, supg_exit_time
@@ -35,19 +36,9 @@ def check_problem(sde: Any, mesh: Any, where: str) -> SkMesh:
     """Validate SDE and mesh of a steady solve (InputError/MeshError); returns the scikit-fem mesh."""
     require_serial(where)
     require_skfem(where)
-    if not all(hasattr(sde, a) for a in ("state", "drift", "diffusion")):
-        raise InputError(f"{where}: expected a symfp.SDE, got {type(sde).__name__}; build one with "
-                         "symfp.SDE(state, drift, diffusion) or model.sme()")
-    if hasattr(sde, "require_numeric"):
-        sde.require_numeric(where)
-    if not getattr(sde, "is_autonomous", True):
-        raise InputError(f"{where}: drift or diffusion depend explicitly on time {sde.time} (a schedule), "
-                         "but this steady problem is defined for a time-homogeneous SDE only; freeze the "
-                         "schedule or solve the forward equation with fp.solve")
+    check_steady_sde(sde, where)
     sk = as_skfem(mesh)
-    if sk.dim != len(sde.state):
-        raise MeshError(f"{where}: the mesh is {sk.dim}-D but the SDE has {len(sde.state)} state variables "
-                        f"({', '.join(map(str, sde.state))}); give a {len(sde.state)}-D mesh")
+    check_mesh_dimension(sk.dim, sde.state, where)
     check_fe_problem(sde, sk, where)  # D ⪰ 0 on the mesh, the SME's stability
     return sk
 
