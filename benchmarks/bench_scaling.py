@@ -111,13 +111,47 @@ def measure(dim: int, n: int, steps: int, strategies: list[str], reps: int) -> d
     return best
 
 
+STREAM_CHILD = (
+    "import numpy as np, time, json\n"
+    "n = {n}; a = np.zeros(n); b = np.ones(n); c = np.ones(n); ts = []\n"
+    "for _ in range(10):\n"
+    "    t = time.perf_counter(); np.multiply(c, 3.0, out=a); a += b; ts.append(time.perf_counter() - t)\n"
+    "print('ROW ' + json.dumps(4 * 8 * n / min(ts) / 1e9))\n"
+)
+
+
+def stream_rows(quick: bool = False) -> list[dict]:
+    """Memory bandwidth of a triad-like kernel (a = 3c; a += b: 4 doubles moved per entry) in 1 process
+    and in 2 concurrent processes: the ceiling of a bandwidth-bound sparse solve's speed-up on 2 ranks."""
+    n = 2_000_000 if quick else 20_000_000
+    code = STREAM_CHILD.format(n=n)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+    def launch(k: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+                 for _ in range(k)]
+        outs = [p.communicate()[0] for p in procs]
+        return sum(float(ln[4:]) for o in outs for ln in o.splitlines() if ln.startswith("ROW "))
+
+    one = max(launch(1) for _ in range(2))
+    two = max(launch(2) for _ in range(2))
+    return [
+        {"benchmark": "memory bandwidth (triad-like, float64)", "case": "1 process", "value": one,
+         "unit": "GB/s", "note": f"{n} entries, best of 10 sweeps, best of 2 launches"},
+        {"benchmark": "memory bandwidth (triad-like, float64)", "case": "2 concurrent processes",
+         "value": two,
+         "unit": "GB/s", "note": f"sum over the two; {two / one:.2f}x one process: the ceiling of a "
+                                 "bandwidth-bound solve's speed-up on 2 ranks"},
+    ]
+
+
 def run(quick: bool = False, strategies: list[str] | None = None, reps: int | None = None) -> list[dict]:
     """Benchmark rows (see the module docstring)."""
     prev = "previous default (ILU; ASM(1)/ILU on 2 ranks)"
     few = ["symfp default", prev]
     cases = ([(2, 128, 6, None, 1), (3, 20, 6, None, 1)] if quick else
              [(2, 512, 10, None, 2), (2, 1000, 4, few, 1), (3, 60, 4, few, 1)])
-    rows: list[dict] = []
+    rows: list[dict] = stream_rows(quick)
     for dim, n, steps, only, case_reps in cases:
         strategies_c = strategies or only or list(STRATEGIES)
         load0 = os.getloadavg()[0]
@@ -131,7 +165,8 @@ def run(quick: bool = False, strategies: list[str] | None = None, reps: int | No
             for ranks, r in ((1, one), (2, two)):
                 rows.append({"benchmark": bench, "case": f"{s}, {ranks} rank{'s' * (ranks > 1)}",
                              "value": r["ms"], "unit": "ms/step",
-                             "note": f"{r['its']:.1f} its/step; first step {r['first_ms']:.0f} ms; set-up "
+                             "note": f"{r['its']:.1f} its/step ({r['ms'] / max(r['its'], 1):.2f} ms per "
+                                     f"iteration); first step {r['first_ms']:.0f} ms; set-up "
                                      f"{r['setup']:.1f} s; |mass-1| {r['mass_error']:.1e}"})
             sp_ = one["ms"] / two["ms"]
             vs = f"; 1 rank {one['ms'] / base['ms']:.2f}x the previous default's time" if base else ""

@@ -39,6 +39,11 @@ MUMPS did not factorise within 5 minutes. So the time-step default (:func:`ksp_o
   2-D GMRES + ASM(1)/ILU up to :data:`ASM_MAX_RANKS` ranks, BiCGStab + GAMG beyond (7 iterations
   whatever the ranks, set up once per matrix).
 
+Quiet machine, ms per step 1 → 2 ranks with these defaults: 261 → 146 (1.79×) at 2.6·10⁵ 2-D dofs,
+2073 → 705 (2.94×) at 10⁶, 79 → 52–62 (1.27–1.52×) in 3-D at 2.3·10⁵; two processes get 1.82× one
+process's memory bandwidth on this VM, the ceiling of a bandwidth-bound solve (``docs/scaling.md``
+has the profile).
+
 FCT's two systems (lumped predictor and Galerkin target) get the same choice: both are constant
 unless the coefficients depend on time.
 
