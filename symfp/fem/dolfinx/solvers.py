@@ -31,13 +31,13 @@ One rank, same load, interleaved: a MUMPS triangular-solve step took 0.66× an I
 (2.3·10⁵ dofs): ILU-GMRES 6 → ASM 8 iterations per step from 1 to 2 ranks, BiCGStab + Jacobi 7 → 7;
 MUMPS did not factorise within 5 minutes. So the time-step default (:func:`ksp_options`) is
 
-- a **constant matrix that fits** (:data:`DIRECT_TIME_STEP_DOFS`): MUMPS, factorised once and reused
-  every step, on several ranks always, on one rank from :data:`DIRECT_MIN_STEPS` steps on (where the
-  factorisation is amortised); exact, so the mass is conserved to round-off;
+- a **constant matrix that fits** (:data:`DIRECT_TIME_STEP_DOFS`) in a run of at least
+  :data:`DIRECT_MIN_STEPS` steps (where the factorisation is amortised), on any number of ranks:
+  MUMPS, factorised once and reused every step; exact, so the mass is conserved to round-off;
 - otherwise **one rank**: GMRES + ILU(0) (the previous default, fastest iterative one on one core);
-- otherwise **several ranks**: 3-D BiCGStab + point Jacobi (rank-independent 7 iterations, no set-up);
-  2-D GMRES + ASM(1)/ILU up to :data:`ASM_MAX_RANKS` ranks, BiCGStab + GAMG beyond (7 iterations
-  whatever the ranks, set up once per matrix).
+- otherwise **several ranks**: BiCGStab + point Jacobi (rank-independent iterations, no set-up, the
+  per-iteration cost halves on 2 ranks: 1.83×) in 3-D and in 2-D up to :data:`JACOBI_MAX_RANKS` ranks,
+  BiCGStab + GAMG beyond in 2-D (7 iterations whatever the ranks and the mesh, set up once per matrix).
 
 Quiet machine, ms per step 1 → 2 ranks with these defaults: 261 → 146 (1.79×) at 2.6·10⁵ 2-D dofs,
 2073 → 705 (2.94×) at 10⁶, 79 → 52–62 (1.27–1.52×) in 3-D at 2.3·10⁵; two processes get 1.82× one
@@ -76,14 +76,18 @@ _TIGHT: dict[str, Any] = {"ksp_rtol": 1e-12, "ksp_atol": 1e-50, "ksp_max_it": 20
 #: one rank: the previous default (GMRES + ILU(0) in one block)
 SERIAL_TIME_STEP: dict[str, Any] = {"ksp_type": "gmres", "pc_type": "bjacobi", "sub_pc_type": "ilu", **_TIGHT}
 
-#: one rank: a factorisation (≈ 40 triangular solves' time, measured at 2.6·10⁵ 2-D dofs) pays off
-#: against ILU-GMRES (a triangular-solve step took 0.66× an ILU-GMRES step) after ≈ 80 steps: factorise
-#: from this many steps on (several ranks: always, as long as the size allows and the matrix is constant)
+#: a factorisation (≈ 30–40 triangular solves' time, measured at 2.6·10⁵ and 10⁶ 2-D dofs on 1 and 2
+#: ranks) pays off against ILU-GMRES / BiCGStab-Jacobi (a triangular-solve step took 0.66× resp. 0.63×
+#: their step) after ≈ 80–100 steps: factorise from this many steps on, on any number of ranks, as long
+#: as the size allows and the matrix is constant (a 10-step run on 2 ranks: 4.6 s of factorisation +
+#: 9 × 0.15 s against 10 × 0.23 s with Jacobi)
 DIRECT_MIN_STEPS = 200
 
-#: 2-D on several ranks past the direct limit: ASM(1)/ILU up to this many ranks (its iterations grow
-#: slowly with the ranks: 21 → 34 from 1 to 2), GAMG beyond (7 BiCGStab iterations on 1 and 2 ranks)
-ASM_MAX_RANKS = 16
+#: 2-D on several ranks without a direct solve: BiCGStab + point Jacobi up to this many ranks (42
+#: iterations on 1 and 2 ranks at 2.6·10⁵ dofs, 5.4 ms per iteration on 2 ranks against ASM(1)/ILU's
+#: 9.4 ms and 33 iterations: 233 vs 308 ms per step), GAMG beyond (7 iterations whatever the ranks,
+#: and its iterations stay flat under refinement where Jacobi's grow like h⁻¹)
+JACOBI_MAX_RANKS = 16
 
 #: rank-independent AMG for many ranks (the smoothed-aggregation set-up is done once per matrix)
 AMG_TIME_STEP: dict[str, Any] = {"ksp_type": "bcgs", "pc_type": "gamg", **_TIGHT}
@@ -129,14 +133,12 @@ def ksp_options(kind: str, *, ranks: int, dofs: int, dim: int, constant: bool = 
     dim = min(max(int(dim), 1), 3)
     if kind == "steady":
         return dict(DIRECT_LU if dofs <= DIRECT_STEADY_DOFS[dim] else AMG_STEADY)
-    if constant and dofs <= DIRECT_TIME_STEP_DOFS[dim] and (ranks > 1 or steps >= DIRECT_MIN_STEPS):
+    if constant and dofs <= DIRECT_TIME_STEP_DOFS[dim] and steps >= DIRECT_MIN_STEPS:
         return dict(DIRECT_LU)
     if ranks <= 1:
         return dict(SERIAL_TIME_STEP)
-    if dim == 3:
+    if dim == 3 or ranks <= JACOBI_MAX_RANKS:
         return dict(PARALLEL_ITERATIVE_TIME_STEP)
-    if ranks <= ASM_MAX_RANKS:
-        return dict(SERIAL_TIME_STEP, pc_type="asm", pc_asm_overlap=1)
     return dict(AMG_TIME_STEP)
 
 
