@@ -13,9 +13,9 @@ objects for figures. It is serial: refused under several MPI ranks (:mod:`symfp.
 Spec names used (see :mod:`symfp.app.control`): ``model``, ``params``, ``order``, ``mesh``, ``p0``,
 ``t_end``, ``dt``, ``objective`` (a list of :mod:`symfp.control.objectives` terms), ``control``
 (``dict(n_controls=, controls=("u",), u_bounds=, B_bounds=, budget=None, scheme="cn", x0=None,
-maxiter=500, stabilisation=None)``), ``compare`` (families, default constant, cosine, inverse_time;
-for B alone constant, exponential), ``particles`` (``dict(n=, seed=)``), ``backend`` (the assembler
-of :func:`~symfp.control.operators.operator_parts`: "auto" (default: dolfinx when importable, else
+maxiter=500, stabilisation=None, method="auto")``), ``compare`` (families, default constant, cosine,
+inverse_time; for B alone constant, exponential), ``particles`` (``dict(n=, seed=)``), ``backend`` (the
+assembler of :func:`~symfp.control.operators.operator_parts`: "auto" (default: dolfinx when importable, else
 scikit-fem), "dolfinx" or "skfem").
 """
 
@@ -35,7 +35,7 @@ from .schedules import match_batch_budget, match_budget
 from .verify import verify
 
 CONTROL_KEYS = {"n_controls", "controls", "u_bounds", "B_bounds", "budget", "scheme", "x0", "maxiter",
-                "u_fixed", "B_fixed", "stabilisation"}
+                "u_fixed", "B_fixed", "stabilisation", "method"}
 FAMILIES = ("constant", "cosine", "inverse_time")
 #: batch-size families compared when B is the only control (same ∫B dt as the optimum)
 BATCH_FAMILIES = ("constant", "exponential")
@@ -107,7 +107,8 @@ def schedule_study(ns: Mapping[str, Any], *, n_particles: int | None = None, pro
     if x0 is not None and np.ndim(x0) == 0:
         x0 = pr.pack(float(x0)) if pr.controls == ("u",) else np.full(pr.size, float(x0))
     budget = opts.get("budget")
-    res = optimise(pr, x0, budget=budget, progress=progress, maxiter=int(opts.get("maxiter", 500)))
+    res = optimise(pr, x0, budget=budget, progress=progress, maxiter=int(opts.get("maxiter", 500)),
+                   method=str(opts.get("method", "auto")))
     schedules: dict[str, dict[str, Any]] = {"optimal": {"u": res.u, "B": res.B}}
     if "u" in pr.controls:
         used = pr.grid.integral(res.u)
