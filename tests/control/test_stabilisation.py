@@ -95,3 +95,16 @@ def test_bad_input():
         operator_parts(model(), mesh, stabilisation=dict(kind="streamline", alpha=0))
     with pytest.raises(InputError, match="unknown keys"):
         operator_parts(model(), mesh, stabilisation=dict(weight=1))
+
+
+def test_latex_states_the_stabilisation():
+    from symfp.control.latex import control_latex
+
+    ops = operator_parts(model(), symfp.mesh.box([(-3, 3)], cells=20), stabilisation="streamline")
+    pr = ControlProblem(ops, sp.exp(-th**2), t_end=1.0, dt=0.1, n_controls=2,
+                        objective=[ob.ExpectedValue(th**2)])
+    tex = control_latex(pr)
+    assert r"\text{stabilised (streamline): }" in tex and r"\frac{\alpha h}{2}" in tex and "h = 0.3" in tex
+    plain = ControlProblem(operator_parts(model(), symfp.mesh.box([(-3, 3)], cells=20)), sp.exp(-th**2),
+                           t_end=1.0, dt=0.1, n_controls=2, objective=[ob.ExpectedValue(th**2)])
+    assert "stabilised" not in control_latex(plain)
