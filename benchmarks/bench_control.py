@@ -8,7 +8,9 @@ and one mat-vec per step) and, per interval and operator part, one sparse × den
 
 Cases: the Li–Tai–E problem in 1-D (P1, 600 cells, CN, 400 steps, 40 control intervals) and a 2-D
 quadratic with mini-batch noise, u and B both controlled (P1 on 48² and 96² squares, CN, 200 steps,
-20 intervals). Times are the median of 5 runs, set-up (assembly) excluded.
+20 intervals). Times are the median of 5 runs, set-up (assembly) excluded. "control backends": the
+same 2-D problem (48²) assembled by dolfinx and by scikit-fem (the matrices agree to round-off), the
+assembly timed apart from the symbolic derivation, and one gradient on each backend's matrices.
 
 Run with ``python benchmarks/run.py control`` (``--quick``: fewer repeats, the smaller 2-D mesh).
 """
@@ -46,7 +48,7 @@ def _problem_1d():
     return pr, np.linspace(1.0, 0.3, 40)
 
 
-def _problem_2d(n: int):
+def _problem_2d(n: int, backend: str = "auto"):
     import sympy as sp
 
     import symfp
@@ -58,11 +60,64 @@ def _problem_2d(n: int):
     data = symfp.Population({x1: sp.stats.Normal("X1", 0, 1), x2: sp.stats.Normal("X2", 0, 1)})
     m = symfp.SGD(loss=(w1**2 + 2 * w2**2 + w1 * w2) / 2 + x1 * w1 + x2 * w2, params=[w1, w2], data=data,
                   lr=0.2, batch_size=4)
-    ops = operator_parts(m, symfp.mesh.box([(-4, 4), (-4, 4)], cells=(n, n)))
+    ops = operator_parts(m, symfp.mesh.box([(-4, 4), (-4, 4)], cells=(n, n)), backend=backend)
     pr = ControlProblem(ops, sp.exp(-((w1 - 1) ** 2 + (w2 + 0.5) ** 2) / 0.5), t_end=2.0, dt=0.01,
                         n_controls=20, controls=("u", "B"), B_bounds=(1, 64),
                         objective=[ob.ExpectedValue(w1**2 + 2 * w2**2), ob.SampleCost(weight=1e-3)])
     return pr, np.concatenate([np.linspace(1.0, 0.3, 20), np.linspace(2, 32, 20)])
+
+
+def _backends(n: int, repeats: int) -> list[dict]:
+    """Both assemblers on the same 2-D u-and-B problem: assembly of M and the parts, and one gradient."""
+    import sympy as sp
+
+    import symfp
+    from symfp.control.operators import _assembler
+    from symfp.control.split import controlled_coefficients, split_terms
+    from symfp.fem.registry import importable
+
+    w1, w2, x1, x2 = sp.symbols("w1 w2 x1 x2")
+    data = symfp.Population({x1: sp.stats.Normal("X1", 0, 1), x2: sp.stats.Normal("X2", 0, 1)})
+    m = symfp.SGD(loss=(w1**2 + 2 * w2**2 + w1 * w2) / 2 + x1 * w1 + x2 * w2, params=[w1, w2], data=data,
+                  lr=0.2, batch_size=4)
+    coef = controlled_coefficients(m)
+    terms = split_terms(coef)
+    case = f"2-D u and B, {(n + 1) ** 2} dofs, 200 steps, 20+20 controls"
+    times: dict[str, tuple[float, float]] = {}
+    for backend in ("dolfinx", "skfem"):
+        if not importable(backend):
+            continue
+        mesh = symfp.mesh.box([(-4, 4), (-4, 4)], cells=(n, n), backend=backend)
+
+        def assemble(backend=backend, mesh=mesh):
+            asm = _assembler(backend, mesh, coef.state)
+            asm.mass()
+            return [asm.matrix(ts) for ts in terms.values()]
+
+        assemble()  # the dolfinx forms' JIT compilation, cached afterwards
+        t_asm = _median_time(assemble, repeats)
+        pr, x = _problem_2d(n, backend)
+        pr.value_and_gradient(x)
+        t_grad = _median_time(lambda pr=pr, x=x: pr.value_and_gradient(x), repeats)
+        times[backend] = (t_asm, t_grad)
+    rows = []
+    for backend, (t_asm, t_grad) in times.items():
+        name = f"{case}, {backend}"
+        rows += [
+            {"benchmark": "control backends", "case": name, "value": t_asm * 1e3, "unit": "ms",
+             "note": "assembly of M and the 2 parts K_10, K_21 as SciPy CSR (forms compiled, SME derived)"},
+            {"benchmark": "control backends", "case": name, "value": t_grad * 1e3, "unit": "ms",
+             "note": "one gradient (forward + discrete adjoint) on that backend's matrices"},
+        ]
+    if len(times) == 2:
+        (a_d, g_d), (a_s, g_s) = times["dolfinx"], times["skfem"]
+        rows += [
+            {"benchmark": "control backends", "case": case, "value": a_s / a_d, "unit": "x",
+             "note": "assembly time skfem / dolfinx, same run"},
+            {"benchmark": "control backends", "case": case, "value": g_s / g_d, "unit": "x",
+             "note": "gradient time skfem / dolfinx (the same SciPy work on equal matrices: ~1)"},
+        ]
+    return rows
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -86,6 +141,7 @@ def run(quick: bool = False) -> list[dict]:
             {"benchmark": "control gradient", "case": case, "value": t_grad / t_fwd, "unit": "x",
              "note": "(forward + adjoint) / forward, same run; aim <= 3"},
         ]
+    rows += _backends(48, repeats)
     return rows
 
 

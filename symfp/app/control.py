@@ -7,9 +7,11 @@ The spec is an ordinary symfp spec (:mod:`symfp.app.spec`) with, besides ``model
 ``objective``   a list of :mod:`symfp.control.objectives` terms (ExpectedValue, RegionMass, TerminalTracking,
                 RunningTracking, SampleCost, Smoothness, LevelTime), minimised (a negative weight maximises)
 ``control``     ``dict(n_controls=20, controls=("u",) | ("B",) | ("u", "B"), u_bounds=(lo, hi),
-                B_bounds=(lo, hi), budget=None | {"u": U} | {"B": S}, scheme="cn" | "euler", x0=None,
+                B_bounds=(lo, hi), budget=None | {"u": U, "B": ("==", S)} (symfp.control.budgets),
+                scheme="cn" | "euler", x0=None, stabilisation=None | "streamline",
                 maxiter=500)``
-``compare``     families of the same budget ∫u dt to compare with (default constant, cosine, inverse_time)
+``compare``     families of the same budget to compare with (default constant, cosine, inverse_time; for
+                B alone, ∫B dt: constant, exponential — the best growth rate)
 ``backend``     the FE backend that assembles the operator parts: "auto" (default), "dolfinx", "skfem"
 =============== ==========================================================================================
 
@@ -42,13 +44,14 @@ def schedule_figure(out: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     ax = axes[0, 0]
     edges = pr.grid.edges
+    batch_only = pr.controls == ("B",)
     for name, s in schedules.items():
-        ax.stairs(s["u"], edges, label=name, lw=2.2 if name == "optimal" else 1.2)
+        ax.stairs(s["B"] if batch_only else s["u"], edges, label=name, lw=2.2 if name == "optimal" else 1.2)
     ax.set_xlabel("t = k η_max")
-    ax.set_ylabel("u(t) = η(t)/η_max")
-    ax.set_title("schedules (same budget ∫u dt)")
+    ax.set_ylabel("B(t)" if batch_only else "u(t) = η(t)/η_max")
+    ax.set_title("batch schedules (same ∫B dt)" if batch_only else "schedules (same budget ∫u dt)")
     ax.legend(fontsize=8)
-    if "B" in pr.controls:
+    if "B" in pr.controls and not batch_only:
         ax2 = ax.twinx()
         ax2.stairs(res.B, edges, color="k", ls="--", label="B (optimal)")
         ax2.set_ylabel("B(t)")
@@ -56,7 +59,7 @@ def schedule_figure(out: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     hist = res.history
     if hist:
         ax.plot([h["iteration"] for h in hist], [h["value"] for h in hist], "o-", ms=3)
-    ax.set_xlabel("L-BFGS-B iteration")
+    ax.set_xlabel(f"{res.method} iteration")
     ax.set_ylabel("J")
     ax.set_title("objective history" + ("" if res.converged else " (NOT converged)"))
     ax = axes[1, 0]

@@ -2,8 +2,8 @@ r"""Control of the density: learning-rate and batch-size schedules by the discre
 
 Pipeline: :func:`operator_parts` (the controlled SME split into parts times control monomials,
 assembled once as SciPy matrices by a backend) → :class:`ControlProblem` (θ-scheme forward solve,
-exact gradient by the discrete adjoint) → :func:`optimise` (L-BFGS-B with bounds, one budget) →
-:func:`verify` (exact-SGD particles under the schedule). :func:`schedule_study` runs all of it
+exact gradient by the discrete adjoint) → :func:`optimise` (L-BFGS-B with bounds, or SLSQP with several
+budgets) → :func:`verify` (exact-SGD particles under the schedule). :func:`schedule_study` runs all of it
 for a spec (``symfp control``); :func:`control_latex` renders the problem and its adjoint.
 
 Names are imported lazily: ``import symfp.control`` loads neither dolfinx nor torch.
@@ -29,6 +29,8 @@ _LAZY: dict[str, str] = {
     "control_latex": "symfp.control.latex",
     "ControlGrid": "symfp.control.schedules",
     "match_budget": "symfp.control.schedules",
+    "match_batch_budget": "symfp.control.schedules",
+    "Budget": "symfp.control.budgets",
     "ExpectedValue": "symfp.control.objectives",
     "RegionMass": "symfp.control.objectives",
     "TerminalTracking": "symfp.control.objectives",

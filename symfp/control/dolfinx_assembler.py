@@ -46,6 +46,9 @@ class DolfinxAssembler:
         self._u, self._v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
         self._x = ufl.SpatialCoordinate(self.mesh.mesh)
         self.coordinates = self.V.tabulate_dof_coordinates()[:, : len(self.state)].copy()
+        dm = self.V.dofmap.list  # an AdjacencyList before dolfinx 0.7, a 2-D array after
+        arr = np.asarray(dm.array).reshape(-1, len(dm.links(0))) if hasattr(dm, "links") else np.asarray(dm)
+        self.cells = np.ascontiguousarray(arr, dtype=np.int64)  # (n_cells, d + 1) dofs of each cell
 
     def _csr(self, a: Any) -> sps.csr_matrix:
         A = self._c.assemble_matrix(self._c.form(a))

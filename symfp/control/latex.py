@@ -106,6 +106,7 @@ def control_latex(problem: Any) -> str:
         rf"{sp.latex(sp.Float(coef.eta_max, 4))}\,{u_lat}(t),\\",
         rf"&b({x}) = {show(b)},\qquad D({x}) = {show(D)},\\",
         rf"&\partial_t p = -\big({parts}\big)\,p \quad\text{{(the operator split by control monomial)}},\\",
+        *_stabilisation_line(problem.ops.stabilisation),
         r"&\text{adjoint (backward Kolmogorov): }-\partial_t\lambda = b\cdot\nabla\lambda + D:\nabla^2\lambda"
         + (rf" + {' + '.join(running)}" if running else "")
         + rf",\quad \lambda(T) = {' + '.join(terminal) or '0'},\quad (D\nabla\lambda)\cdot n = 0,\\",
@@ -116,6 +117,17 @@ def control_latex(problem: Any) -> str:
         r"\end{align*}",
     ]
     return "\n".join(lines)
+
+
+def _stabilisation_line(stab: Any) -> list[str]:
+    """The artificial diffusion added to the part multiplying u (none without stabilisation)."""
+    if stab is None:
+        return []
+    K = (r"\frac{b_1b_1^\top}{|b_1|_\delta}" if stab.kind == "streamline" else r"|b_1|_\delta\,I")
+    return [rf"&\text{{stabilised ({stab.kind}): }}\mathcal A_{{10}}p \mathrel{{+}}= "
+            rf"-\nabla\cdot(K_s\nabla p),"
+            rf"\quad K_s = \frac{{\alpha h}}{{2}}{K},\ \alpha = {sp.latex(sp.Float(stab.alpha, 4))},\ "
+            rf"h = {sp.latex(sp.Float(stab.h, 4))}\quad\text{{(bias O(h))}},\\"]
 
 
 def control_document(problem: Any, title: str = "Control problem") -> str:

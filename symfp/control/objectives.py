@@ -250,6 +250,29 @@ class LevelTime(DensityTerm):
         w = self.weight * self.dt
         return w * s, (w * self.sign * s * (1.0 - s) / self.eps) * self.c
 
+    def path_check(self, P: np.ndarray, times: np.ndarray) -> str | None:
+        r"""None when the path :math:`m_n = \mathbb E g(\theta_{t_n})`, n = 0..N, reaches the level ℓ;
+        otherwise a sentence with the closest approach.
+
+        The range check at setup only says that *some* density could cross ℓ. A schedule whose path
+        stays on one side the whole run makes the cost :math:`\approx T\sigma(\pm\delta/\varepsilon)`
+        (δ the closest approach) with a gradient of relative size :math:`e^{-\delta/\varepsilon}`:
+        the time it is meant to measure is 0 or T, not a crossing time.
+        """
+        m = P @ self.c
+        side = np.sign(m - self.level)
+        if np.any(side <= 0) and np.any(side >= 0):
+            return None
+        k = int(np.argmin(np.abs(m - self.level)))
+        delta = float(abs(m[k] - self.level))
+        where = "above" if side[0] > 0 else "below"
+        return (f"{self.name}: E[{self.g}] stays {where} the level {self.level:g} for the whole run "
+                f"(t in [0, {times[-1]:g}]); closest approach {m[k]:.6g} at t = {times[k]:g}, a distance "
+                f"{delta:.3g} = {delta / self.eps:.3g} eps. The cost is then about "
+                f"{'T' if (where == 'above') == (self.sign > 0) else '0'} for this schedule and its "
+                "gradient is exponentially small: it measures no crossing. Move the level into the "
+                "path's range, widen eps, or start from a schedule that crosses it")
+
     def exact(self, P: np.ndarray) -> float:
         r"""The unsmoothed right-endpoint sum :math:`\sum_n dt\,H(s(m_n - \ell))` (unweighted) of a
         trajectory's densities ``P`` (N+1 × n): the time the surrogate approximates."""

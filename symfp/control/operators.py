@@ -40,6 +40,7 @@ class Assembler(Protocol):
     """What a backend provides (P1 Lagrange, serial, dofs numbered as in :attr:`coordinates`)."""
 
     coordinates: np.ndarray  #: (n, d) dof coordinates
+    cells: np.ndarray  #: (n_cells, d + 1) the dofs (vertices) of each simplex
 
     def mass(self) -> sps.csr_matrix:
         """:math:`M_{ij} = \\int\\varphi_j\\varphi_i`."""
@@ -75,6 +76,7 @@ class OperatorParts:
     assembler: Any
     backend: str
     terms: dict[tuple[int, int], list[Any]] = field(default_factory=dict)
+    stabilisation: Any = None  #: a :class:`~symfp.control.stabilisation.Stabilisation`, or None
 
     @property
     def n(self) -> int:
@@ -85,6 +87,16 @@ class OperatorParts:
     def coordinates(self) -> np.ndarray:
         """(n, d) dof coordinates."""
         return self.assembler.coordinates
+
+    @property
+    def cells(self) -> np.ndarray:
+        """(n_cells, d + 1) dofs of each simplex (P1: its vertices)."""
+        return self.assembler.cells
+
+    @property
+    def cell_size(self) -> float:
+        """h: the longest edge of any cell."""
+        return cell_size(self.coordinates, self.cells)
 
     @property
     def state(self) -> tuple[sp.Symbol, ...]:
@@ -127,6 +139,13 @@ class OperatorParts:
         return self.assembler.initial(p0)
 
 
+def cell_size(coordinates: np.ndarray, cells: np.ndarray) -> float:
+    """The longest edge of any simplex (vertex coordinates (n, d), cells (n_cells, d + 1))."""
+    v = coordinates[cells]  # (n_cells, d + 1, d)
+    diffs = v[:, :, None, :] - v[:, None, :, :]
+    return float(np.sqrt((diffs**2).sum(-1)).max())
+
+
 def resolve_backend(backend: str | None) -> str:
     """The assembler's name for ``backend`` ("auto"/None: dolfinx when importable, else skfem).
 
@@ -146,7 +165,7 @@ def _assembler(backend: str, mesh: Any, state: tuple[sp.Symbol, ...]) -> Any:
 
 
 def operator_parts(model_or_sde: Any, mesh: Any, *, backend: str = "auto", order: int = 1,
-                   controls: Mapping[str, Any] | None = None) -> OperatorParts:
+                   controls: Mapping[str, Any] | None = None, stabilisation: Any = None) -> OperatorParts:
     r"""Assemble :math:`M` and the control parts :math:`K_{ij}` of the controlled Fokker–Planck operator.
 
     Args:
@@ -157,20 +176,32 @@ def operator_parts(model_or_sde: Any, mesh: Any, *, backend: str = "auto", order
         backend: ``"auto"`` (dolfinx when importable, else skfem) or a key of :data:`BACKENDS`.
         order: SME order for a model (1 or 2).
         controls: for an SDE, ``{"u": u_symbol, "B": B_symbol}``.
+        stabilisation: None (plain Galerkin), ``"streamline"``, ``"isotropic"`` or
+            ``dict(kind=..., alpha=1.0)``: a linear artificial diffusion added to the part that multiplies
+            u (:mod:`symfp.control.stabilisation`; first-order bias in h, adjoint still exact).
 
     Returns:
         :class:`OperatorParts` (SciPy CSR).
 
     Raises:
         InputError: the controls cannot enter the operator (see :mod:`symfp.control.split`), unknown
-            backend; MeshError: wrong mesh dimension; DependencyError: the backend is not installed.
+            backend, a bad stabilisation; MeshError: wrong mesh dimension; DependencyError: the backend
+            is not installed.
     """
+    from .stabilisation import parse, stabilisation_term
+
+    stab_spec = parse(stabilisation)
     coef = controlled_coefficients(model_or_sde, order=order, controls=controls)
     terms = split_terms(coef)
     backend = resolve_backend(backend)
     asm = _assembler(backend, mesh, coef.state)
+    stab = None
+    if stab_spec is not None:
+        term, stab = stabilisation_term(coef, *stab_spec, cell_size(asm.coordinates, asm.cells), asm.nodal)
+        terms = {**terms, (1, 0): [*terms.get((1, 0), []), term]}
     M = asm.mass()
     parts = {key: asm.matrix(ts) for key, ts in terms.items()}
     # a part that is identically zero (e.g. a divergence that cancels) is dropped
     parts = {k: v for k, v in parts.items() if v.nnz and abs(v).max() > 0}
-    return OperatorParts(M=M, parts=parts, coefficients=coef, assembler=asm, backend=backend, terms=terms)
+    return OperatorParts(M=M, parts=parts, coefficients=coef, assembler=asm, backend=backend, terms=terms,
+                         stabilisation=stab)

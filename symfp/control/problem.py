@@ -5,16 +5,19 @@ interval :math:`j(n)` holding step n (the interval containing the step's midpoin
 
 .. math:: A_n p^{n+1} = R_n p^n,\qquad A_n = M + \theta\,dt\,K_n,\quad R_n = M - (1-\theta)\,dt\,K_n,
 
-``scheme="euler"`` (θ = 1, order 1) or ``"cn"`` (θ = ½, order 2). The space discretisation is plain
-P1 Galerkin, which is *linear* in p and in the coefficients, so the discrete solution is a smooth
+``scheme="euler"`` (θ = 1, order 1) or ``"cn"`` (θ = ½, order 2). The space discretisation is P1
+Galerkin — optionally with the linear artificial diffusion of :mod:`symfp.control.stabilisation`
+(``operator_parts(..., stabilisation="streamline")``, a weight of the mesh and model only) — which is
+*linear* in p and in the coefficients, so the discrete solution is a smooth
 (rational) function of the controls. Flux-corrected transport is not used here: its limiter
 (Zalesak's :math:`\alpha_{ij} = \min(1, Q^\pm/P^\pm)`, recomputed from the solution at every step) is
 a min/max of solution-dependent ratios — piecewise smooth with kinks wherever a limiter switches, so
 the discrete map has no derivative there and an adjoint of it is not the gradient (L-BFGS-B's
 curvature pairs break on the kinks). Nor is the discrete upwinding (:math:`\max(0, -k_{ij})`) used:
 also a max of coefficient-dependent entries. Use a mesh fine enough for Galerkin (cell Péclet ≲ 1
-where the density lives); :attr:`Trajectory.undershoot` (the most negative nodal density over the run,
-relative to the largest) says whether it was.
+where the density lives), or the stabilisation at the price of an O(h) bias;
+:attr:`Trajectory.undershoot` (the most negative nodal density over the run, relative to the largest)
+says whether it was needed.
 
 Mass: :math:`\mathbf 1^\top K_{ij} = 0` (zero-flux natural condition), so :math:`\mathbf 1^\top M p^n` is
 conserved exactly by both schemes.
@@ -292,6 +295,18 @@ class ControlProblem:
         return traj.value, np.concatenate([gu if c == "u" else gB for c in self.controls])
 
     # ------------------------------------------------------------------ diagnostics
+    def path_checks(self, traj: Trajectory) -> list[str]:
+        """Messages of the level costs whose level the trajectory's E g(θ_t) path never reaches
+        (:meth:`~symfp.control.objectives.LevelTime.path_check`); [] when every level is crossed."""
+        out = []
+        for t in self.density_terms:
+            check = getattr(t, "path_check", None)
+            if check is not None:
+                msg = check(traj.P, self.times)
+                if msg:
+                    out.append(msg)
+        return out
+
     def mass(self, p: np.ndarray) -> float:
         """:math:`\\int p = \\mathbf 1^\\top Mp`."""
         return float(np.ones(self.ops.n) @ (self.ops.M @ p))

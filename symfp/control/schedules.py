@@ -13,7 +13,8 @@ A :class:`ControlGrid` splits :math:`[0, T]` into ``n`` equal intervals :math:`I
 
 :func:`match_budget` solves for the one free parameter of a family so that
 :math:`\int_0^T u\,dt` (or :math:`\int B\,dt`) equals a budget, raising :class:`~symfp.errors.InputError`
-when no member of the family inside the bounds meets it.
+when no member of the family inside the bounds meets it; :func:`match_batch_budget` does the same
+for batch schedules (constant, exponential growth at a given rate) and :math:`\int B\,dt`.
 """
 
 from __future__ import annotations
@@ -157,3 +158,37 @@ def match_budget(family: str, grid: ControlGrid, budget: float, *, lo: float, hi
                              f"budget {budget:g}")
         return np.maximum(inverse_time(grid, a=brentq(f, 0.0, a_hi, xtol=1e-14), hi=hi), lo)
     raise InputError(f"match_budget: unknown family {family!r}; use constant, cosine or inverse_time")
+
+
+def match_batch_budget(family: str, grid: ControlGrid, budget: float, *, lo: float, hi: float,
+                       rate: float = 0.0) -> np.ndarray:
+    r"""The batch schedule of ``family`` ("constant", "exponential") with :math:`\int B\,dt` = budget.
+
+    ``exponential``: :math:`B = \min(\max(B_0e^{rt}, \text{lo}), \text{hi})` at the given rate r, with
+    :math:`B_0` solved for (the clipped integral increases with :math:`B_0`); ``constant``: r = 0.
+
+    Raises:
+        InputError: the budget is outside :math:`[\text{lo}\,T, \text{hi}\,T]`; an unknown family.
+    """
+    from scipy.optimize import brentq
+
+    lo, hi = check_bounds(lo, hi, "B")
+    T = grid.t_end
+    if not (lo * T * (1 - 1e-12) <= budget <= hi * T * (1 + 1e-12)):
+        raise InputError(f"match_batch_budget: budget ∫B dt = {budget:g} cannot be met by any schedule "
+                         f"within [{lo:g}, {hi:g}] over T = {T:g} (reachable: [{lo * T:g}, {hi * T:g}]); "
+                         "change the budget or the bounds")
+    if family not in ("constant", "exponential"):
+        raise InputError(f"match_batch_budget: unknown family {family!r}; use constant or exponential")
+    r = 0.0 if family == "constant" else float(rate)
+    shape = np.exp(r * (grid.midpoints - grid.midpoints.mean()))
+    if budget >= hi * T * (1 - 1e-12):
+        return np.full(grid.n, hi)
+    if budget <= lo * T * (1 + 1e-12):
+        return np.full(grid.n, lo)
+
+    def used(log_b0: float) -> float:
+        return grid.integral(np.clip(np.exp(log_b0) * shape, lo, hi)) - budget
+
+    a, b = np.log(lo / shape.max()), np.log(hi / shape.min())
+    return np.clip(np.exp(brentq(used, a, b, xtol=1e-14)) * shape, lo, hi)

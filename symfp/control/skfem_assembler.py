@@ -77,6 +77,7 @@ class SkfemAssembler:
         self._bases: dict[int, Any] = {}
         self.basis = self.sk.basis(1)
         self.coordinates = np.ascontiguousarray(np.asarray(self.basis.doflocs, dtype=float).T)
+        self.cells = np.ascontiguousarray(np.asarray(self.basis.element_dofs).T, dtype=np.int64)
         self._ml: np.ndarray | None = None
 
     def basis_of(self, order: int) -> Any:

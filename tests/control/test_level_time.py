@@ -149,3 +149,33 @@ def test_bad_input(ops1):
         ControlProblem(ops1, sp.exp(-th**2), objective=[ob.LevelTime(sp.Integer(2), 1.0, eps=0.1)], **base)
     with pytest.raises(InputError, match="not state variables"):
         ControlProblem(ops1, sp.exp(-th**2), objective=[ob.LevelTime(th * xi, 0.1, eps=0.1)], **base)
+
+
+def test_level_never_reached_on_the_path_is_said(ops1):
+    """ℓ = 0.01 is inside the range of θ²/2 on the mesh (the setup check passes) but below the floor
+    m ≥ uηΣ/4 ≥ 0.0125 of every schedule with u ≥ 0.5 (m(t) = uηΣ/4 + (m₀ − uηΣ/4)e^{−2aut} under a
+    constant u): E f(θ_t) stays above ℓ for the whole run, so the cost is ≈ T and measures no crossing.
+    The path check says so, at the start and at the result, with the closest approach (the minimum of
+    m_n on the path); a path that does cross gives no message."""
+    import warnings
+
+    from symfp.control.optimise import ControlWarning, optimise
+
+    term = ob.LevelTime(A * th**2 / 2, 0.01, eps=0.005)
+    pr = ControlProblem(ops1, sp.exp(-th**2 / 2), t_end=2.0, dt=0.02, n_controls=4, objective=[term],
+                        u_bounds=(0.5, 1.0))
+    traj = pr.solve(np.full(4, 0.8))
+    m = traj.P @ term.c
+    msg = term.path_check(traj.P, pr.times)
+    assert msg is not None and "stays above the level 0.01" in msg
+    assert f"closest approach {m.min():.6g} at t = {pr.times[np.argmin(m)]:g}" in msg
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = optimise(pr, np.full(4, 0.8), progress=False)
+    said = [str(w.message) for w in rec if issubclass(w.category, ControlWarning)]
+    assert any(s.startswith("optimise, at the start x0") and "closest approach" in s for s in said), said
+    assert res.path_notes and "closest approach" in res.reason
+    assert any("at the result" in s for s in said), said
+    crossing = ob.LevelTime(A * th**2 / 2, 0.1, eps=0.005)
+    crossing.setup(ops1, pr.times)
+    assert crossing.path_check(pr.solve(np.ones(4)).P, pr.times) is None
