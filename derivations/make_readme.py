@@ -31,6 +31,7 @@ ENTRIES = [
     "noisy_sgd_convergence",
     "implicit_regularisation",
     "schedule_double_well",
+    "schedule_batch_size",
     "logistic_regression",
 ]
 HEAD = """# Derivations gallery
