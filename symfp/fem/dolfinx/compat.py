@@ -71,8 +71,12 @@ def dolfinx_modules() -> SimpleNamespace:
     from mpi4py import MPI
     from petsc4py import PETSc
 
-    for name in ("ffcx", "UFL", "ufl", "dolfinx"):
+    # "compilers" (and "distutils"): setuptools' distutils logs each gcc command line of the cold JIT
+    # at INFO on these (newer setuptools) or on the root logger (DistutilsInfoFilter); warnings pass
+    for name in ("ffcx", "UFL", "ufl", "dolfinx", "compilers", "distutils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if not any(isinstance(f, DistutilsInfoFilter) for f in logging.root.filters):
+        logging.root.addFilter(DistutilsInfoFilter())
     _MODULES = SimpleNamespace(
         dolfinx=dolfinx,
         fem=dolfinx.fem,
@@ -87,15 +91,69 @@ def dolfinx_modules() -> SimpleNamespace:
     return _MODULES
 
 
+class CommReductions:
+    """:class:`symfp.fem.observables.Reductions` over an MPI communicator (collective calls)."""
+
+    def __init__(self, comm: Any):
+        self.comm = comm
+        self._MPI = dolfinx_modules().MPI
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Elementwise sum over the ranks (one Allreduce)."""
+        local = np.ascontiguousarray(values, dtype=float)
+        out = np.empty_like(local)
+        self.comm.Allreduce(local, out, op=self._MPI.SUM)
+        return out
+
+    def min(self, value: float) -> float:
+        """Minimum over the ranks."""
+        return float(self.comm.allreduce(float(value), op=self._MPI.MIN))
+
+    def max(self, value: float) -> float:
+        """Maximum over the ranks."""
+        return float(self.comm.allreduce(float(value), op=self._MPI.MAX))
+
+    def scalar_sum(self, value: float) -> float:
+        """Sum over the ranks of one number."""
+        return float(self.comm.allreduce(float(value), op=self._MPI.SUM))
+
+    def minmax(self, p: np.ndarray) -> tuple[float, float]:
+        """Global (min, max) of the owned values ``p`` in one reduction."""
+        lo = np.array([-(float(p.min()) if len(p) else np.inf), float(p.max()) if len(p) else -np.inf])
+        out = np.empty(2)
+        self.comm.Allreduce(lo, out, op=self._MPI.MAX)
+        return -float(out[0]), float(out[1])
+
+
+class DistutilsInfoFilter(logging.Filter):
+    """Drops the INFO/DEBUG records of (setuptools') distutils; warnings and errors pass.
+
+    A cold FFCx JIT (dolfinx 0.5.2) builds each form, element and coordinate map with cffi's verbose
+    build: distutils then lowers the *root* logger to INFO and logs ``running build_ext`` on it (and
+    the gcc command lines on ``compilers.C.base``, set to WARNING in :func:`dolfinx_modules`), which
+    FFCx's ``logging.basicConfig()`` prints as ``INFO:root:...`` on the first solve. Only those records are dropped (by the distutils source path): a failing compilation still
+    shows gcc's own messages (written by the compiler to stderr, not logged) and raises
+    ``CompileError``, and the user's own INFO records on the root logger are untouched.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        path = record.pathname.replace("\\", "/")
+        return "/distutils/" not in path and "/_distutils/" not in path
+
+
 @contextlib.contextmanager
 def quiet_jit() -> Iterator[None]:
-    """Silence the ``INFO:root:... gcc ...`` lines a cold FFCx/CFFI JIT prints on 0.5.2."""
+    """Silence the JIT's INFO logging while compiling, and undo distutils' change of the root level."""
     previous = logging.root.manager.disable
+    level = logging.root.level
     logging.disable(logging.INFO)
     try:
         yield
     finally:
         logging.disable(previous)
+        logging.root.setLevel(level)
 
 
 # --------------------------------------------------------------------------------------- spaces
@@ -109,14 +167,15 @@ def function_space(msh: Any, family: str = "Lagrange", degree: int = 1, shape: t
         shape: value shape, e.g. ``(gdim,)`` for a vector space.
     """
     m = dolfinx_modules()
-    if hasattr(m.fem, "functionspace"):  # 0.8+
-        element = (family, degree) if shape is None else (family, degree, tuple(shape))
-        return m.fem.functionspace(msh, element)
-    if shape is None:
-        return m.fem.FunctionSpace(msh, (family, degree))
-    if len(shape) == 1:
-        return m.fem.VectorFunctionSpace(msh, (family, degree), dim=shape[0])
-    return m.fem.TensorFunctionSpace(msh, (family, degree), shape=tuple(shape))
+    with quiet_jit():  # the element is JIT-compiled on first use
+        if hasattr(m.fem, "functionspace"):  # 0.8+
+            element = (family, degree) if shape is None else (family, degree, tuple(shape))
+            return m.fem.functionspace(msh, element)
+        if shape is None:
+            return m.fem.FunctionSpace(msh, (family, degree))
+        if len(shape) == 1:
+            return m.fem.VectorFunctionSpace(msh, (family, degree), dim=shape[0])
+        return m.fem.TensorFunctionSpace(msh, (family, degree), shape=tuple(shape))
 
 
 def _form_keywords() -> tuple[str, str]:
