@@ -33,6 +33,7 @@ This module imports dolfinx lazily (inside :func:`dolfinx_modules`) and never im
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,9 +44,8 @@ import numpy as np
 
 from ...errors import MeshError, SolverError, require
 
-_MODULES: SimpleNamespace | None = None
 
-
+@functools.cache
 def dolfinx_modules() -> SimpleNamespace:
     """Import dolfinx, its PETSc layer, ufl, petsc4py and mpi4py once; quiet the JIT loggers.
 
@@ -53,9 +53,6 @@ def dolfinx_modules() -> SimpleNamespace:
         A namespace with ``dolfinx``, ``fem``, ``fem_petsc``, ``mesh``, ``geometry``, ``io``, ``ufl``,
         ``PETSc``, ``MPI``.
     """
-    global _MODULES
-    if _MODULES is not None:
-        return _MODULES
     require("dolfinx", "the finite-element solver")
     import dolfinx
     import dolfinx.fem
@@ -77,7 +74,7 @@ def dolfinx_modules() -> SimpleNamespace:
         logging.getLogger(name).setLevel(logging.WARNING)
     if not any(isinstance(f, DistutilsInfoFilter) for f in logging.root.filters):
         logging.root.addFilter(DistutilsInfoFilter())
-    _MODULES = SimpleNamespace(
+    return SimpleNamespace(
         dolfinx=dolfinx,
         fem=dolfinx.fem,
         fem_petsc=fem_petsc,
@@ -88,7 +85,6 @@ def dolfinx_modules() -> SimpleNamespace:
         PETSc=PETSc,
         MPI=MPI,
     )
-    return _MODULES
 
 
 class CommReductions:
@@ -131,9 +127,10 @@ class DistutilsInfoFilter(logging.Filter):
     A cold FFCx JIT (dolfinx 0.5.2) builds each form, element and coordinate map with cffi's verbose
     build: distutils then lowers the *root* logger to INFO and logs ``running build_ext`` on it (and
     the gcc command lines on ``compilers.C.base``, set to WARNING in :func:`dolfinx_modules`), which
-    FFCx's ``logging.basicConfig()`` prints as ``INFO:root:...`` on the first solve. Only those records are dropped (by the distutils source path): a failing compilation still
-    shows gcc's own messages (written by the compiler to stderr, not logged) and raises
-    ``CompileError``, and the user's own INFO records on the root logger are untouched.
+    FFCx's ``logging.basicConfig()`` prints as ``INFO:root:...`` on the first solve. Only those records
+    are dropped (by the distutils source path): a failing compilation still shows gcc's own messages
+    (written by the compiler to stderr, not logged) and raises ``CompileError``, and the user's own
+    INFO records on the root logger are untouched.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -354,16 +351,15 @@ def set_from_options(obj: Any, options: Mapping[str, Any] | None, prefix: str) -
         opts.delValue(prefix + key)
 
 
-_KSP_REASONS: dict[int, str] | None = None
+@functools.cache
+def _ksp_reasons() -> dict[int, str]:
+    R = dolfinx_modules().PETSc.KSP.ConvergedReason
+    return {getattr(R, k): k for k in dir(R) if k.isupper()}
 
 
 def ksp_reason_name(reason: int) -> str:
     """PETSc's name of a KSPConvergedReason code (e.g. -3 → DIVERGED_ITS)."""
-    global _KSP_REASONS
-    if _KSP_REASONS is None:
-        R = dolfinx_modules().PETSc.KSP.ConvergedReason
-        _KSP_REASONS = {getattr(R, k): k for k in dir(R) if k.isupper()}
-    return _KSP_REASONS.get(int(reason), str(reason))
+    return _ksp_reasons().get(int(reason), str(reason))
 
 
 def solve_checked(ksp: Any, b: Any, x: Any, where: str) -> int:
@@ -544,16 +540,16 @@ def gmsh_model_to_mesh(model: Any, comm: Any, rank: int, gdim: int):
     return out[0], out[1], out[2]
 
 
-_GMSH_STARTED = False
+#: process state of gmsh (gmsh 4.8 has no ``isInitialized``)
+_GMSH: dict[str, bool] = {"started": False}
 
 
 def _start_gmsh(gmsh: Any) -> None:
     """Initialise gmsh once per process (gmsh 4.8 has no ``isInitialized``)."""
-    global _GMSH_STARTED
     is_init = getattr(gmsh, "isInitialized", None)
-    if not _GMSH_STARTED and not (is_init and is_init()):
+    if not _GMSH["started"] and not (is_init and is_init()):
         gmsh.initialize()
-    _GMSH_STARTED = True
+    _GMSH["started"] = True
 
 
 def read_gmsh(path: str, comm: Any, gdim: int | None = None, mesh_size: float | None = None,
@@ -606,7 +602,7 @@ def read_gmsh(path: str, comm: Any, gdim: int | None = None, mesh_size: float | 
                 info = ("error", f"gmsh could not read {path!r}: {exc}")
     info = comm.bcast(info, root=rank)
     if info[0] == "error":
-        if comm.rank == rank and _GMSH_STARTED:
+        if comm.rank == rank and _GMSH["started"]:
             with contextlib.suppress(Exception):
                 gmsh.model.remove()
         raise MeshError(f"{info[1]}. Give a .msh or .geo file with named physical groups.")
