@@ -5,7 +5,14 @@ Every linear functional of the discrete density :math:`p_h = \sum_j u_j\varphi_j
 mass, mean, second moments, :math:`E[f]` and the mass of each region. Entropy and relative entropy
 use the vertex weights :math:`m_i = \int\varphi_i`: :math:`H = -\sum_i m_i p_i\ln p_i`,
 :math:`\mathrm{KL} = \sum_i m_i p_i \ln(p_i/\pi_i)` with :math:`\pi_i = \rho(x_i)/\sum_j m_j\rho(x_j)`
-(the same definitions as :mod:`symfp.fem.dolfinx.observables`).
+(the same definitions for both backends: :mod:`symfp.fem.dolfinx.observables` only assembles the
+weight vectors).
+
+Linear functionals are dot products with the *unknown* u (for the Gibbs form of the dolfinx backend
+:math:`p = \rho u` and the weight vectors hold :math:`\int g\rho\varphi_i`); min, max, entropy and KL
+use the nodal density p. Under MPI each rank holds its owned entries and ``reductions``
+(:class:`Reductions`) sums, minimises and maximises across the ranks: one reduction for all the dot
+products of an output, one for min/max and one for the entropies.
 """
 
 from __future__ import annotations
@@ -14,6 +21,35 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+
+class Reductions:
+    """Cross-rank reductions of owned values; this base class is the serial identity."""
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Elementwise sum over the ranks of a float array."""
+        return np.asarray(values, dtype=float)
+
+    def min(self, value: float) -> float:
+        """Minimum over the ranks."""
+        return float(value)
+
+    def max(self, value: float) -> float:
+        """Maximum over the ranks."""
+        return float(value)
+
+    def scalar_sum(self, value: float) -> float:
+        """Sum over the ranks of one number."""
+        return float(self.sum(np.array([value]))[0])
+
+    def minmax(self, p: np.ndarray) -> tuple[float, float]:
+        """Global (min, max) of the owned values ``p`` (±inf placeholders on a rank with none)."""
+        lo = float(p.min()) if len(p) else np.inf
+        hi = float(p.max()) if len(p) else -np.inf
+        return self.min(lo), self.max(hi)
+
+
+SERIAL = Reductions()
 
 
 class NodalObservables:
@@ -27,43 +63,60 @@ class NodalObservables:
         expectations: names of the expectations (their vectors are ``E[name]``).
         regions: region names (their vectors are ``region:{name}``).
         log_stationary: nodal :math:`\\ln\\rho` (unnormalised, shifted), or None.
+        reductions: cross-rank sums/min/max of the owned entries (:data:`SERIAL` by default).
     """
 
     def __init__(self, vectors: Mapping[str, np.ndarray], d: int, lumped: np.ndarray, *,
                  expectations: Sequence[str] = (), regions: Sequence[str] = (),
-                 log_stationary: np.ndarray | None = None):
-        self.vectors = dict(vectors)
+                 log_stationary: np.ndarray | None = None, reductions: Reductions = SERIAL):
+        self.vectors = {k: np.asarray(w, dtype=float) for k, w in vectors.items()}
+        self._keys = list(self.vectors)
+        self._W = np.array([self.vectors[k] for k in self._keys])  # one product and one reduction
         self.d = d
         self.lumped = np.asarray(lumped, dtype=float)
         self.expectations = list(expectations)
         self.regions = list(regions)
+        self.reductions = reductions
         self._log_pi = None
         if log_stationary is not None:
-            lr = np.asarray(log_stationary, dtype=float)
-            self._log_pi = lr - np.log(float((self.lumped * np.exp(lr)).sum()))
+            lr = np.asarray(log_stationary, dtype=float)[: len(self.lumped)]
+            self._log_pi = lr - np.log(reductions.scalar_sum(float((self.lumped * np.exp(lr)).sum())))
         keys = ["t", "mass", "mean", "cov", "min", "max", "entropy"]
         if self._log_pi is not None:
             keys.append("relative_entropy")
         keys += [f"E[{n}]" for n in self.expectations] + ["region_mass"]
         self.rows: dict[str, list[Any]] = {k: [] for k in keys}
 
+    @property
+    def mass_weights(self) -> np.ndarray:
+        r"""The weights :math:`w_i` with mass :math:`= w\cdot u` (owned entries)."""
+        return self.vectors["mass"]
+
     def record(self, t: float, u: np.ndarray, p: np.ndarray) -> dict[str, Any]:
-        """Record the observables of the nodal density ``p`` (``u`` is the unknown, equal here)."""
-        dots = {k: float(w @ p) for k, w in self.vectors.items()}
+        """Record the observables of unknown ``u`` with nodal density ``p`` (owned entries; collective)."""
+        red = self.reductions
+        n = self._W.shape[1]
+        sums = red.sum(self._W @ np.asarray(u[:n], dtype=float))
+        dots = dict(zip(self._keys, map(float, sums), strict=True))
         mass = dots["mass"]
         mean = np.array([dots[f"x{i}"] / mass for i in range(self.d)])
         second = np.empty((self.d, self.d))
         for i in range(self.d):
             for j in range(i, self.d):
                 second[i, j] = second[j, i] = dots[f"x{i}x{j}"] / mass
+        p = np.asarray(p, dtype=float)
+        pmin, pmax = red.minmax(p)
         pos = p > 1e-300
         logp = np.log(np.where(pos, p, 1.0))
         wp = np.where(pos, self.lumped * p, 0.0)
-        row: dict[str, Any] = {"t": t, "mass": mass, "mean": mean, "cov": second - np.outer(mean, mean),
-                               "min": float(p.min()), "max": float(p.max()),
-                               "entropy": -float((wp * logp).sum())}
+        local = [-float((wp * logp).sum())]
         if self._log_pi is not None:
-            row["relative_entropy"] = float((wp * (logp - self._log_pi)).sum())
+            local.append(float((wp * (logp - self._log_pi)).sum()))
+        ent = red.sum(np.array(local))
+        row: dict[str, Any] = {"t": t, "mass": mass, "mean": mean, "cov": second - np.outer(mean, mean),
+                               "min": pmin, "max": pmax, "entropy": float(ent[0])}
+        if self._log_pi is not None:
+            row["relative_entropy"] = float(ent[1])
         for name in self.expectations:
             row[f"E[{name}]"] = dots[f"E[{name}]"] / mass
         row["region_mass"] = np.array([dots[f"region:{r}"] for r in self.regions])

@@ -36,7 +36,10 @@ def check_times(t_end: Any, dt: Any, where: str = "solve") -> tuple[float, float
         raise InputError(f"{where}: t_end and dt must be numbers, got t_end={t_end!r}, dt={dt!r}") from exc
     if not (math.isfinite(dt) and dt > 0):
         raise InputError(f"{where}: dt = {dt!r} must be a positive finite number")
-    if not math.isfinite(t_end) or t_end < dt * (1 - 1e-12):
+    if not math.isfinite(t_end):
+        raise InputError(f"{where}: t_end = {t_end!r} must be a finite time; for the long-time law use "
+                         "symfp.fem.stationary_density(sde, mesh)")
+    if t_end < dt * (1 - 1e-12):
         raise InputError(f"{where}: t_end = {t_end!r} must be at least dt = {dt!r}; lower dt or raise t_end")
     n = max(1, int(round(t_end / dt)))
     return t_end, t_end / n, n

@@ -1,7 +1,10 @@
-"""Nodal (P1 vertex-value) forward solutions, backend-neutral: :class:`Solution` (eval, write, load).
+"""Forward solutions, backend-neutral: :class:`Solution` (eval, write, load) and the run's ``info``.
 
-Used by the scikit-fem backend, and by :meth:`symfp.fem.dolfinx.solution.Solution.load` to restore a
-written dolfinx solution without dolfinx or h5py.
+The scikit-fem backend returns this class; the dolfinx backend a subclass
+(:class:`symfp.fem.dolfinx.solution.Solution`) whose adapters are the dolfinx-specific parts only
+(density as a dolfinx Function, collective ``eval`` on the dolfinx mesh, XDMF through dolfinx);
+:meth:`Solution.load` restores a written solution of either backend (also of a run on several MPI
+ranks) without dolfinx or h5py. :func:`solve_info` is the ``info`` dict of both backends' forward solves.
 
 ``eval(points)`` interpolates the nodal values (P1: barycentric on the neutral mesh; P2 through
 scikit-fem's probes), NaN outside the mesh. ``write(dir)`` writes ``density.xdmf`` (XML data, no HDF5:
@@ -20,6 +23,45 @@ import numpy as np
 from ..errors import InputError
 from .mesh import NeutralMesh
 from .output import read_observables, write_observables
+
+#: the XML (meshio-readable) copy of the nodal densities that a dolfinx solution writes beside its XDMF
+NODAL_COPY = "density_p1.xdmf"
+
+
+def solve_info(*, backend: str, domain: str, wall_ratios: Any, scheme: str, method: str, reason: str,
+               report: Any, dt: float, steps: int, iterations: int, assemble_seconds: float,
+               time_dependent: bool, assemblies: int, loop_seconds: float, setup_seconds: float, dofs: int,
+               absorbing: Any, ranks: int) -> dict[str, Any]:
+    """The ``info`` of a forward solve (both backends; each adds its own entries, e.g. FCT's).
+
+    Keys: backend, domain, max_wall_ratio, scheme, stabilisation (and _reason), max_cell_peclet,
+    degenerate_diffusion, dt, steps, ksp_iterations, assemble_seconds, time_dependent,
+    operator_assemblies, loop_seconds, seconds_per_step, setup_seconds, dofs, absorbing (comma
+    separated part names), ranks.
+    """
+    peclet = float(report.max_peclet)
+    return {
+        "backend": backend,
+        "domain": domain,
+        "max_wall_ratio": float(max(wall_ratios)) if len(wall_ratios) else 0.0,
+        "scheme": scheme,
+        "stabilisation": method,
+        "stabilisation_reason": reason,
+        "max_cell_peclet": float("inf") if peclet != peclet else peclet,  # NaN: no finite estimate
+        "degenerate_diffusion": report.degenerate,
+        "dt": dt,
+        "steps": steps,
+        "ksp_iterations": int(iterations),
+        "assemble_seconds": assemble_seconds,
+        "time_dependent": time_dependent,
+        "operator_assemblies": assemblies,
+        "loop_seconds": loop_seconds,
+        "seconds_per_step": loop_seconds / steps,
+        "setup_seconds": setup_seconds,
+        "dofs": int(dofs),
+        "absorbing": ",".join(absorbing),
+        "ranks": ranks,
+    }
 
 _CELL_TYPES = {1: "line", 2: "triangle", 3: "tetra"}
 
@@ -60,11 +102,20 @@ def _is_xml_xdmf(path: str) -> bool:
 
 @dataclass
 class Solution:
-    """A forward solution of the scikit-fem backend (same attributes as the dolfinx one).
+    """A forward solution (the scikit-fem backend's, and a loaded one of either backend).
 
     Attributes:
-        times, observables, mesh (a :class:`NeutralMesh`), sde, density (final nodal values),
-        snapshots ``{t: nodal values}``, info, timings.
+        times: output times (T,).
+        observables: dict of numpy arrays: ``t``, ``mass``, ``mean`` (T×d), ``cov`` (T×d×d), ``min``,
+            ``max``, ``entropy``, ``relative_entropy`` (when the stationary density is known),
+            ``E[name]`` for each requested expectation, ``region_mass`` (T×regions) with
+            ``region_names``, ``wall``.
+        mesh: a :class:`NeutralMesh` (the dolfinx subclass: a dolfinx-backed mesh).
+        sde: the SDE solved (None when loaded).
+        density: the final nodal values (the dolfinx subclass: a dolfinx Function).
+        snapshots: ``{t: nodal values}`` of the stored densities.
+        info: how it was solved (:func:`solve_info`).
+        timings: wall-clock seconds (empty when loaded).
     """
 
     times: np.ndarray
@@ -78,18 +129,23 @@ class Solution:
 
     backend = "skfem"
 
-    def _values_at(self, t: float | None) -> np.ndarray:
+    def _require_density(self) -> None:
         if self.density is None or self.mesh is None:
             raise InputError("Solution.eval: this solution has no density stored (loaded from observables "
                              "alone); write it with .write(dir) and load the folder")
-        if t is None:
-            return self.density
+
+    def _snapshot(self, t: float) -> np.ndarray:
+        """The stored nodal values at time ``t`` (InputError listing the stored times otherwise)."""
         key = min(self.snapshots, key=lambda s: abs(s - t)) if self.snapshots else None
         if key is None or abs(key - t) > 1e-9 * max(1.0, abs(t)):
             have = ", ".join(f"{s:g}" for s in sorted(self.snapshots))
             raise InputError(f"Solution.eval: no density stored at t = {t:g}; stored times: {have}. "
                              "Pass keep='all' (or output_every) to solve() to store more")
         return self.snapshots[key]
+
+    def _values_at(self, t: float | None) -> np.ndarray:
+        self._require_density()
+        return self.density if t is None else self._snapshot(t)
 
     def eval(self, points: Any, t: float | None = None) -> np.ndarray:
         """Density at ``points`` (n, d) at the final time or a stored time ``t``; NaN outside."""
@@ -103,7 +159,7 @@ class Solution:
         if self.density is not None:
             items = sorted(self.snapshots.items()) or [(float(self.times[-1]), self.density)]
             write_xdmf(os.path.join(directory, "density.xdmf"), self.mesh, "density", items)
-        write_observables(directory, self.observables, {**self.info, "backend": "skfem"})
+        write_observables(directory, self.observables, {**self.info, "backend": self.backend})
         return directory
 
     @classmethod
@@ -117,7 +173,7 @@ class Solution:
         mesh = density = None
         snaps: dict[float, np.ndarray] = {}
         path = os.path.join(directory, "density.xdmf")
-        nodal = os.path.join(directory, "density_p1.xdmf")  # a dolfinx solution's XML copy
+        nodal = os.path.join(directory, NODAL_COPY)  # a dolfinx solution's XML copy
         if os.path.exists(nodal):
             path = nodal
         if os.path.exists(path) and _is_xml_xdmf(path):
@@ -127,5 +183,6 @@ class Solution:
         return cls(times=obs["t"], observables=obs, mesh=mesh, density=density, snapshots=snaps, info=info)
 
     def __repr__(self) -> str:
-        return (f"Solution({len(self.times)} output times up to t = {self.times[-1]:g}, backend='skfem', "
+        return (f"Solution({len(self.times)} output times up to t = {self.times[-1]:g}, "
+                f"backend={self.backend!r}, "
                 f"stabilisation={self.info.get('stabilisation')!r}, scheme={self.info.get('scheme')!r})")

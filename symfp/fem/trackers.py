@@ -111,8 +111,9 @@ class WallTracker(Tracker):
     """Largest density on the reflecting wall relative to the largest density, at output times."""
 
     def __init__(self, wall: np.ndarray, *, tol: float, every: int,
-                 allmax: Callable[[float], float] | None = None):
+                 allmax: Callable[[float], float] | None = None, stacklevel: int = 4):
         self.wall, self.tol, self.every = np.asarray(wall, dtype=np.int64), float(tol), every
+        self.stacklevel = stacklevel  # of the DomainWarning: 4 is the caller of a solve that calls run()
         self.allmax = allmax or (lambda v: v)
         self.ratios: list[float] = []
         self.times: list[float] = []
@@ -142,7 +143,7 @@ class WallTracker(Tracker):
                 f"{self.times[i]:g}), so the zero-flux wall changes the law. Use a larger domain "
                 "(mesh='auto' sizes one from p0 and the stationary law) or raise wall_tol; see "
                 "observables['wall']"),
-                stacklevel=4)
+                stacklevel=self.stacklevel)
 
 
 class ProgressTracker(Tracker):

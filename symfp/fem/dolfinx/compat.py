@@ -33,6 +33,7 @@ This module imports dolfinx lazily (inside :func:`dolfinx_modules`) and never im
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,9 +44,8 @@ import numpy as np
 
 from ...errors import MeshError, SolverError, require
 
-_MODULES: SimpleNamespace | None = None
 
-
+@functools.cache
 def dolfinx_modules() -> SimpleNamespace:
     """Import dolfinx, its PETSc layer, ufl, petsc4py and mpi4py once; quiet the JIT loggers.
 
@@ -53,9 +53,6 @@ def dolfinx_modules() -> SimpleNamespace:
         A namespace with ``dolfinx``, ``fem``, ``fem_petsc``, ``mesh``, ``geometry``, ``io``, ``ufl``,
         ``PETSc``, ``MPI``.
     """
-    global _MODULES
-    if _MODULES is not None:
-        return _MODULES
     require("dolfinx", "the finite-element solver")
     import dolfinx
     import dolfinx.fem
@@ -71,9 +68,13 @@ def dolfinx_modules() -> SimpleNamespace:
     from mpi4py import MPI
     from petsc4py import PETSc
 
-    for name in ("ffcx", "UFL", "ufl", "dolfinx"):
+    # "compilers" (and "distutils"): setuptools' distutils logs each gcc command line of the cold JIT
+    # at INFO on these (newer setuptools) or on the root logger (DistutilsInfoFilter); warnings pass
+    for name in ("ffcx", "UFL", "ufl", "dolfinx", "compilers", "distutils"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    _MODULES = SimpleNamespace(
+    if not any(isinstance(f, DistutilsInfoFilter) for f in logging.root.filters):
+        logging.root.addFilter(DistutilsInfoFilter())
+    return SimpleNamespace(
         dolfinx=dolfinx,
         fem=dolfinx.fem,
         fem_petsc=fem_petsc,
@@ -84,18 +85,72 @@ def dolfinx_modules() -> SimpleNamespace:
         PETSc=PETSc,
         MPI=MPI,
     )
-    return _MODULES
+
+
+class CommReductions:
+    """:class:`symfp.fem.observables.Reductions` over an MPI communicator (collective calls)."""
+
+    def __init__(self, comm: Any):
+        self.comm = comm
+        self._MPI = dolfinx_modules().MPI
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Elementwise sum over the ranks (one Allreduce)."""
+        local = np.ascontiguousarray(values, dtype=float)
+        out = np.empty_like(local)
+        self.comm.Allreduce(local, out, op=self._MPI.SUM)
+        return out
+
+    def min(self, value: float) -> float:
+        """Minimum over the ranks."""
+        return float(self.comm.allreduce(float(value), op=self._MPI.MIN))
+
+    def max(self, value: float) -> float:
+        """Maximum over the ranks."""
+        return float(self.comm.allreduce(float(value), op=self._MPI.MAX))
+
+    def scalar_sum(self, value: float) -> float:
+        """Sum over the ranks of one number."""
+        return float(self.comm.allreduce(float(value), op=self._MPI.SUM))
+
+    def minmax(self, p: np.ndarray) -> tuple[float, float]:
+        """Global (min, max) of the owned values ``p`` in one reduction."""
+        lo = np.array([-(float(p.min()) if len(p) else np.inf), float(p.max()) if len(p) else -np.inf])
+        out = np.empty(2)
+        self.comm.Allreduce(lo, out, op=self._MPI.MAX)
+        return -float(out[0]), float(out[1])
+
+
+class DistutilsInfoFilter(logging.Filter):
+    """Drops the INFO/DEBUG records of (setuptools') distutils; warnings and errors pass.
+
+    A cold FFCx JIT (dolfinx 0.5.2) builds each form, element and coordinate map with cffi's verbose
+    build: distutils then lowers the *root* logger to INFO and logs ``running build_ext`` on it (and
+    the gcc command lines on ``compilers.C.base``, set to WARNING in :func:`dolfinx_modules`), which
+    FFCx's ``logging.basicConfig()`` prints as ``INFO:root:...`` on the first solve. Only those records
+    are dropped (by the distutils source path): a failing compilation still shows gcc's own messages
+    (written by the compiler to stderr, not logged) and raises ``CompileError``, and the user's own
+    INFO records on the root logger are untouched.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        path = record.pathname.replace("\\", "/")
+        return "/distutils/" not in path and "/_distutils/" not in path
 
 
 @contextlib.contextmanager
 def quiet_jit() -> Iterator[None]:
-    """Silence the ``INFO:root:... gcc ...`` lines a cold FFCx/CFFI JIT prints on 0.5.2."""
+    """Silence the JIT's INFO logging while compiling, and undo distutils' change of the root level."""
     previous = logging.root.manager.disable
+    level = logging.root.level
     logging.disable(logging.INFO)
     try:
         yield
     finally:
         logging.disable(previous)
+        logging.root.setLevel(level)
 
 
 # --------------------------------------------------------------------------------------- spaces
@@ -109,14 +164,15 @@ def function_space(msh: Any, family: str = "Lagrange", degree: int = 1, shape: t
         shape: value shape, e.g. ``(gdim,)`` for a vector space.
     """
     m = dolfinx_modules()
-    if hasattr(m.fem, "functionspace"):  # 0.8+
-        element = (family, degree) if shape is None else (family, degree, tuple(shape))
-        return m.fem.functionspace(msh, element)
-    if shape is None:
-        return m.fem.FunctionSpace(msh, (family, degree))
-    if len(shape) == 1:
-        return m.fem.VectorFunctionSpace(msh, (family, degree), dim=shape[0])
-    return m.fem.TensorFunctionSpace(msh, (family, degree), shape=tuple(shape))
+    with quiet_jit():  # the element is JIT-compiled on first use
+        if hasattr(m.fem, "functionspace"):  # 0.8+
+            element = (family, degree) if shape is None else (family, degree, tuple(shape))
+            return m.fem.functionspace(msh, element)
+        if shape is None:
+            return m.fem.FunctionSpace(msh, (family, degree))
+        if len(shape) == 1:
+            return m.fem.VectorFunctionSpace(msh, (family, degree), dim=shape[0])
+        return m.fem.TensorFunctionSpace(msh, (family, degree), shape=tuple(shape))
 
 
 def _form_keywords() -> tuple[str, str]:
@@ -295,16 +351,15 @@ def set_from_options(obj: Any, options: Mapping[str, Any] | None, prefix: str) -
         opts.delValue(prefix + key)
 
 
-_KSP_REASONS: dict[int, str] | None = None
+@functools.cache
+def _ksp_reasons() -> dict[int, str]:
+    R = dolfinx_modules().PETSc.KSP.ConvergedReason
+    return {getattr(R, k): k for k in dir(R) if k.isupper()}
 
 
 def ksp_reason_name(reason: int) -> str:
     """PETSc's name of a KSPConvergedReason code (e.g. -3 → DIVERGED_ITS)."""
-    global _KSP_REASONS
-    if _KSP_REASONS is None:
-        R = dolfinx_modules().PETSc.KSP.ConvergedReason
-        _KSP_REASONS = {getattr(R, k): k for k in dir(R) if k.isupper()}
-    return _KSP_REASONS.get(int(reason), str(reason))
+    return _ksp_reasons().get(int(reason), str(reason))
 
 
 def solve_checked(ksp: Any, b: Any, x: Any, where: str) -> int:
@@ -485,16 +540,16 @@ def gmsh_model_to_mesh(model: Any, comm: Any, rank: int, gdim: int):
     return out[0], out[1], out[2]
 
 
-_GMSH_STARTED = False
+#: process state of gmsh (gmsh 4.8 has no ``isInitialized``)
+_GMSH: dict[str, bool] = {"started": False}
 
 
 def _start_gmsh(gmsh: Any) -> None:
     """Initialise gmsh once per process (gmsh 4.8 has no ``isInitialized``)."""
-    global _GMSH_STARTED
     is_init = getattr(gmsh, "isInitialized", None)
-    if not _GMSH_STARTED and not (is_init and is_init()):
+    if not _GMSH["started"] and not (is_init and is_init()):
         gmsh.initialize()
-    _GMSH_STARTED = True
+    _GMSH["started"] = True
 
 
 def read_gmsh(path: str, comm: Any, gdim: int | None = None, mesh_size: float | None = None,
@@ -547,7 +602,7 @@ def read_gmsh(path: str, comm: Any, gdim: int | None = None, mesh_size: float | 
                 info = ("error", f"gmsh could not read {path!r}: {exc}")
     info = comm.bcast(info, root=rank)
     if info[0] == "error":
-        if comm.rank == rank and _GMSH_STARTED:
+        if comm.rank == rank and _GMSH["started"]:
             with contextlib.suppress(Exception):
                 gmsh.model.remove()
         raise MeshError(f"{info[1]}. Give a .msh or .geo file with named physical groups.")

@@ -27,75 +27,67 @@ and BDF2, the trapezoidal pair :math:`(M + \tfrac{\Delta t}2K^{n+1})p^{n+1} = (M
 for Crank–Nicolson (second order), likewise FCT's target with its predictor at :math:`t_{n+1}`; the KSP
 is kept and given the new operator. The Péclet test then takes the worst of 9 times in [0, t_end].
 
-After every step the mass (when nothing absorbs) and the positivity are checked: a relative mass
-change above ``mass_tol`` or a nodal density below ``-negative_tol × max p`` raises
-:class:`~symfp.errors.SolverError` naming the step. Observables are recorded every ``output_every``
-steps and at the end (:mod:`symfp.fem.dolfinx.observables`).
+The stepping is the shared loop :func:`symfp.fem.trackers.run` (the same for the scikit-fem backend)
+driving a PETSc stepper of :mod:`symfp.fem.dolfinx.steppers` (the schemes above on PETSc matrices and
+KSPs; FCT through :class:`symfp.fem.dolfinx.fct.FluxCorrectedStep`); time-dependent operators come from
+:class:`OperatorUpdate` before each step. The monitors are trackers: after every step the mass (when
+nothing absorbs) and the positivity are checked (a relative mass change above ``mass_tol`` or a nodal
+density below ``-negative_tol × max p`` raises :class:`~symfp.errors.SolverError` naming the step);
+observables (:class:`symfp.fem.observables.NodalObservables` with the weight vectors of
+:mod:`symfp.fem.dolfinx.observables`), the wall ratio and snapshots are recorded every
+``output_every`` steps and at the end; a progress bar on rank 0.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
-import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from ...errors import InputError, SolverError
+from ...errors import InputError
 from ...symbolic.datamean import has_data_nodes
 from ..checks import check_fe_problem
-from ..domain import DomainWarning, auto_domain, boundary_dofs
-from ..problem import check_mesh_dimension
+from ..domain import auto_domain, boundary_dofs
+from ..problem import (
+    absorbing_parts,
+    as_fokker_planck,
+    check_mesh_dimension,
+    check_output,
+    check_times,
+    is_number,
+)
+from ..problem import fct_options as check_fct_options
+from ..schemes import SCHEMES, check_scheme
+from ..solution import solve_info
+from ..trackers import (
+    MassTracker,
+    ObservableTracker,
+    PositivityTracker,
+    ProgressTracker,
+    SnapshotTracker,
+    WallTracker,
+    run,
+)
 from . import compat, solvers
-from .fct import FluxCorrectedStep
 from .initial import interpolate_density
 from .lowering import lower_terms
 from .mesh import Mesh, as_mesh
-from .observables import ObservableRecorder
+from .observables import observable_recorder
 from .solution import Solution
 from .stabilise import PecletReport, cell_peclet, choose, discrete_upwind
+from .steppers import FCTStepper, GalerkinStepper, StepSystems
 from .translate import cell_mean_functions, prefetch_data_coefficients, to_ufl
 
-SCHEMES = ("euler", "cn", "bdf2")
+__all__ = ["GIBBS_MIN_RATIO", "SCHEMES", "gibbs_log_range", "solve"]
 
-#: unique PETSc option prefixes for the time-step KSPs of every solve in this process
-_KSP_PREFIXES = itertools.count(1)
-
-
-def _as_fokker_planck(fp: Any) -> Any:
-    if hasattr(fp, "stationary_density") and hasattr(fp, "sde"):
-        return fp
-    if hasattr(fp, "fokker_planck"):
-        return fp.fokker_planck()
-    raise InputError(f"solve: expected a symfp.FokkerPlanck or symfp.SDE, got {type(fp).__name__}")
-
-
-def _check_times(t_end: Any, dt: Any) -> tuple[float, float, int]:
-    try:
-        t_end, dt = float(t_end), float(dt)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"solve: t_end and dt must be numbers, got t_end={t_end!r}, dt={dt!r}") from exc
-    if not (math.isfinite(dt) and dt > 0):
-        raise InputError(f"solve: dt = {dt!r} must be a positive finite number")
-    if not math.isfinite(t_end):
-        raise InputError(f"solve: t_end = {t_end!r} must be a finite time; for the long-time law use "
-                         "symfp.fem.dolfinx.stationary.stationary_density(sde, mesh)")
-    if t_end < dt * (1 - 1e-12):
-        raise InputError(f"solve: t_end = {t_end!r} must be at least dt = {dt!r}; lower dt or raise t_end")
-    n = max(1, int(round(t_end / dt)))
-    return t_end, t_end / n, n
-
-
-def _is_number(v: Any) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
+#: what the mass tracker's error suggests (the KSP residual is what changes the discrete mass)
+MASS_HINT = ("tighten the solver (petsc_options={'ksp_rtol': 1e-14}) or use a direct solver ('ksp_type': "
+             "'preonly', 'pc_type': 'lu'); if the drift is round-off (~1e-14 per step), raise mass_tol")
 
 def _ufl_coefficients(D: sp.Matrix, c: sp.Matrix, state: tuple[sp.Symbol, ...], x: Any,
                       symbols: Mapping[sp.Symbol, Any] | None = None) -> tuple[Any, Any]:
@@ -244,56 +236,90 @@ def solve(
     """
     from ...symbolic.weakform import forward_form
 
-    m = compat.dolfinx_modules()
-    ufl, fem = m.ufl, m.fem
-    fp = _as_fokker_planck(fp)
+    fp = as_fokker_planck(fp)
     sde = fp.sde
     state = tuple(sde.state)
-    d = len(state)
     domain_note = None
     if mesh is None or (isinstance(mesh, str) and mesh == "auto"):
-        mesh, est = auto_domain(fp, p0, t_end=float(t_end) if _is_number(t_end) else None,
+        mesh, est = auto_domain(fp, p0, t_end=float(t_end) if is_number(t_end) else None,
                                 **dict(domain_options or {}))
         domain_note = est.describe()
     msh: Mesh = as_mesh(mesh)
     check_mesh_dimension(msh.dim, state, "solve")
     check_fe_problem(sde, msh, "solve")
-    t_end, dt, n_steps = _check_times(t_end, dt)
-    fct_kw = {"passes": 50, "tol": 1e-3}
-    unknown = set(fct_options or {}) - set(fct_kw)
-    if unknown:
-        raise InputError(f"solve: fct_options has unknown keys {sorted(unknown)} (known: passes, tol)")
-    fct_kw.update(fct_options or {})
-    if not (isinstance(fct_kw["passes"], int) and fct_kw["passes"] >= 1 and _is_number(fct_kw["tol"])
-            and float(fct_kw["tol"]) >= 0):
-        raise InputError(f"solve: fct_options={dict(fct_options or {})!r}: passes must be an int ≥ 1 and "
-                         "tol a number ≥ 0")
-    if scheme is not None and scheme not in SCHEMES:
-        raise InputError(f"solve: scheme={scheme!r} is not one of {', '.join(SCHEMES)}")
-    if not isinstance(output_every, int) or output_every < 1:
-        raise InputError(f"solve: output_every={output_every!r} must be a positive int (steps)")
-    if keep not in ("final", "all"):
-        raise InputError(f"solve: keep={keep!r} must be 'final' or 'all'")
-    parts = () if absorbing is None else ((absorbing,) if isinstance(absorbing, str) else tuple(absorbing))
+    t_end, dt, n_steps = check_times(t_end, dt)
+    fct_kw = check_fct_options(fct_options)
+    if scheme is not None:
+        check_scheme(scheme)
+    check_output(output_every, keep)
+    parts = absorbing_parts(absorbing)
     for name in parts:
         msh.boundary_facets(name)  # raises MeshError listing the names it has
     wf = forward_form(sde)
     if wf.parameters:
         raise InputError(f"solve: the Fokker–Planck equation still has free parameters "
                          f"{sorted(map(str, wf.parameters))}; substitute numbers with .subs({{...}}) first")
-    D = sp.Matrix(sde.diffusion)
-    c = -sp.Matrix(next(t for t in wf.bilinear if t.kind == "advection").coefficient)
     # explicit time dependence (schedules): the time symbol becomes a dolfinx Constant set at every step
     tsym = None if wf.is_autonomous else wf.time
 
     t_setup = time.perf_counter()
-    # ---- stabilisation choice by the cell Péclet number
-    report = _peclet(msh.mesh, c, D, state, tsym, t_end)
-    gibbs_wf = None
-    gibbs_note = None
-    convective = report.max_peclet > 1 and not report.degenerate
     V = compat.function_space(msh.mesh)
-    dofx = V.tabulate_dof_coordinates()[:, :d]
+    choice = _choose_method(fp, wf, msh, V, stabilisation, tsym, t_end)
+    method = choice.method
+    if scheme is None:
+        # lumped M-matrix systems keep p ≥ 0 under backward Euler only (BDF2's 2p^n - p^{n-1}/2 and
+        # CN's explicit half step can undershoot): the positivity-preserving methods default to it
+        scheme = "euler" if method in ("upwind", "gibbs") else ("cn" if method == "fct" else "bdf2")
+    if method == "fct" and scheme == "bdf2" and tsym is not None:
+        raise InputError("solve: stabilisation='fct' with scheme='bdf2' needs time-independent coefficients; "
+                         "with a schedule use scheme='cn' (the default for FCT) or 'euler'")
+    forms = _forward_forms(sde, wf, V, msh, choice, tsym)
+    ops = _assemble_operators(forms, method, V)
+    bc_rows = _absorbing_rows(msh, V, parts)
+
+    opts = solvers.ksp_options(
+        "time_step", ranks=msh.comm.size, dofs=compat.num_global_dofs(V), dim=msh.dim, constant=tsym is None,
+        steps=n_steps,
+    )
+    if method == "gibbs":
+        # the weight rho spans many decades: scale the system symmetrically by its diagonal so that
+        # ILU's zero-pivot test and the Krylov residual see an O(1) matrix
+        opts.update(ksp_diagonal_scale=True, ksp_diagonal_scale_fix=True)
+    opts = solvers.merge(opts, petsc_options)
+    systems = StepSystems(msh.comm, opts, bc_rows=bc_rows, absorbing=bool(parts), dt=dt, n_steps=n_steps)
+    try:
+        return _run(fp, msh, V, p0, choice, forms, ops, systems, scheme=scheme, dt=dt, n_steps=n_steps,
+                    parts=parts, fct_kw=fct_kw, output_every=output_every, keep=keep, progress=progress,
+                    expectations=expectations, mass_tol=mass_tol, negative_tol=negative_tol,
+                    wall_tol=wall_tol, domain_note=domain_note, t_setup=t_setup)
+    finally:
+        systems.destroy()
+
+
+@dataclass
+class MethodChoice:
+    """The stabilisation chosen, why, the Péclet report and the stationary density's nodal logarithm."""
+
+    method: str
+    why: str
+    report: PecletReport
+    log_rho: sp.Expr | None = None
+    log_vals: np.ndarray | None = None  # ln rho at all local dofs
+    shift: float = 0.0  # its global maximum
+
+
+def _choose_method(fp: Any, wf: Any, msh: Mesh, V: Any, stabilisation: str, tsym: sp.Symbol | None,
+                   t_end: float) -> MethodChoice:
+    """The stabilisation by the cell Péclet number (:func:`symfp.fem.stabilisation.choose`; collective)."""
+    from ...symbolic.weakform import forward_form
+
+    sde = fp.sde
+    state = tuple(sde.state)
+    D = sp.Matrix(sde.diffusion)
+    c = -sp.Matrix(wf.terms("advection")[0].coefficient)
+    report = _peclet(msh.mesh, c, D, state, tsym, t_end)
+    convective = report.max_peclet > 1 and not report.degenerate
+    dofx = V.tabulate_dof_coordinates()[:, : len(state)]
     n_owned = V.dofmap.index_map.size_local
     # the closed-form stationary density, through log rho shifted by its maximum on the mesh (exp(-f/eps)
     # itself underflows at small eps: see gibbs_log_range)
@@ -301,17 +327,20 @@ def solve(
         rho = fp.stationary_density()
     except Exception:  # noqa: BLE001 - a closed form is optional
         rho = None
-    log_rho = shift = log_vals = None
+    choice = MethodChoice("", "", report)
+    log_range = 0.0
     if rho is not None:
-        log_rho = sp.expand_log(sp.log(sp.sympify(rho)), force=True)
-        log_vals, shift, log_range = gibbs_log_range(log_rho, state, dofx, n_owned, msh.comm)
+        choice.log_rho = sp.expand_log(sp.log(sp.sympify(rho)), force=True)
+        choice.log_vals, choice.shift, log_range = gibbs_log_range(choice.log_rho, state, dofx, n_owned,
+                                                                   msh.comm)
+    gibbs_wf = gibbs_note = None
     if stabilisation == "gibbs" or (stabilisation == "auto" and convective):
         try:
             gibbs_wf = forward_form(sde, symmetrised=True)
         except InputError as exc:
             if stabilisation == "gibbs":
                 raise InputError(f"solve: stabilisation='gibbs' is not available: {exc}") from exc
-        if gibbs_wf is not None and log_rho is not None and log_range < GIBBS_MIN_LOG_RATIO:
+        if gibbs_wf is not None and choice.log_rho is not None and log_range < GIBBS_MIN_LOG_RATIO:
             gibbs_note = (f"the Gibbs weight rho spans {-log_range / math.log(10):.0f} decades on the mesh "
                           f"(min rho / max rho = 10^{log_range / math.log(10):.0f} < {GIBBS_MIN_RATIO:g}), "
                           "beyond double precision")
@@ -321,16 +350,34 @@ def solve(
                     "rho-weighted matrices underflow (zero rows, division by 0). Use stabilisation='fct' "
                     "(positive, conservative; what 'auto' picks here), a smaller domain, or a larger noise")
             gibbs_wf = None
-    method, why = choose(stabilisation, report, gibbs_wf is not None, gibbs_note)
-    if scheme is None:
-        # lumped M-matrix systems keep p ≥ 0 under backward Euler only (BDF2's 2p^n - p^{n-1}/2 and
-        # CN's explicit half step can undershoot): the positivity-preserving methods default to it
-        scheme = "euler" if method in ("upwind", "gibbs") else ("cn" if method == "fct" else "bdf2")
-    if method == "fct" and scheme == "bdf2" and tsym is not None:
-        raise InputError("solve: stabilisation='fct' with scheme='bdf2' needs time-independent coefficients; "
-                         "with a schedule use scheme='cn' (the default for FCT) or 'euler'")
+    choice.method, choice.why = choose(stabilisation, report, gibbs_wf is not None, gibbs_note)
+    return choice
 
-    # ---- spaces, coefficients, stationary density (for relative entropy)
+
+@dataclass
+class ForwardForms:
+    """The compiled operator and mass forms, the time Constant, and the Gibbs weight (p = rho u)."""
+
+    a_op: Any
+    a_mass: Any
+    time: Any = None  # dolfinx Constant of the time symbol, or None
+    mass_depends_on_time: bool = False  # SUPG's test function carries c(t)
+    weight: Any = None  # UFL rho / max rho (Gibbs form), or None
+    rho_nodes: np.ndarray | None = None  # its values at all local dofs
+    log_rho_owned: np.ndarray | None = None  # owned ln rho − max (relative entropy), or None
+
+
+def _forward_forms(sde: Any, wf: Any, V: Any, msh: Mesh, choice: MethodChoice,
+                   tsym: sp.Symbol | None) -> ForwardForms:
+    """The UFL forms of the forward operator for the chosen method, compiled once."""
+    m = compat.dolfinx_modules()
+    ufl, fem = m.ufl, m.fem
+    state = tuple(sde.state)
+    d = len(state)
+    method = choice.method
+    D = sp.Matrix(sde.diffusion)
+    c = -sp.Matrix(wf.terms("advection")[0].coefficient)
+    n_owned = V.dofmap.index_map.size_local
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
     x = ufl.SpatialCoordinate(msh.mesh)
     t_c = None
@@ -342,19 +389,15 @@ def solve(
         sum(sp.diff(D[i, j], state[j]) for j in range(d)) for i in range(d)] if method == "supg" else []
     prefetch_data_coefficients([*D, *c, *divs], state, x)  # data-means of all entries in one pass
     Dm, cm = _ufl_coefficients(D, c, state, x, symbols)
-    log_rho_nodes = None
-    rho_nodes = None
-    weight = None
-    if log_rho is not None:
-        log_rho_nodes = log_vals[:n_owned] - shift
+    out = ForwardForms(None, None, time=t_c, mass_depends_on_time=tsym is not None and method == "supg")
+    if choice.log_rho is not None:
+        out.log_rho_owned = choice.log_vals[:n_owned] - choice.shift
         if method == "gibbs":
-            weight = ufl.exp(to_ufl(log_rho, state, x) - shift)
-            rho_nodes = np.exp(log_vals - shift)
-
-    # ---- forms and matrices (assembled once)
+            out.weight = ufl.exp(to_ufl(choice.log_rho, state, x) - choice.shift)
+            out.rho_nodes = np.exp(choice.log_vals - choice.shift)
     if method == "gibbs":
-        a_mass = weight * u * v * ufl.dx
-        a_op = weight * ufl.inner(Dm * ufl.grad(u), ufl.grad(v)) * ufl.dx
+        a_mass = out.weight * u * v * ufl.dx
+        a_op = out.weight * ufl.inner(Dm * ufl.grad(u), ufl.grad(v)) * ufl.dx
     else:
         a_mass = u * v * ufl.dx
         # the IR's terms (diffusion D, advection −c), lowered once (symfp.fem.dolfinx.lowering)
@@ -373,408 +416,184 @@ def solve(
             a_mass = a_mass + test * u * ufl.dx
             residual = ufl.inner(cm, ufl.grad(u)) + divc * u - ufl.inner(divD, ufl.grad(u))
             a_op = a_op + test * residual * ufl.dx
+    # forms compiled once; with explicit time dependence re-assembled at every step (time updated)
+    out.a_op, out.a_mass = compat.form(a_op), compat.form(a_mass)
+    return out
+
+
+@dataclass
+class Operators:
+    r"""Assembled matrices: M (lumped diagonal for the lumped methods), K (upwinded for upwind/FCT), the
+    Galerkin K and consistent mass (FCT's target), the lumped mass vector ml, the assembly seconds."""
+
+    M: Any
+    K: Any
+    K_galerkin: Any
+    M_consistent: Any = None
+    ml: Any = None
+    seconds: float = 0.0
+
+
+def _assemble_operators(forms: ForwardForms, method: str, V: Any) -> Operators:
+    """Assemble the matrices at t = 0 (collective)."""
+    ufl = compat.dolfinx_modules().ufl
     t0 = time.perf_counter()
-    # forms compiled once; with explicit time dependence re-assembled at every step (t_c updated)
-    a_op_c, a_mass_c = compat.form(a_op), compat.form(a_mass)
-    mass_td = tsym is not None and method == "supg"  # SUPG's test function carries c(t)
-    if t_c is not None:
-        t_c.value = 0.0
-    K = compat.assemble_matrix(a_op_c)
-    n_assemblies = 1
-    ml = None
-    K_high = M_high = None
-    K_galerkin = K
+    if forms.time is not None:
+        forms.time.value = 0.0
+    K = compat.assemble_matrix(forms.a_op)
+    ops = Operators(None, K, K)
     if method == "fct":
         # the Galerkin pair (target) is kept; the low-order pair (lumped, upwinded) is built below
-        K_high = K
-        M_high = compat.assemble_matrix(a_mass_c)
+        ops.M_consistent = compat.assemble_matrix(forms.a_mass)
     if method in ("upwind", "gibbs", "fct"):
         # lumped (row-sum) mass: diagonal, positive, and with column sums equal to the mass weights
         # ∫ w φ_i used by the observables, so the recorded mass is conserved to the KSP residual
         if method in ("upwind", "fct"):
-            K = discrete_upwind(K)
-        ml = compat.assemble_vector(compat.form((weight if weight is not None else 1.0) * v * ufl.dx))
-        M = K.duplicate(copy=False)
+            ops.K = discrete_upwind(K)
+        v = ufl.TestFunction(V)
+        w = forms.weight if forms.weight is not None else 1.0
+        ops.ml = compat.assemble_vector(compat.form(w * v * ufl.dx))
+        M = ops.K.duplicate(copy=False)
         M.zeroEntries()
-        M.setDiagonal(ml)
+        M.setDiagonal(ops.ml)
         M.assemble()
+        ops.M = M
     else:
-        M = compat.assemble_matrix(a_mass_c)
-    assemble_s = time.perf_counter() - t0
+        ops.M = compat.assemble_matrix(forms.a_mass)
+    ops.seconds = time.perf_counter() - t0
+    return ops
 
-    # absorbing parts: owned dofs, global numbering
-    bc_rows = np.zeros(0, dtype=np.int32)
-    if parts:
-        facets = np.concatenate([msh.boundary_facets(n) for n in parts]).astype(np.int32)
-        msh.mesh.topology.create_connectivity(d - 1, d)
-        local = fem.locate_dofs_topological(V, d - 1, np.unique(facets))
-        local = np.asarray(local)[np.asarray(local) < n_owned]
-        bc_rows = (local + V.dofmap.index_map.local_range[0]).astype(np.int32)
 
-    def system(alpha: float, beta: float) -> Any:
-        A = M.copy()
-        A.scale(alpha)
-        A.axpy(beta, K)
-        if parts:  # collective: every rank calls it, possibly with no rows
-            A.zeroRows(bc_rows, diag=1.0)
-        return A
+def _absorbing_rows(msh: Mesh, V: Any, parts: tuple[str, ...]) -> np.ndarray:
+    """Owned dofs (global numbering) on the absorbing parts."""
+    fem = compat.dolfinx_modules().fem
+    if not parts:
+        return np.zeros(0, dtype=np.int32)
+    d = msh.dim
+    n_owned = V.dofmap.index_map.size_local
+    facets = np.concatenate([msh.boundary_facets(n) for n in parts]).astype(np.int32)
+    msh.mesh.topology.create_connectivity(d - 1, d)
+    local = np.asarray(fem.locate_dofs_topological(V, d - 1, np.unique(facets)))
+    local = local[local < n_owned]
+    return (local + V.dofmap.index_map.local_range[0]).astype(np.int32)
 
-    opts = solvers.ksp_options(
-        "time_step", ranks=msh.comm.size, dofs=compat.num_global_dofs(V), dim=d, constant=tsym is None,
-        steps=n_steps,
-    )
-    if method == "gibbs":
-        # the weight rho spans many decades: scale the system symmetrically by its diagonal so that
-        # ILU's zero-pivot test and the Krylov residual see an O(1) matrix
-        opts.update(ksp_diagonal_scale=True, ksp_diagonal_scale_fix=True)
-    opts = solvers.merge(opts, petsc_options)
 
-    def ksp_for(A: Any) -> Any:
-        ksp = compat.make_ksp(A, msh.comm, opts, prefix=f"symfp_fp{next(_KSP_PREFIXES)}_")
-        if ksp.getType() != "preonly":
-            ksp.setInitialGuessNonzero(True)
-        return ksp
+class OperatorUpdate:
+    r"""``before_step`` of :func:`symfp.fem.trackers.run` for time-dependent coefficients.
 
-    def fct_systems(K_new: Any, K_old: Any) -> tuple[Any, Any, Any]:
-        r"""FCT's matrices from :math:`K^{n+1}` = ``K_new`` and :math:`K^n` = ``K_old`` (Galerkin).
+    Before step n the operator form is re-assembled at :math:`t_{n+1}` = n·dt (one assembly of K per step;
+    :math:`K(t_n)` is the previous step's) and handed to the stepper, which forms its scheme's step
+    matrices: :math:`K(t_{n+1})` for backward Euler and BDF2, the trapezoidal pair for Crank–Nicolson
+    (with SUPG's time-dependent mass matrix at the midpoint), the same for FCT's Galerkin target and
+    :math:`K_L(t_{n+1})` for its predictor.
+    """
 
-        Returns:
-            predictor :math:`M_L + \Delta t K_L`, target :math:`M_C + \theta\Delta t K^{n+1}` (absorbing
-            rows replaced), its right-hand side :math:`M_C - (1-\theta)\Delta t K^n` (None at θ = 1).
-        """
-        A_hi = M_high.copy()
-        A_hi.axpy(theta * dt, K_new)
-        if parts:
-            A_hi.zeroRows(bc_rows, diag=1.0)
-        B_hi = None
-        if theta < 1:
-            B_hi = M_high.copy()
-            B_hi.axpy(-(1 - theta) * dt, K_old)
-        return system(1.0, dt), A_hi, B_hi
+    def __init__(self, forms: ForwardForms, ops: Operators, method: str, stepper: Any, dt: float):
+        self.forms, self.method, self.stepper, self.dt = forms, method, stepper, float(dt)
+        self.M, self.K, self.K_galerkin = ops.M, ops.K, ops.K_galerkin
+        self.assemblies = 1  # the one at t = 0
+        self.seconds = 0.0
 
-    fct_step = None
-    bdf2_ksps: list[Any] = []
-    if method == "fct":
-        theta = 0.5 if scheme == "cn" else 1.0
-        A_low, A_high, B_high = fct_systems(K_high, K_high)
-        ksp_low, ksp_high = ksp_for(A_low), ksp_for(A_high)
-        fct_counter = [0]
-
-        def _fct_solver(ksp: Any) -> Any:
-            def run(rhs: Any, x_vec: Any) -> int:
-                if parts:
-                    rhs.setValues(bc_rows, np.zeros(len(bc_rows)))
-                    rhs.assemble()
-                return _solve_step(ksp, rhs, x_vec, fct_counter[0], dt, opts)
-            return run
-
-    if method == "fct":
-        A_main = A_low
-        rhs_ops = [(M, 1.0)]
-    elif scheme == "euler":
-        A_main = system(1.0, dt)
-        rhs_ops = [(M, 1.0)]
-    elif scheme == "cn":
-        A_main = system(1.0, 0.5 * dt)
-        B = M.copy()
-        B.axpy(-0.5 * dt, K)
-        rhs_ops = [(B, 1.0)]
-    else:
-        A_main = system(1.5, dt)
-        rhs_ops = [(M, 2.0), (M, -0.5)]
-    if method == "fct":
-        ksp_main = ksp_first = ksp_low
-    else:
-        ksp_main = ksp_for(A_main)
-        ksp_first = ksp_for(system(1.0, dt)) if scheme == "bdf2" else ksp_main
-
-    def advance_operators(step: int) -> None:
-        r"""Time-dependent coefficients: the matrices of the step to :math:`t_{n+1}` = step·dt.
-
-        Backward Euler and BDF2 use :math:`K(t_{n+1})`; Crank–Nicolson the trapezoidal pair
-        :math:`(M + \tfrac{\Delta t}2 K(t_{n+1}))p^{n+1} = (M - \tfrac{\Delta t}2 K(t_n))p^n` (with SUPG's
-        time-dependent mass matrix at the midpoint :math:`\tfrac12(M(t_n) + M(t_{n+1}))`); FCT the same
-        for its Galerkin target and :math:`K_L(t_{n+1})` for its backward-Euler predictor. One
-        assembly of K per step (K(t_n) is the previous step's); the form was compiled once.
-        """
-        nonlocal K, M, K_galerkin, n_assemblies, rhs_ops
-        K0, M0, K0_gal = K, M, K_galerkin
-        t_c.value = step * dt
-        K_galerkin = compat.assemble_matrix(a_op_c)
-        n_assemblies += 1
-        if mass_td:
-            M = compat.assemble_matrix(a_mass_c)
-        K = discrete_upwind(K_galerkin) if method in ("upwind", "fct") else K_galerkin
-        if method == "fct":
-            A_low, A_high, B_high = fct_systems(K_galerkin, K0_gal)
-            ksp_low.setOperators(A_low)
-            ksp_high.setOperators(A_high)
-            fct_step.set_operators(K_galerkin, B_high)
-            return
-        first = scheme == "bdf2" and step == 1
-        if scheme == "cn":
-            Mbar = M
-            if mass_td:
-                Mbar = M0.copy()
-                Mbar.scale(0.5)
-                Mbar.axpy(0.5, M)
-            A = Mbar.copy()
-            A.axpy(0.5 * dt, K)
-            if parts:
-                A.zeroRows(bc_rows, diag=1.0)
-            B_cn = Mbar.copy()
-            B_cn.axpy(-0.5 * dt, K0)
-            rhs_ops = [(B_cn, 1.0)]
-        elif scheme == "euler" or first:
-            A = system(1.0, dt)
-            rhs_ops = [(M, 1.0)]
+    def __call__(self, n: int) -> None:
+        t0 = time.perf_counter()
+        M0, K0, K0_gal = self.M, self.K, self.K_galerkin
+        self.forms.time.value = n * self.dt
+        K_gal = compat.assemble_matrix(self.forms.a_op)
+        self.assemblies += 1
+        M = compat.assemble_matrix(self.forms.a_mass) if self.forms.mass_depends_on_time else M0
+        K = discrete_upwind(K_gal) if self.method in ("upwind", "fct") else K_gal
+        if self.method == "fct":
+            self.stepper.set_operators(M, K_gal, K0_gal)
         else:
-            A = system(1.5, dt)
-            rhs_ops = [(M, 2.0), (M, -0.5)]
-        (ksp_first if first else ksp_main).setOperators(A)
+            self.stepper.set_operators(M, K, K0, M0 if self.forms.mass_depends_on_time else None)
+        self.M, self.K, self.K_galerkin = M, K, K_gal
+        self.seconds += time.perf_counter() - t0
 
-    # ---- initial state
+
+class GibbsDensity:
+    """The nodal density of the Gibbs form's unknown, :math:`p_i = \\rho(x_i) u_i` (owned entries)."""
+
+    def __init__(self, rho_owned: np.ndarray):
+        self.rho = np.asarray(rho_owned, dtype=float)
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        return u * self.rho
+
+
+def _run(fp: Any, msh: Mesh, V: Any, p0: Any, choice: MethodChoice, forms: ForwardForms, ops: Operators,
+         systems: StepSystems, *, scheme: str, dt: float, n_steps: int, parts: tuple[str, ...],
+         fct_kw: Mapping[str, Any], output_every: int, keep: str, progress: bool,
+         expectations: Mapping[str, Any] | None, mass_tol: float, negative_tol: float, wall_tol: float,
+         domain_note: str | None, t_setup: float) -> Solution:
+    """Stepper, recorder and trackers; the shared time loop; the Solution (collective)."""
+    fem = compat.dolfinx_modules().fem
+    sde = fp.sde
+    state = tuple(sde.state)
+    method = choice.method
+    n_owned = V.dofmap.index_map.size_local
     p_init = interpolate_density(p0, V, state, where="solve")
     uh = fem.Function(V)
     uh.name = "density"
-    if method == "gibbs":
-        uh.x.array[:] = p_init.x.array / rho_nodes
+    uh.x.array[:] = p_init.x.array / forms.rho_nodes if method == "gibbs" else p_init.x.array
+    template = compat.petsc_vec(uh)
+    if method == "fct":
+        stepper: Any = FCTStepper(scheme, V, ops.M, ops.ml, ops.M_consistent, ops.K_galerkin, dt,
+                                  systems=systems, passes=fct_kw["passes"], tol=fct_kw["tol"])
     else:
-        uh.x.array[:] = p_init.x.array
-    u_vec = compat.petsc_vec(uh)
-    u_prev = u_vec.copy()
-    b = u_vec.duplicate()
-    tmp = u_vec.duplicate()
+        stepper = GalerkinStepper(scheme, ops.M, ops.K, dt, systems=systems, template=template)
+    update = OperatorUpdate(forms, ops, method, stepper, dt) if forms.time is not None else None
 
     regions = dict(msh.regions) if msh.cell_tags is not None else {}
-    rec = ObservableRecorder(V, state, weight=weight, expectations=expectations, regions=regions,
-                             cell_tags=msh.cell_tags, log_stationary=log_rho_nodes,
-                             nodal_weight=None if rho_nodes is None else rho_nodes[:n_owned])
-    if ml is not None:
-        rec.set_mass_weights(ml)
-    mass_w = rec.mass_weights
-
-    def nodal_density() -> np.ndarray:
-        arr = u_vec.array  # the owned entries
-        return arr * rho_nodes[:n_owned] if rho_nodes is not None else arr
-
-    snapshots: dict[float, np.ndarray] = {}
-    times: list[float] = []
-    wall_idx = boundary_dofs(V, msh, exclude=parts)
-    wall: list[float] = []
-
-    def output(step: int) -> None:
-        t = step * dt
-        pn = nodal_density()
-        row = rec.record(t, u_vec, pn)
-        # density on the reflecting walls relative to the maximum (one reduction per output)
-        # (the positive part: Galerkin undershoots are the business of negative_tol)
-        on_wall = msh.comm.allreduce(max(float(pn[wall_idx].max()), 0.0) if len(wall_idx) else 0.0,
-                                     op=m.MPI.MAX)
-        wall.append(on_wall / row["max"] if row["max"] > 0 else 0.0)
-        times.append(t)
-        if keep == "all" or step == n_steps:
-            snapshots[t] = pn.copy()
-
+    rho_owned = None if forms.rho_nodes is None else forms.rho_nodes[:n_owned]
+    recorder = observable_recorder(V, state, weight=forms.weight, expectations=expectations, regions=regions,
+                                   cell_tags=msh.cell_tags, log_stationary=forms.log_rho_owned,
+                                   nodal_weight=rho_owned,
+                                   mass_weights=None if ops.ml is None else ops.ml.array[:n_owned])
+    red = recorder.reductions
     # unit mass of the discrete density actually evolved (for Gibbs ∫ rho I_h(p0/rho) ≠ ∫ I_h(p0) exactly)
-    u_vec.scale(1.0 / mass_w.dot(u_vec))
-    uh.x.scatter_forward()
-    mass0 = mass_w.dot(u_vec)
-    if method == "fct":
-        fct_step = FluxCorrectedStep(V, M_high, K_high, ml, dt, theta, _fct_solver(ksp_low),
-                                     _fct_solver(ksp_high), B_high, bc_rows,
-                                     max_iterations=fct_kw["passes"], tol=fct_kw["tol"])
-        if scheme == "bdf2":
-            # BDF2 pair (lumped BDF2 predictor, Galerkin BDF2 target) and the CN fallback target
-            A_hi2 = M_high.copy()
-            A_hi2.scale(1.5)
-            A_hi2.axpy(dt, K_high)
-            A_cn = M_high.copy()
-            A_cn.axpy(0.5 * dt, K_high)
-            if parts:
-                A_hi2.zeroRows(bc_rows, diag=1.0)
-                A_cn.zeroRows(bc_rows, diag=1.0)
-            B_cn = M_high.copy()
-            B_cn.axpy(-0.5 * dt, K_high)
-            bdf2_ksps = [ksp_for(system(1.5, dt)), ksp_for(A_hi2), ksp_for(A_cn)]
-            fct_step.set_bdf2(*(_fct_solver(k) for k in bdf2_ksps), B_cn)
-    output(0)
-    iterations = 0
-    bar = None
-    if progress and msh.comm.rank == 0 and n_steps >= 200:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_steps, desc="Fokker-Planck", unit="step", leave=False)
+    u0 = np.array(template.array[:n_owned], dtype=float)
+    u0 *= 1.0 / red.scalar_sum(float(recorder.mass_weights @ u0))
+    density = GibbsDensity(rho_owned) if rho_owned is not None else None
+    wall_tr = WallTracker(boundary_dofs(V, msh, exclude=parts), tol=wall_tol, every=output_every,
+                          allmax=red.max, stacklevel=5)  # finish, run, _run, solve: its caller
+    obs_tr = ObservableTracker(recorder, every=output_every)
+    snap_tr = SnapshotTracker(keep=keep, every=output_every)
+    mass_tr = MassTracker(recorder.mass_weights, tol=mass_tol, enabled=not parts, allsum=red.scalar_sum,
+                          hint=MASS_HINT)
+    positivity = PositivityTracker(tol=negative_tol, method=method, minmax=red.minmax)
+    progress_tr = ProgressTracker(show=progress and msh.comm.rank == 0)
+    trackers = [mass_tr, positivity, obs_tr, wall_tr, snap_tr, progress_tr]
     setup_s = time.perf_counter() - t_setup
-    clock = time.perf_counter
-    step_s = np.zeros(n_steps)
-    ksp_s = np.zeros(n_steps)
-    output_s = np.zeros(n_steps)
-    t_loop = clock()
-    try:
-        for step in range(1, n_steps + 1):
-            t_step = clock()
-            first = scheme == "bdf2" and step == 1
-            if tsym is not None:
-                t_as = clock()
-                advance_operators(step)
-                assemble_s += clock() - t_as
-            if fct_step is not None:
-                fct_counter[0] = step
-                t_ksp = clock()
-                iterations += fct_step.step(uh, u_vec)
-                ksp_s[step - 1] = clock() - t_ksp  # both solves and the flux correction
-            else:
-                if first:
-                    M.mult(u_vec, b)
-                else:
-                    op, coef = rhs_ops[0]
-                    op.mult(u_vec, b)
-                    if coef != 1.0:
-                        b.scale(coef)
-                    if len(rhs_ops) > 1:
-                        op2, coef2 = rhs_ops[1]
-                        op2.mult(u_prev, tmp)
-                        b.axpy(coef2, tmp)
-                if parts:
-                    b.setValues(bc_rows, np.zeros(len(bc_rows)))
-                    b.assemble()
-                if scheme == "bdf2":
-                    u_vec.copy(u_prev)
-                ksp = ksp_first if first else ksp_main
-                t_ksp = clock()
-                iterations += _solve_step(ksp, b, u_vec, step, dt, opts)
-                ksp_s[step - 1] = clock() - t_ksp
-                uh.x.scatter_forward()
-            _check_step(step, dt, mass_w.dot(u_vec), mass0, nodal_density(), msh.comm, parts, mass_tol,
-                        negative_tol, method)
-            if step % output_every == 0 or step == n_steps:
-                t_out = clock()
-                output(step)
-                output_s[step - 1] = clock() - t_out
-            step_s[step - 1] = clock() - t_step
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    timings: dict[str, Any] = {}
+    t_loop = time.perf_counter()
+    u = run(stepper, u0, n_steps=n_steps, dt=dt, trackers=trackers, density=density, before_step=update,
+            timings=timings)
     loop_s = time.perf_counter() - t_loop
-    wall_arr = np.array(wall)
-    if len(wall_arr) and wall_arr.max() > wall_tol:
-        i = int(np.argmax(wall_arr > wall_tol))
-        warnings.warn(DomainWarning(
-            f"solve: probability mass reached the wall of the domain: the density on the reflecting "
-            f"boundary is {wall_arr.max():.2e} of its maximum (> wall_tol {wall_tol:g}; first at t = "
-            f"{times[i]:g}), so the zero-flux wall changes the law. Use a larger domain (mesh='auto' sizes "
-            "one from p0 and the stationary law) or raise wall_tol; see observables['wall']"), stacklevel=2)
 
-    density = fem.Function(V)
-    density.name = "density"
-    pn = nodal_density()
-    density.x.array[: len(pn)] = pn
-    density.x.scatter_forward()
-    observables = rec.arrays()
-    observables["wall"] = wall_arr
-    info = {
-        "domain": domain_note or str(msh),
-        "max_wall_ratio": float(wall_arr.max()) if len(wall_arr) else 0.0,
-        "scheme": scheme,
-        "stabilisation": method,
-        "stabilisation_reason": why,
-        "max_cell_peclet": report.max_peclet,
-        "degenerate_diffusion": report.degenerate,
-        "dt": dt,
-        "steps": n_steps,
-        "ksp_iterations": iterations,
-        "assemble_seconds": assemble_s,
-        "time_dependent": tsym is not None,
-        "operator_assemblies": n_assemblies,
-        "loop_seconds": loop_s,
-        "seconds_per_step": loop_s / n_steps,
-        "setup_seconds": setup_s,
-        "dofs": compat.num_global_dofs(V),
-        "absorbing": ",".join(parts),
-        "ranks": msh.comm.size,
-    }
+    final = fem.Function(V)
+    final.name = "density"
+    pn = u if density is None else density(u)
+    final.x.array[: len(pn)] = pn
+    final.x.scatter_forward()
+    observables = recorder.arrays()
+    observables["wall"] = np.array(wall_tr.ratios)
+    assemble_s = ops.seconds + (update.seconds if update is not None else 0.0)
+    info = solve_info(
+        backend="dolfinx", domain=domain_note or str(msh), wall_ratios=wall_tr.ratios, scheme=scheme,
+        method=method, reason=choice.why, report=choice.report, dt=dt, steps=n_steps,
+        iterations=stepper.iterations, assemble_seconds=assemble_s, time_dependent=forms.time is not None,
+        assemblies=update.assemblies if update is not None else 1, loop_seconds=loop_s, setup_seconds=setup_s,
+        dofs=compat.num_global_dofs(V), absorbing=parts, ranks=msh.comm.size)
     from .. import coefficients  # data-mean coefficients: evaluated at the P1 dofs, timed
 
     info.update(coefficients.TIMER.take())
     if info["coefficient_evaluations"]:
         info["coefficient_space"] = (f"P{coefficients.SPACE[1]} (Lagrange), interpolated at the dofs: "
                                      "PSD kept, error O(h^2)")
-    if fct_step is not None:
-        info["fct_mean_alpha"] = fct_step.mean_alpha(msh.comm)
-        info["fct_cn_fallback_steps"] = fct_step.fallback_steps
-        ksp_high.destroy()
-        for k in bdf2_ksps:
-            k.destroy()
-    for ksp in {id(ksp_main): ksp_main, id(ksp_first): ksp_first}.values():
-        ksp.destroy()
-    return Solution(times=np.array(times), observables=observables, mesh=msh, sde=sde, density=density,
-                    snapshots=snapshots, info=info,
-                    timings={"setup": setup_s, "assemble": assemble_s, "step": step_s, "ksp": ksp_s,
-                             "output": output_s})
-
-
-def _ksp_advice(reason_name: str, opts: Mapping[str, Any]) -> str:
-    """What to try when the time-step KSP stopped with ``reason_name`` under options ``opts``."""
-    direct = "a direct solver (petsc_options={'ksp_type': 'preonly', 'pc_type': 'lu'})"
-    if reason_name in ("DIVERGED_ITS", "DIVERGED_MAX_IT"):
-        return (f"raise petsc_options['ksp_max_it'] (now {opts.get('ksp_max_it')}) or loosen 'ksp_rtol' "
-                f"(now {opts.get('ksp_rtol')}; mass is conserved only to about that), use a stronger "
-                f"preconditioner than pc_type={opts.get('pc_type')!r} (e.g. 'bjacobi' with 'sub_pc_type': "
-                f"'ilu', or 'hypre'), or {direct}")
-    if reason_name in ("DIVERGED_PC_FAILED", "DIVERGED_INDEFINITE_PC", "DIVERGED_BREAKDOWN",
-                       "DIVERGED_BREAKDOWN_BICG"):
-        return (f"the preconditioner {opts.get('pc_type')!r} failed (a zero pivot?): use {direct}, or "
-                "'ksp_diagonal_scale': True, or a smaller dt")
-    return f"use {direct}, a smaller dt, or a finer mesh; check that p0 and the coefficients are finite"
-
-
-def _solve_step(ksp: Any, b: Any, u_vec: Any, step: int, dt: float, opts: Mapping[str, Any]) -> int:
-    r"""One KSP solve of a time step; SolverError with PETSc's reason and advice when it fails.
-
-    PETSc never raises on its own when a Krylov solve stops early (``ksp_error_if_not_converged`` is
-    off), so the converged reason is read after every solve: a negative reason (``DIVERGED_ITS`` when
-    ``ksp_max_it`` is reached before :math:`\|r\| \le \max(\mathrm{rtol}\,\|b\|, \mathrm{atol})`,
-    ``DIVERGED_PC_FAILED``, ``DIVERGED_NANORINF``, ...) is an error. Note that a solve whose initial
-    guess (the previous step) already satisfies the test converges in 0 iterations with a positive
-    reason, whatever ``ksp_max_it`` is: e.g. a run started at the stationary density.
-    """
-    ksp.solve(b, u_vec)
-    reason = ksp.getConvergedReason()
-    its = ksp.getIterationNumber()
-    if reason < 0:
-        name = compat.ksp_reason_name(reason)
-        rnorm = ksp.getResidualNorm()
-        raise SolverError(
-            f"solve: the time-step linear solver did not converge at time step {step} (t = {step * dt:g}): "
-            f"PETSc reason {name} after {its} iterations (residual norm {rnorm:.3e}, ‖b‖ = {b.norm():.3e}, "
-            f"ksp_type={ksp.getType()!r}, pc_type={ksp.getPC().getType()!r}). What to try: "
-            f"{_ksp_advice(name, opts)}")
-    return its
-
-
-def _check_step(step: int, dt: float, mass: float, mass0: float, p_nodal: np.ndarray, comm: Any,
-                parts: tuple[str, ...], mass_tol: float, negative_tol: float, method: str) -> None:
-    """Raise SolverError on mass drift (no absorbing parts) or negativity beyond tolerance."""
-    MPI = compat.dolfinx_modules().MPI
-    if not parts and abs(mass - mass0) > mass_tol * abs(mass0):
-        raise SolverError(
-            f"solve: mass drifted from {mass0:.15g} to {mass:.15g} (relative "
-            f"{abs(mass - mass0) / abs(mass0):.2e} > mass_tol {mass_tol:g}) at time step {step} "
-            f"(t = {step * dt:g}) with no absorbing boundary part, where the zero-flux scheme conserves mass "
-            f"up to the linear-solver residual. Tighten the solver (petsc_options={{'ksp_rtol': 1e-14}}) or "
-            "use a direct solver ('ksp_type': 'preonly', 'pc_type': 'lu'); if the drift is round-off "
-            "(~1e-14 per step), raise mass_tol")
-    lo = np.array([-(p_nodal.min() if len(p_nodal) else np.inf), p_nodal.max() if len(p_nodal) else -np.inf])
-    glob = np.empty(2)
-    comm.Allreduce(lo, glob, op=MPI.MAX)
-    pmin, pmax = -glob[0], glob[1]
-    if pmin < -negative_tol * pmax:
-        hint = ("use stabilisation='fct' (positivity preserving, second order where smooth)"
-                if method not in ("upwind", "fct") else "use scheme='euler', or a smaller dt")
-        raise SolverError(
-            f"solve: negative density {pmin:.3e} (max {pmax:.3e}, relative {-pmin / pmax:.2e} > negative_tol "
-            f"{negative_tol:g}) at time step {step} (t = {step * dt:g}) with stabilisation '{method}'; "
-            f"{hint}, refine the mesh, or raise negative_tol")
+    if method == "fct":
+        info["fct_mean_alpha"] = stepper.mean_alpha()
+        info["fct_cn_fallback_steps"] = stepper.fallback_steps
+    return Solution(times=np.array(obs_tr.times), observables=observables, mesh=msh, sde=sde, density=final,
+                    snapshots=snap_tr.snapshots, info=info,
+                    timings={"setup": setup_s, "assemble": assemble_s, "step": timings["step"],
+                             "ksp": systems.solve_seconds.copy(), "output": timings["output"]})

@@ -21,6 +21,10 @@ second-order accurate in h like the P1 density itself; KL is then a true discret
 reduction, not a form assembly: the observables of an output step stay cheap next to a time step
 (measured in ``benchmarks/bench_fem.py``). ``min``/``max`` are the extreme nodal values (positivity
 and wall monitors).
+
+This module only assembles the weight vectors (UFL forms on the dolfinx mesh); the recording itself
+is the backend-neutral :class:`symfp.fem.observables.NodalObservables` with MPI reductions
+(:class:`symfp.fem.dolfinx.compat.CommReductions`), the same object the scikit-fem backend uses.
 """
 
 from __future__ import annotations
@@ -31,12 +35,18 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..observables import NodalObservables
 from . import compat
 from .translate import to_ufl
 
 
-class ObservableRecorder:
-    """Accumulates observables of the unknown at output times (collective).
+def observable_recorder(V: Any, state: tuple[sp.Symbol, ...], *, weight: Any = None,
+                        expectations: Mapping[str, Any] | None = None,
+                        regions: Mapping[str, int] | None = None,
+                        cell_tags: Any = None, log_stationary: np.ndarray | None = None,
+                        nodal_weight: np.ndarray | None = None,
+                        mass_weights: np.ndarray | None = None) -> NodalObservables:
+    r"""The recorder of the observables of the unknown in the P1 space ``V`` (collective).
 
     Args:
         V: the P1 space of the unknown.
@@ -44,111 +54,53 @@ class ObservableRecorder:
         weight: UFL weight w (None for 1) with :math:`p = w u`.
         expectations: ``{name: SymPy expression}`` recorded as ``E[name]``.
         regions: ``{name: cell tag}`` with the cell tags ``cell_tags``.
-        log_stationary: owned nodal values of :math:`\\ln\\rho` (unnormalised stationary density,
-            shifted for range), or None; normalised here with the vertex weights.
+        log_stationary: owned nodal values of :math:`\ln\rho` (unnormalised stationary density,
+            shifted for range), or None; normalised with the vertex weights.
         nodal_weight: owned nodal values :math:`w(x_i)` of the weight (required with ``weight``): the
-            vertex weights become :math:`m_i = \\int w\\varphi_i / w(x_i)`, so that
-            :math:`\\sum_i m_i p_i = \\int w u_h` is the conserved discrete mass.
+            vertex weights become :math:`m_i = \int w\varphi_i / w(x_i)`, so that
+            :math:`\sum_i m_i p_i = \int w u_h` is the conserved discrete mass.
+        mass_weights: owned weights of the mass instead of :math:`\int w\varphi_i` (the lumped mass of
+            a lumped scheme, whose column sums are what that scheme conserves).
+
+    Returns:
+        A :class:`symfp.fem.observables.NodalObservables` on the owned dofs, reducing over ``V``'s comm.
     """
+    ufl = compat.dolfinx_modules().ufl
+    msh = V.mesh
+    n = V.dofmap.index_map.size_local
+    d = len(state)
+    x = ufl.SpatialCoordinate(msh)
+    v = ufl.TestFunction(V)
+    w = 1.0 if weight is None else weight
+    dx = ufl.Measure("dx", domain=msh, subdomain_data=cell_tags)
 
-    def __init__(self, V: Any, state: tuple[sp.Symbol, ...], weight: Any = None,
-                 expectations: Mapping[str, Any] | None = None, regions: Mapping[str, int] | None = None,
-                 cell_tags: Any = None, log_stationary: np.ndarray | None = None,
-                 nodal_weight: np.ndarray | None = None):
-        m = compat.dolfinx_modules()
-        ufl = m.ufl
-        self.V = V
-        self.msh = V.mesh
-        self.d = len(state)
-        x = ufl.SpatialCoordinate(self.msh)
-        v = ufl.TestFunction(V)
-        w = 1.0 if weight is None else weight
-        dx = ufl.Measure("dx", domain=self.msh, subdomain_data=cell_tags)
-        self._vectors: dict[str, Any] = {}
+    def owned(form: Any) -> np.ndarray:
+        return compat.assemble_vector(compat.form(form)).array[:n].copy()
 
-        def vec(key: str, g: Any, measure: Any = dx) -> None:
-            self._vectors[key] = compat.assemble_vector(compat.form(g * w * v * measure))
+    def weighted(g: Any, measure: Any = dx) -> np.ndarray:  # ∫ g w φ_i
+        return owned(g * w * v * measure)
 
-        vec("mass", 1.0)
-        for i in range(self.d):
-            vec(f"x{i}", x[i])
-            for j in range(i, self.d):
-                vec(f"x{i}x{j}", x[i] * x[j])
-        self.expectations = dict(expectations or {})
-        for name, expr in self.expectations.items():
-            vec(f"E[{name}]", to_ufl(expr, state, x))
-        self.regions = dict(regions or {})
-        for name, tag in self.regions.items():
-            vec(f"region:{name}", 1.0, dx(tag))
-        # vertex quadrature weights on the owned dofs: m_i = ∫ φ_i, or ∫ w φ_i / w(x_i) for p = w u (the
-        # Gibbs form): then Σ m_i p_i = Σ u_i ∫ w φ_i is the mass the scheme conserves. With ∫ φ_i instead,
-        # Σ m_i p_i drifts with the transient and KL picks up a term linear in p − π (see module docstring)
-        if weight is None:
-            self._lumped = compat.assemble_vector(compat.form(v * ufl.dx)).array.copy()
-        else:
-            if nodal_weight is None:
-                raise ValueError("ObservableRecorder: a weight needs its nodal values (nodal_weight)")
-            wl = compat.assemble_vector(compat.form(w * v * ufl.dx)).array.copy()
-            self._lumped = wl / np.asarray(nodal_weight, dtype=float)[: len(wl)]
-        self._log_pi = None
-        if log_stationary is not None:
-            lr = np.asarray(log_stationary, dtype=float)[: len(self._lumped)]
-            comm = self.msh.comm
-            Z = comm.allreduce(float((self._lumped * np.exp(lr)).sum()), op=m.MPI.SUM)
-            self._log_pi = lr - np.log(Z)
-        keys = ("t", "mass", "mean", "cov", "min", "max", "entropy")
-        self.rows: dict[str, list[Any]] = {k: [] for k in keys}
-        if self._log_pi is not None:
-            self.rows["relative_entropy"] = []
-        for name in self.expectations:
-            self.rows[f"E[{name}]"] = []
-        self.rows["region_mass"] = []
-
-    @property
-    def mass_weights(self) -> Any:
-        r"""The PETSc Vec :math:`w_i` with mass :math:`= w\cdot u` (:math:`\int w\varphi_i` by default)."""
-        return self._vectors["mass"]
-
-    def set_mass_weights(self, weights: Any) -> None:
-        """Use ``weights`` (a PETSc Vec, e.g. the lumped mass of a lumped scheme) for the mass."""
-        self._vectors["mass"] = weights
-
-    def record(self, t: float, u_vec: Any, p_nodal: np.ndarray) -> dict[str, Any]:
-        """Record observables of unknown ``u_vec`` (PETSc Vec) with owned nodal density ``p_nodal``."""
-        MPI = compat.dolfinx_modules().MPI
-        dots = {k: w.dot(u_vec) for k, w in self._vectors.items()}
-        mass = dots["mass"]
-        mean = np.array([dots[f"x{i}"] / mass for i in range(self.d)])
-        second = np.empty((self.d, self.d))
-        for i in range(self.d):
-            for j in range(i, self.d):
-                second[i, j] = second[j, i] = dots[f"x{i}x{j}"] / mass
-        cov = second - np.outer(mean, mean)
-        comm = self.msh.comm
-        pmin = comm.allreduce(float(p_nodal.min()) if len(p_nodal) else np.inf, op=MPI.MIN)
-        pmax = comm.allreduce(float(p_nodal.max()) if len(p_nodal) else -np.inf, op=MPI.MAX)
-        p = np.asarray(p_nodal, dtype=float)
-        pos = p > 1e-300
-        logp = np.log(np.where(pos, p, 1.0))
-        wp = np.where(pos, self._lumped * p, 0.0)
-        local = [-float((wp * logp).sum())]
-        if self._log_pi is not None:
-            local.append(float((wp * (logp - self._log_pi)).sum()))
-        glob = np.empty(len(local))
-        comm.Allreduce(np.array(local), glob, op=MPI.SUM)
-        row: dict[str, Any] = {"t": t, "mass": mass, "mean": mean, "cov": cov, "min": pmin, "max": pmax,
-                               "entropy": float(glob[0])}
-        if self._log_pi is not None:
-            row["relative_entropy"] = float(glob[1])
-        for name in self.expectations:
-            row[f"E[{name}]"] = dots[f"E[{name}]"] / mass
-        row["region_mass"] = np.array([dots[f"region:{r}"] for r in self.regions])
-        for k, val in row.items():
-            self.rows[k].append(val)
-        return row
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The recorded observables as numpy arrays (T, T×d, T×d×d, T×regions)."""
-        out = {k: np.array(v) for k, v in self.rows.items()}
-        out["region_names"] = np.array(list(self.regions), dtype=object)
-        return out
+    vectors: dict[str, np.ndarray] = {"mass": weighted(1.0)}
+    for i in range(d):
+        vectors[f"x{i}"] = weighted(x[i])
+        for j in range(i, d):
+            vectors[f"x{i}x{j}"] = weighted(x[i] * x[j])
+    expectations = dict(expectations or {})
+    for name, expr in expectations.items():
+        vectors[f"E[{name}]"] = weighted(to_ufl(expr, state, x))
+    regions = dict(regions or {})
+    for name, tag in regions.items():
+        vectors[f"region:{name}"] = weighted(1.0, dx(tag))
+    # vertex quadrature weights on the owned dofs: m_i = ∫ φ_i, or ∫ w φ_i / w(x_i) for p = w u (the
+    # Gibbs form): then Σ m_i p_i = Σ u_i ∫ w φ_i is the mass the scheme conserves. With ∫ φ_i instead,
+    # Σ m_i p_i drifts with the transient and KL picks up a term linear in p − π (see module docstring)
+    if weight is None:
+        lumped = owned(v * ufl.dx)
+    else:
+        if nodal_weight is None:
+            raise ValueError("observable_recorder: a weight needs its nodal values (nodal_weight)")
+        lumped = owned(w * v * ufl.dx) / np.asarray(nodal_weight, dtype=float)[:n]
+    if mass_weights is not None:
+        vectors["mass"] = np.asarray(mass_weights, dtype=float)[:n].copy()
+    return NodalObservables(vectors, d, lumped, expectations=list(expectations), regions=list(regions),
+                            log_stationary=log_stationary, reductions=compat.CommReductions(msh.comm))

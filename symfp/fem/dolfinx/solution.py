@@ -1,77 +1,55 @@
-"""The result of a forward Fokker–Planck solve: times, observables, the density, and I/O.
+"""The dolfinx adapter of the forward :class:`symfp.fem.solution.Solution`: density, eval and XDMF.
 
-``Solution.eval(points)`` is collective and returns the same array on every rank;
-``Solution.write(dir)`` writes ``density.xdmf`` (the stored density snapshots, for ParaView),
-``observables.json`` and ``observables.csv`` (rank 0 writes the JSON/CSV);
-``Solution.load(dir)`` reads the observables back (no mesh needed).
+The attributes, the snapshot lookup, the observables on disk and :meth:`Solution.load` are the
+backend-neutral class's; this subclass holds only what needs dolfinx:
+
+- ``density`` is a dolfinx Function; ``snapshots`` are the *owned* nodal values on each rank;
+- ``Solution.eval(points, t)`` is collective and returns the same array on every rank;
+- ``Solution.write(dir)`` writes ``density.xdmf`` (+ .h5, dolfinx, for ParaView), the nodal copy
+  ``density_p1.xdmf`` (inline XML, gathered to rank 0 in the global dof numbering, so a run on any
+  number of ranks can be read back by meshio alone) and ``observables.json``/``.csv`` (rank 0);
+- ``Solution.load(dir)`` returns the neutral :class:`symfp.fem.solution.Solution`, which evaluates
+  and plots like the solution written, without dolfinx or h5py (serially on each rank).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ...errors import InputError
+from ..output import write_observables
+from ..solution import NODAL_COPY
+from ..solution import Solution as NodalSolution
 from . import compat
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return value
-
-
-@dataclass
-class Solution:
-    """A forward solution.
+@dataclass(repr=False)
+class Solution(NodalSolution):
+    """A forward solution of the dolfinx backend (attributes as :class:`symfp.fem.solution.Solution`).
 
     Attributes:
-        times: output times (T,).
-        observables: dict of numpy arrays: ``t``, ``mass``, ``mean`` (T×d), ``cov`` (T×d×d), ``min``,
-            ``max``, ``entropy``, ``relative_entropy`` (when the stationary density is known),
-            ``E[name]`` for each requested expectation, ``region_mass`` (T×regions) with
-            ``region_names``.
         mesh: the :class:`symfp.fem.dolfinx.mesh.Mesh`.
-        sde: the SDE solved (or None when loaded from disk).
-        density: the dolfinx Function of the density at the final time (None when loaded).
+        density: the dolfinx Function of the density at the final time.
         snapshots: ``{t: owned nodal values}`` of the stored densities.
-        info: how it was solved (scheme, stabilisation and why, Péclet number, KSP iterations...).
         timings: wall-clock seconds on this rank: ``setup`` (Péclet test, forms, JIT, assembly, KSP
             and observable set-up, p0), ``assemble`` (the operator matrices alone), and per time step
             (arrays of length steps) ``step`` (the whole step: right-hand side, solve, checks,
-            observables), ``ksp`` (the linear solve alone) and ``output`` (observables; 0 when not an
-            output step). Empty when loaded from disk.
+            observables), ``ksp`` (the linear solves alone) and ``output`` (the trackers: checks and
+            observables).
     """
 
-    times: np.ndarray
-    observables: dict[str, np.ndarray]
-    mesh: Any = None
-    sde: Any = None
-    density: Any = None
-    snapshots: dict[float, np.ndarray] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, Any] = field(default_factory=dict)
+    backend = "dolfinx"
 
     def _function_at(self, t: float | None) -> Any:
-        if self.density is None:
-            raise InputError("Solution.eval: this solution was loaded without its mesh; re-run the solve")
+        self._require_density()
         if t is None:
             return self.density
-        key = min(self.snapshots, key=lambda s: abs(s - t)) if self.snapshots else None
-        if key is None or abs(key - t) > 1e-9 * max(1.0, abs(t)):
-            have = ", ".join(f"{s:g}" for s in sorted(self.snapshots))
-            raise InputError(f"Solution.eval: no density stored at t = {t:g}; stored times: {have}. "
-                             "Pass keep='all' (or output_every) to solve() to store more")
+        vals = self._snapshot(t)
         f = compat.dolfinx_modules().fem.Function(self.density.function_space)
-        n = len(self.snapshots[key])
-        f.x.array[:n] = self.snapshots[key]
+        f.x.array[: len(vals)] = vals
         f.x.scatter_forward()
         return f
 
@@ -81,11 +59,10 @@ class Solution:
         Returns:
             (n,) values, the same on every rank; NaN outside the mesh.
         """
-        f = self._function_at(t)
-        return compat.eval_points(f, points)[:, 0]
+        return compat.eval_points(self._function_at(t), points)[:, 0]
 
     def write(self, directory: str | os.PathLike) -> str:
-        """Write ``density.xdmf`` (+ .h5) and ``observables.json``/``.csv`` into ``directory``."""
+        """Write ``density.xdmf`` (+ .h5), ``density_p1.xdmf``, ``observables.json``/``.csv``; collective."""
         directory = os.fspath(directory)
         comm = self.mesh.comm if self.mesh is not None else None
         rank = comm.rank if comm is not None else 0
@@ -102,67 +79,80 @@ class Solution:
                     f = self._function_at(t) if vals is not None else self.density
                     f.name = "density"
                     xf.write_function(f, float(t))
-            if msh.comm.size == 1:
-                self._write_nodal_copy(os.path.join(directory, "density_p1.xdmf"))
+            self._write_nodal_copy(os.path.join(directory, NODAL_COPY))
         if rank == 0:
-            obs = {k: _jsonable(v) for k, v in self.observables.items()}
-            meta = {k: _jsonable(v) for k, v in self.info.items() if isinstance(v, (str, int, float, bool))}
-            with open(os.path.join(directory, "observables.json"), "w") as fh:
-                json.dump({"observables": obs, "info": meta}, fh, indent=1)
-            self._write_csv(os.path.join(directory, "observables.csv"))
+            write_observables(directory, self.observables, {**self.info, "backend": self.backend})
         if comm is not None:
             comm.barrier()
         return directory
 
     def _write_nodal_copy(self, path: str) -> None:
-        """The P1 densities on the dof mesh as inline-XML XDMF (read back by meshio, no h5py; serial)."""
+        """The P1 densities as inline-XML XDMF on rank 0 (collective; skipped without meshio)."""
         try:
             import meshio  # noqa: F401
         except ImportError:
             return
-        from ..mesh import NeutralMesh
         from ..solution import write_xdmf
 
-        V = self.density.function_space
-        d = V.mesh.topology.dim
-        dm = V.dofmap.list
-        cells = np.asarray(getattr(dm, "array", dm)).reshape(-1, d + 1)
-        mesh = NeutralMesh(points=V.tabulate_dof_coordinates()[:, :d].copy(), cells=cells.astype(np.int64))
-        n = len(mesh.points)
-        items = sorted(self.snapshots.items()) or [(float(self.times[-1]), self.density.x.array)]
-        write_xdmf(path, mesh, "density", [(t, np.asarray(v)[:n]) for t, v in items])
-
-    def _write_csv(self, path: str) -> None:
-        from ..output import observables_csv
-
-        with open(path, "w", newline="") as fh:
-            fh.write(observables_csv(self.observables))
+        items = sorted(self.snapshots.items())
+        if not items:
+            n = self.density.function_space.dofmap.index_map.size_local
+            items = [(float(self.times[-1]), self.density.x.array[:n])]
+        gathered = gather_nodal(self.density.function_space, [v for _, v in items])
+        if gathered is not None:
+            mesh, values = gathered
+            write_xdmf(path, mesh, "density", [(t, v) for (t, _), v in zip(items, values, strict=True)])
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> Any:
-        """Read a folder written by :meth:`write`.
+    def load(cls, directory: str | os.PathLike) -> NodalSolution:
+        """Read a folder written by :meth:`write` (any number of ranks) as a neutral Solution.
 
-        With the serial run's ``density_p1.xdmf`` (inline XML, meshio) the result is a
-        :class:`symfp.fem.solution.Solution` that evaluates (``.eval(points, t)``) and plots like the
-        solution written, without dolfinx or h5py; otherwise the observables alone.
+        With ``density_p1.xdmf`` (and meshio) it evaluates (``.eval(points, t)``) and plots like the
+        solution written, without dolfinx or h5py; otherwise it holds the observables alone.
         """
-        if os.path.exists(os.path.join(os.fspath(directory), "density_p1.xdmf")):
-            try:
-                from ..solution import Solution as NodalSolution
+        try:
+            return NodalSolution.load(directory)
+        except ImportError:  # meshio missing: the observables alone
+            from ..output import read_observables
 
-                return NodalSolution.load(directory)
-            except ImportError:  # meshio missing: the observables alone
-                pass
-        path = os.path.join(os.fspath(directory), "observables.json")
-        if not os.path.exists(path):
-            raise InputError(f"Solution.load: {path!r} does not exist; write a solution with .write(dir)")
-        with open(path) as fh:
-            data = json.load(fh)
-        obs: Mapping[str, Any] = data["observables"]
-        arrays = {k: np.array(v, dtype=object if k == "region_names" else None) for k, v in obs.items()}
-        return cls(times=arrays["t"], observables=arrays, info=data.get("info", {}))
+            obs, info = read_observables(os.fspath(directory))
+            return NodalSolution(times=obs["t"], observables=obs, info=info)
 
-    def __repr__(self) -> str:
-        T = len(self.times)
-        return (f"Solution({T} output times up to t = {self.times[-1]:g}, "
-                f"stabilisation={self.info.get('stabilisation')!r}, scheme={self.info.get('scheme')!r})")
+
+def gather_nodal(V: Any, arrays: list[np.ndarray], root: int = 0) -> tuple[Any, list[np.ndarray]] | None:
+    """The P1 dof mesh and owned nodal ``arrays`` of every rank on ``root``, in the global dof numbering.
+
+    Each rank sends its owned dof coordinates and global indices, its owned cells (dofs in global
+    numbering: ghost dofs through the index map's ghosts) and its owned values; ``root`` assembles a
+    :class:`symfp.fem.mesh.NeutralMesh` over all dofs. On one rank this is the local dof mesh itself.
+    Collective.
+
+    Returns:
+        ``(mesh, [values, ...])`` on ``root``, None elsewhere.
+    """
+    from ..mesh import NeutralMesh
+
+    msh = V.mesh
+    d = msh.topology.dim
+    imap = V.dofmap.index_map
+    n = imap.size_local
+    r0 = imap.local_range[0]
+    local_to_global = np.concatenate([np.arange(r0, r0 + n, dtype=np.int64),
+                                      np.asarray(imap.ghosts, dtype=np.int64)])
+    dm = V.dofmap.list
+    n_cells = msh.topology.index_map(d).size_local
+    cells = np.asarray(getattr(dm, "array", dm)).reshape(-1, d + 1)[:n_cells]
+    coords = V.tabulate_dof_coordinates()[:n, :d]
+    payload = (r0, coords, local_to_global[cells], [np.asarray(a, dtype=float)[:n] for a in arrays])
+    parts = msh.comm.gather(payload, root=root)
+    if msh.comm.rank != root:
+        return None
+    total = sum(len(p[1]) for p in parts)
+    points = np.empty((total, d))
+    values = [np.empty(total) for _ in arrays]
+    for start, xs, _, vals in parts:
+        points[start:start + len(xs)] = xs
+        for out, v in zip(values, vals, strict=True):
+            out[start:start + len(xs)] = v
+    all_cells = np.concatenate([p[2] for p in parts]).astype(np.int64)
+    return NeutralMesh(points=points, cells=all_cells), values

@@ -19,7 +19,6 @@ level (:math:`K(t_{n+1})`; CN the trapezoidal pair) and the step matrices re-fac
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,7 +42,7 @@ from ..problem import (
 )
 from ..problem import fct_options as check_fct_options
 from ..schemes import FCTStepper, GalerkinStepper, check_scheme, nd_splu_solver
-from ..solution import Solution
+from ..solution import Solution, solve_info
 from ..stabilisation import PecletReport, choose, peclet_of_cells
 from ..trackers import (
     MassTracker,
@@ -103,6 +102,35 @@ def initial_nodal(p0: Any, mesh: NeutralMesh, state: tuple[sp.Symbol, ...], ml: 
         raise InputError(f"{where}: p0 has zero mass on the mesh (∫ p0 = {mass:g}); is the density "
                          "concentrated outside the domain?")
     return vals / mass
+
+
+class OperatorUpdate:
+    r"""``before_step`` of :func:`symfp.fem.trackers.run` for time-dependent coefficients.
+
+    Before step n, K is re-assembled at :math:`t_{n+1}` = n·dt and handed to the stepper with the
+    previous :math:`K(t_n)` (Crank–Nicolson's explicit half); "upwind" gets the upwinded K and its
+    lumped mass. ``assemblies`` counts the assemblies of K (1 for the one at t = 0).
+    """
+
+    def __init__(self, terms: Any, basis: Any, state: tuple[sp.Symbol, ...], tsym: sp.Symbol | None,
+                 stepper: Any, M: Any, K: Any, dt: float, *, upwind: bool):
+        self.terms, self.basis, self.state, self.tsym = terms, basis, state, tsym
+        self.stepper, self.M, self.K, self.dt, self.upwind = stepper, M, K, float(dt), upwind
+        self.assemblies = 1
+        self.seconds = 0.0
+
+    def __call__(self, n: int) -> None:
+        t0 = time.perf_counter()
+        K_new = assemble_bilinear(self.terms, self.basis, self.state, tsym=self.tsym, t=n * self.dt)
+        self.assemblies += 1
+        if self.upwind:
+            from ..fct import discrete_upwind_scipy
+
+            self.stepper.set_operators(self.stepper.M, discrete_upwind_scipy(K_new))
+        else:
+            self.stepper.set_operators(self.M, K_new, self.K)
+        self.K = K_new
+        self.seconds += time.perf_counter() - t0
 
 
 def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | None = None,
@@ -177,7 +205,6 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     K = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=0.0)
     ml = np.asarray(M.sum(axis=1)).ravel()
     assemble_s = time.perf_counter() - t0
-    n_assemblies = 1
     bc = msh.boundary_vertices(parts) if parts else np.zeros(0, dtype=np.int64)
 
     solver = nd_splu_solver(msh.points)  # P1 dofs are the vertices
@@ -194,21 +221,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     else:
         stepper = GalerkinStepper(scheme, M, K, dt, bc_rows=bc, solver=solver)
 
-    state_K = {"K": K}
-
-    def before_step(n: int) -> None:
-        nonlocal assemble_s, n_assemblies
-        ta = time.perf_counter()
-        K_new = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=n * dt)
-        n_assemblies += 1
-        if method == "upwind":
-            from ..fct import discrete_upwind_scipy
-
-            stepper.set_operators(stepper.M, discrete_upwind_scipy(K_new))
-        else:
-            stepper.set_operators(M, K_new, state_K["K"])
-        state_K["K"] = K_new
-        assemble_s += time.perf_counter() - ta
+    update = OperatorUpdate(wf.bilinear, basis, state, tsym, stepper, M, K, dt, upwind=method == "upwind")
 
     # observables: weight vectors ∫ g φ_i assembled once
     vectors = {"mass": ml}
@@ -252,38 +265,20 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     timings: dict[str, Any] = {}
     t_loop = time.perf_counter()
     u = run(stepper, u0, n_steps=n_steps, dt=dt, trackers=trackers,
-            before_step=before_step if tsym is not None else None, timings=timings)
+            before_step=update if tsym is not None else None, timings=timings)
     loop_s = time.perf_counter() - t_loop
     observables = recorder.arrays()
     observables["wall"] = np.array(wall_tr.ratios)
-    info = {
-        "backend": "skfem",
-        "domain": domain_note or str(msh),
-        "max_wall_ratio": float(max(wall_tr.ratios)) if wall_tr.ratios else 0.0,
-        "scheme": scheme,
-        "stabilisation": method,
-        "stabilisation_reason": why,
-        "max_cell_peclet": report.max_peclet,
-        "degenerate_diffusion": report.degenerate,
-        "dt": dt,
-        "steps": n_steps,
-        "ksp_iterations": stepper.iterations,
-        "factorisations": stepper.factorisations,
-        "assemble_seconds": assemble_s,
-        "time_dependent": tsym is not None,
-        "operator_assemblies": n_assemblies,
-        "loop_seconds": loop_s,
-        "seconds_per_step": loop_s / n_steps,
-        "setup_seconds": setup_s,
-        "dofs": int(len(msh.points)),
-        "absorbing": ",".join(parts),
-        "ranks": 1,
-    }
+    info = solve_info(
+        backend="skfem", domain=domain_note or str(msh), wall_ratios=wall_tr.ratios, scheme=scheme,
+        method=method, reason=why, report=report, dt=dt, steps=n_steps, iterations=stepper.iterations,
+        assemble_seconds=assemble_s + update.seconds, time_dependent=tsym is not None,
+        assemblies=update.assemblies, loop_seconds=loop_s, setup_seconds=setup_s, dofs=len(msh.points),
+        absorbing=parts, ranks=1)
+    info["factorisations"] = stepper.factorisations
     if method == "fct":
         info["fct_mean_alpha"] = stepper.mean_alpha()
         info["fct_cn_fallback_steps"] = stepper.fallback_steps
-    if math.isnan(info["max_cell_peclet"]):  # pragma: no cover - defensive
-        info["max_cell_peclet"] = float("inf")
     return Solution(times=np.array(obs_tr.times), observables=observables, mesh=msh, sde=sde, density=u,
                     snapshots=snap_tr.snapshots, info=info,
                     timings={"setup": setup_s, "assemble": assemble_s, "step": timings.get("step"),
