@@ -29,7 +29,7 @@ import sympy as sp
 
 from ..errors import InputError, require
 from .datamean import has_data_nodes, lambdify_datamean
-from .sde import sde_parts
+from .shapes import sde_parts
 from .stage import Stage
 from .weakform import (
     WeakForm,
@@ -594,6 +594,14 @@ class FokkerPlanck(Stage):
         if kind == "forward":
             return forward_form(self._sde, **kwargs)
         if kind == "symmetrised":
+            if kwargs.get("density") is None:  # this equation's own stationary density (cached)
+                rho = self.stationary_density()
+                if rho is None:
+                    raise InputError(
+                        "forward_form(symmetrised=True): no closed-form zero-flux stationary density: "
+                        f"{self.stationary_reason}. Use the plain forward form, or pass density= yourself."
+                    )
+                kwargs["density"] = rho
             return forward_form(self._sde, symmetrised=True, **kwargs)
         if kind == "exit_time":
             return exit_time_form(self._sde, **kwargs)
