@@ -28,6 +28,7 @@ infinite or NaN raises :class:`~symfp.errors.InputError` naming the sample.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import combinations_with_replacement
@@ -55,7 +56,18 @@ __all__ = [
     "LatexNames",
     "latex_names",
     "CHUNK_ELEMENTS",
+    "lambdify",
 ]
+
+#: lambdify's docstring prints the whole expression with str() (seconds for a derivation's data-means)
+_NO_DOCSTRING = {"docstring_limit": 0} if "docstring_limit" in inspect.signature(sp.lambdify).parameters \
+    else {}
+
+
+def lambdify(args: Any, expr: Any, modules: Any = None, **kwargs: Any) -> Callable[..., Any]:
+    """``sympy.lambdify`` without building the docstring (on SymPy versions that allow it)."""
+    return sp.lambdify(args, expr, modules=modules, **kwargs, **_NO_DOCSTRING)
+
 
 #: the largest number of (point × sample) float64 values evaluated at once (≈ 32 MB per array).
 CHUNK_ELEMENTS = 1 << 22
