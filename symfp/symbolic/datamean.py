@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from sympy.core.cache import cacheit
 from sympy.core.sorting import default_sort_key
 
 from ..errors import InputError
@@ -173,6 +174,16 @@ class _DataNode(sp.Expr):
     def _eval_is_extended_real(self) -> bool | None:
         return True if all(e.is_extended_real for e in self.exprs) else None
 
+    @cacheit
+    def sort_key(self, order: Any = None) -> tuple:
+        """The ordering key of a compound expression, from the arguments' keys.
+
+        (``Expr.sort_key`` of an atom prints it, ``str(self)``: for a node that is its whole inner
+        expression, at every comparison of terms; this is the cost-free equivalent.)
+        """
+        return (self.class_key(), (len(self.args), tuple(a.sort_key(order) for a in self.args)),
+                sp.S.One.sort_key(), sp.S.One)
+
     def _eval_evalf(self, prec: int) -> sp.Expr | None:
         if self.free_symbols:
             return None
@@ -209,6 +220,22 @@ def _exact_weights(ds: Any) -> list[sp.Expr]:
     return [sp.Rational(float(v)) for v in wts]
 
 
+#: ∂node/∂θ_k by (node, θ_k): the moment matching, the Fokker–Planck operator, its weak form and the
+#: curl test differentiate the same nodes again and again (bounded, oldest entries dropped first)
+_DERIVATIVES: dict[tuple[Any, sp.Symbol], sp.Expr] = {}
+_DERIVATIVES_MAX = 4096
+
+
+def _derivative(node: _DataNode, s: sp.Symbol, compute: Callable[[], sp.Expr]) -> sp.Expr:
+    key = (node, s)
+    out = _DERIVATIVES.get(key)
+    if out is None:
+        out = _DERIVATIVES[key] = compute()
+        while len(_DERIVATIVES) > _DERIVATIVES_MAX:
+            _DERIVATIVES.pop(next(iter(_DERIVATIVES)))
+    return out
+
+
 class DataMean(_DataNode):
     r""":math:`\frac1N\sum_{i=1}^N e(\theta;\xi_i)`, unevaluated (see the module docstring).
 
@@ -234,7 +261,7 @@ class DataMean(_DataNode):
     def _eval_derivative(self, s: sp.Symbol) -> sp.Expr:
         if s in self.ref.symbols:
             return sp.S.Zero
-        return DataMean(sp.diff(self.expr, s), self.ref)
+        return _derivative(self, s, lambda: DataMean(sp.diff(self.expr, s), self.ref))
 
     def _eval_subs(self, old: Any, new: Any) -> sp.Expr | None:
         if old in self.ref.symbols:
@@ -279,7 +306,8 @@ class DataCov(_DataNode):
         if s in self.ref.symbols:
             return sp.S.Zero
         a, b = self.exprs
-        return DataCov(sp.diff(a, s), b, self.ref) + DataCov(a, sp.diff(b, s), self.ref)
+        return _derivative(self, s, lambda: DataCov(sp.diff(a, s), b, self.ref)
+                           + DataCov(a, sp.diff(b, s), self.ref))
 
     def _eval_subs(self, old: Any, new: Any) -> sp.Expr | None:
         if old in self.ref.symbols:
@@ -344,7 +372,8 @@ class LatexNames:
         names = [sp.latex(p) for p in self.params]
         for order in range(0, max_order + 1):
             for alpha in combinations_with_replacement(range(len(self.params)), order):
-                e = sp.diff(self.loss, *[self.params[k] for k in alpha]) if alpha else self.loss
+                e = sp.diff(self.loss, *[self.params[k] for k in alpha], simplify=False) if alpha \
+                    else self.loss
                 one = _single(sp.sympify(DataMean(e, data)), DataMean)
                 if one is None:
                     continue
@@ -375,7 +404,7 @@ class LatexNames:
             cols = [self.data.arrays[s][None, :32] for s in syms]
             n = len(cols[0][0])
             try:
-                f = sp.lambdify([*self.params, *syms], [stable_forms(exprs[k]) for k in todo],
+                f = lambdify([*self.params, *syms], [stable_forms(exprs[k]) for k in todo],
                                 modules="numpy", cse=True)
                 with np.errstate(all="ignore"):
                     vals = [np.broadcast_to(np.asarray(v, dtype=float), (3, n)).ravel()
@@ -410,7 +439,8 @@ class LatexNames:
             for order in range(0, 4):
                 for alpha in combinations_with_replacement(range(len(self.params)), order):
                     alphas.append(alpha)
-                    exprs.append(sp.diff(self.loss, *[self.params[k] for k in alpha]) if alpha else self.loss)
+                    exprs.append(sp.diff(self.loss, *[self.params[k] for k in alpha], simplify=False)
+                                 if alpha else self.loss)
             out = []
             for alpha, fp in zip(alphas, self._fingerprints(exprs), strict=True):
                 if fp is not None and np.any(fp != 0):
@@ -740,10 +770,10 @@ def _inner_functions(e: sp.Expr, args: tuple[sp.Symbol, ...], syms: tuple[sp.Sym
     key = (e, args, syms)
     if key not in _INNER_CACHE:
         stable = stable_forms(e)
-        f = sp.lambdify([*args, *syms], stable, modules=["numpy"])
+        f = lambdify([*args, *syms], stable, modules=["numpy"])
         import mpmath
 
-        g = sp.lambdify([*args, *syms], stable, modules=[{"mpmath": mpmath}, "mpmath"])
+        g = lambdify([*args, *syms], stable, modules=[{"mpmath": mpmath}, "mpmath"])
         _INNER_CACHE[key] = (f, g)
     return _INNER_CACHE[key]
 
@@ -808,14 +838,14 @@ def _joint_function(inners: Sequence[sp.Expr], args: tuple[sp.Symbol, ...], syms
     if feats:
         with np.errstate(all="ignore"):
             data = [np.asarray(ds.arrays[s], dtype=float) for s in syms]
-            fe = sp.lambdify(syms, feats, modules=["numpy"])(*data)
+            fe = lambdify(syms, feats, modules=["numpy"])(*data)
         cols = [np.broadcast_to(np.asarray(v, dtype=float), (ds.n,))[None, :] for v in fe]
         if not all(np.all(np.isfinite(c)) for c in cols):
             cols = None
     if cols is None:
         fsyms, rew = list(syms), stable
         cols = [np.asarray(ds.arrays[s], dtype=float)[None, :] for s in syms]
-    f = sp.lambdify([*args, *fsyms], rew, modules=["numpy"], cse=True)
+    f = lambdify([*args, *fsyms], rew, modules=["numpy"], cse=True)
     return f, cols
 _MEMO: dict[tuple, np.ndarray] = {}
 
@@ -892,7 +922,7 @@ def lambdify_datamean(
         raise InputError("lambdify_datamean: nested data-means are not supported; expand the inner mean")
     placeholders = [sp.Dummy(f"m{k}") for k in range(len(nodes))]
     outer_expr = body.xreplace(dict(zip(nodes, placeholders, strict=True)))
-    outer = sp.lambdify([*args, *placeholders], outer_expr.tolist() if is_mat else outer_expr,
+    outer = lambdify([*args, *placeholders], outer_expr.tolist() if is_mat else outer_expr,
                         modules=["numpy"])
 
     def f(*values: Any) -> Any:
