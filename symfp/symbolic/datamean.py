@@ -222,7 +222,7 @@ def _exact_weights(ds: Any) -> list[sp.Expr]:
 
 #: ∂node/∂θ_k by (node, θ_k): the moment matching, the Fokker–Planck operator, its weak form and the
 #: curl test differentiate the same nodes again and again (bounded, oldest entries dropped first)
-_DERIVATIVES: dict[tuple[Any, sp.Symbol], sp.Expr] = {}
+_DERIVATIVES: dict[tuple, sp.Expr] = {}
 _DERIVATIVES_MAX = 4096
 
 
@@ -233,6 +233,16 @@ def _derivative(node: _DataNode, s: sp.Symbol, compute: Callable[[], sp.Expr]) -
         out = _DERIVATIVES[key] = compute()
         while len(_DERIVATIVES) > _DERIVATIVES_MAX:
             _DERIVATIVES.pop(next(iter(_DERIVATIVES)))
+    return out
+
+
+def _inner_diff(e: sp.Expr, s: sp.Symbol) -> sp.Expr:
+    """∂e/∂s of an expression under a mean, memoised: means and covariances share inner expressions
+    (the loss' derivatives), so the same derivative is asked for by several nodes."""
+    key = ("inner", e, s)
+    out = _DERIVATIVES.get(key)
+    if out is None:
+        out = _DERIVATIVES[key] = sp.diff(e, s)
     return out
 
 
@@ -261,7 +271,7 @@ class DataMean(_DataNode):
     def _eval_derivative(self, s: sp.Symbol) -> sp.Expr:
         if s in self.ref.symbols:
             return sp.S.Zero
-        return _derivative(self, s, lambda: DataMean(sp.diff(self.expr, s), self.ref))
+        return _derivative(self, s, lambda: DataMean(_inner_diff(self.expr, s), self.ref))
 
     def _eval_subs(self, old: Any, new: Any) -> sp.Expr | None:
         if old in self.ref.symbols:
@@ -306,8 +316,8 @@ class DataCov(_DataNode):
         if s in self.ref.symbols:
             return sp.S.Zero
         a, b = self.exprs
-        return _derivative(self, s, lambda: DataCov(sp.diff(a, s), b, self.ref)
-                           + DataCov(a, sp.diff(b, s), self.ref))
+        return _derivative(self, s, lambda: DataCov(_inner_diff(a, s), b, self.ref)
+                           + DataCov(a, _inner_diff(b, s), self.ref))
 
     def _eval_subs(self, old: Any, new: Any) -> sp.Expr | None:
         if old in self.ref.symbols:
