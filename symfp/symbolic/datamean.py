@@ -236,13 +236,47 @@ def _derivative(node: _DataNode, s: sp.Symbol, compute: Callable[[], sp.Expr]) -
     return out
 
 
+#: elementary functions differentiated by the chain rule with their own ``fdiff`` (real arguments)
+_CHAIN_RULE = (sp.exp, sp.log, sp.tanh, sp.sinh, sp.cosh, sp.sin, sp.cos, sp.atan, sp.erf)
+
+
+def _fast_diff(e: sp.Expr, s: sp.Symbol) -> sp.Expr:
+    r""":math:`\partial e/\partial s` by the sum, product, power and chain rules.
+
+    The same result as ``sp.diff`` without ``Derivative``'s assumption queries (``is_zero`` of every
+    intermediate result), which are most of SymPy's cost on a loss's third derivatives; anything
+    outside Add, Mul, constant powers and the elementary functions of ``_CHAIN_RULE`` goes to
+    ``sp.diff``.
+    """
+    if s not in e.free_symbols:
+        return sp.S.Zero
+    if e == s:
+        return sp.S.One
+    if e.is_Add:
+        return sp.Add(*[_fast_diff(a, s) for a in e.args])
+    if e.is_Mul:
+        args = e.args
+        terms = []
+        for i, a in enumerate(args):
+            da = _fast_diff(a, s)
+            if da != 0:
+                terms.append(sp.Mul(*args[:i], da, *args[i + 1:]))
+        return sp.Add(*terms)
+    if e.is_Pow and s not in e.exp.free_symbols:
+        b, x = e.args
+        return x * b ** (x - 1) * _fast_diff(b, s)
+    if isinstance(e, _CHAIN_RULE) and len(e.args) == 1:
+        return e.fdiff(1) * _fast_diff(e.args[0], s)
+    return sp.diff(e, s)
+
+
 def _inner_diff(e: sp.Expr, s: sp.Symbol) -> sp.Expr:
     """∂e/∂s of an expression under a mean, memoised: means and covariances share inner expressions
     (the loss' derivatives), so the same derivative is asked for by several nodes."""
     key = ("inner", e, s)
     out = _DERIVATIVES.get(key)
     if out is None:
-        out = _DERIVATIVES[key] = sp.diff(e, s)
+        out = _DERIVATIVES[key] = _fast_diff(e, s)
     return out
 
 
@@ -377,26 +411,34 @@ class LatexNames:
         self.used: dict[Any, str] = {}
         self.generic: list[Any] = []
         self.sigma_used = False
+        self._dloss: dict[tuple[int, ...], sp.Expr] = {}
         if self.loss is None or data is None or not self.params:
             return
         names = [sp.latex(p) for p in self.params]
         for order in range(0, max_order + 1):
             for alpha in combinations_with_replacement(range(len(self.params)), order):
-                e = sp.diff(self.loss, *[self.params[k] for k in alpha], simplify=False) if alpha \
-                    else self.loss
+                e = self._loss_derivative(alpha)
                 one = _single(sp.sympify(DataMean(e, data)), DataMean)
                 if one is None:
                     continue
                 c, nd = one
                 base = "f" if not alpha else r"\partial_{" + " ".join(names[k] for k in alpha) + "} f"
                 self.known.setdefault(nd, self._scaled(base, c))
-        grads = [sp.diff(self.loss, p) for p in self.params]
+        grads = [self._loss_derivative((k,)) for k in range(len(self.params))]
         for a in range(len(grads)):
             for b in range(a, len(grads)):
                 one = _single(sp.sympify(DataCov(grads[a], grads[b], data)), DataCov)
                 if one is not None:
                     c, nd = one
                     self.known.setdefault(nd, self._scaled(rf"\Sigma_{{{names[a]} {names[b]}}}", c))
+
+    def _loss_derivative(self, alpha: tuple[int, ...]) -> sp.Expr:
+        r""":math:`\partial_\alpha \ell` (alpha sorted), each from its parent by one derivative, once."""
+        if not alpha:
+            return self.loss
+        if alpha not in self._dloss:
+            self._dloss[alpha] = _inner_diff(self._loss_derivative(alpha[:-1]), self.params[alpha[-1]])
+        return self._dloss[alpha]
 
     def _fingerprints(self, exprs: Sequence[sp.Expr]) -> list[np.ndarray | None]:
         """Each expression at 3 fixed parameter points × the first ≤ 32 samples (one joint lowering)."""
@@ -449,8 +491,7 @@ class LatexNames:
             for order in range(0, 4):
                 for alpha in combinations_with_replacement(range(len(self.params)), order):
                     alphas.append(alpha)
-                    exprs.append(sp.diff(self.loss, *[self.params[k] for k in alpha], simplify=False)
-                                 if alpha else self.loss)
+                    exprs.append(self._loss_derivative(alpha))
             out = []
             for alpha, fp in zip(alphas, self._fingerprints(exprs), strict=True):
                 if fp is not None and np.any(fp != 0):
