@@ -193,3 +193,22 @@ def test_data_mean_nodes_are_public_in_the_symfp_namespace():
     m = symfp.DataMean(LOGISTIC, d)
     at = {w1: 0.3, w2: -0.2}
     assert float(m.subs(at)) == pytest.approx(float(m.expanded().subs(at)), rel=1e-13)
+
+
+def test_fast_derivative_of_inner_expressions_equals_sympys():
+    from symfp.symbolic.datamean import _fast_diff
+
+    rng = np.random.default_rng(3)
+    exprs = [LOGISTIC, (w2 * sp.tanh(w1 * x) - y) ** 2 / 2, sp.sqrt(1 + w1**2 * x**2) * sp.exp(-w2 * y),
+             sp.Abs(w1 - x) + sp.Heaviside(w2) * w2, sp.log(1 + sp.exp(w1 * x)) ** 3 / (1 + w2**2)]
+    for e in exprs:
+        for order in ((w1,), (w1, w2), (w2, w1, w1)):
+            fast, ref = e, e
+            for s in order:
+                fast, ref = _fast_diff(fast, s), sp.diff(ref, s)
+            for _ in range(3):
+                at = {w1: rng.uniform(-2, 2), w2: rng.uniform(0.1, 2), x: rng.uniform(-2, 2),
+                      y: rng.choice([-1.0, 1.0])}
+                want = complex(ref.subs(at).evalf())
+                assert complex(fast.subs(at).evalf()) == pytest.approx(want, rel=1e-12, abs=1e-14)
+    assert _fast_diff(w1 * x, w2) == 0 and _fast_diff(w1, w1) == 1
