@@ -1,4 +1,5 @@
-"""Benchmarks of data-mean losses (logistic regression) in the numeric layers: exact-SGD particles
+"""Benchmarks of data-mean losses (logistic regression, a tanh unit): the derivation sme(2) + Fokker–Planck
++ weak form + LaTeX at N = 10^3..10^5 (goal < 2 s, flat in N), exact-SGD particles
 (particle-steps/s at N = 10^5, B = 32), SDE particles of the data-mean SME (cost per particle × sample,
 chunked memory), the FE solve with data-mean coefficients against a polynomial loss on the same mesh."""
 
@@ -29,8 +30,62 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _real_loss(kind: str, n: int) -> symfp.SGD:
+    """Logistic regression (2 weights) or a 2-weight tanh unit on N samples (non-polynomial losses)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 2))
+    Yv = np.where(X[:, 0] + 0.5 * rng.normal(size=n) > 0, 1.0, -1.0)
+    if kind == "logistic":
+        loss = sp.log(1 + sp.exp(-Y * (W1 * X1 + W2 * X2)))
+        data = symfp.Dataset({X1: X[:, 0], X2: X[:, 1], Y: Yv})
+    else:
+        loss = (W2 * sp.tanh(W1 * X1) - Y) ** 2 / 2
+        data = symfp.Dataset({X1: X[:, 0], Y: np.tanh(0.8 * X[:, 0]) + 0.1 * rng.normal(size=n)})
+    return symfp.SGD(loss, [W1, W2], data, lr=sp.Rational(1, 2), batch_size=8)
+
+
+def derive_times(kind: str, n: int) -> dict[str, float]:
+    """Seconds of each stage of the derivation: model, sme(order=2), Fokker–Planck operator + weak form,
+    the stationary-density decision (numerical curl), the LaTeX document; and their total."""
+    c0 = time.process_time()
+    t = [time.perf_counter()]
+    model = _real_loss(kind, n)
+    t.append(time.perf_counter())
+    sde = model.sme(order=2)
+    t.append(time.perf_counter())
+    fp = sde.fokker_planck()
+    _ = fp.operator
+    fp.weak_form("forward")
+    t.append(time.perf_counter())
+    fp.stationary_density()
+    t.append(time.perf_counter())
+    doc = symfp.latex_document(model, sde, fp)
+    t.append(time.perf_counter())
+    keys = ("model", "sme2", "fp+weak", "stationary", "latex")
+    out = {k: t[i + 1] - t[i] for i, k in enumerate(keys)}
+    out["total"] = t[-1] - t[0]
+    out["cpu"] = time.process_time() - c0  # the same under load (wall time is not)
+    out["tex_kB"] = len(doc.source) / 1000
+    return out
+
+
+def derive_rows() -> list[dict]:
+    """sme(2) + Fokker–Planck + weak form + LaTeX of logistic regression and a tanh unit, N = 10^3..10^5
+    (in a fresh process the first row also pays the imports and SymPy's first-use costs)."""
+    rows = []
+    for kind in ("logistic", "tanh"):
+        for n in (10**3, 10**4, 10**5):
+            s = derive_times(kind, n)
+            stages = ", ".join(f"{k} {s[k]:.2f}" for k in ("model", "sme2", "fp+weak", "stationary", "latex"))
+            rows.append({"benchmark": f"derive {kind}: sme(2)+FP+weak+LaTeX", "case": f"N={n}",
+                         "value": round(s["total"], 3), "unit": "s",
+                         "note": f"goal < 2 s, flat in N; cpu {s['cpu']:.2f} s; stages (s): {stages}; "
+                                 f".tex {s['tex_kB']:.0f} kB"})
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
-    rows: list[dict] = []
+    rows: list[dict] = derive_rows()  # cheap at every N: the same sizes in quick runs
     # ---- exact SGD on the actual loss: B gathered samples per particle and step, never N
     n_data, n_part, steps = 10**5, (20_000 if quick else 200_000), (5 if quick else 20)
     model = _logistic(n_data)

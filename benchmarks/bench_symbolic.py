@@ -1,6 +1,7 @@
 """Benchmarks of the symbolic core: the order-2 SME pipeline over a 10^4-sample Dataset (goal < 2 s on
-one core, Fokker–Planck + weak form + LaTeX included), its growth with N (should be flat: moments, not
-sums), and the cost of ``modified_equation`` by order (1–5)."""
+one core, Fokker–Planck + weak form + LaTeX included) for a polynomial loss, its growth with N (should be
+flat: moments, not sums), and the cost of ``modified_equation`` by order (1–5). The derivation for
+non-polynomial losses (logistic, tanh over 10^3..10^5 samples) is timed in bench_datamean.py."""
 
 from __future__ import annotations
 
@@ -41,48 +42,9 @@ def _pipeline(n: int, full: bool) -> dict[str, float]:
     return {k: t[k] - t[keys[i - 1]] for i, k in enumerate(keys) if i} | {"total": t[keys[-1]] - t["start"]}
 
 
-def _real_loss(kind: str, n: int) -> tuple[symfp.SGD, str]:
-    """Logistic regression (2 weights) or a 2-weight tanh unit on N samples (non-polynomial losses)."""
-    rng = np.random.default_rng(0)
-    w1, w2 = W[0], W[1]
-    X = rng.normal(size=(n, 2))
-    Yv = np.where(X[:, 0] + 0.5 * rng.normal(size=n) > 0, 1.0, -1.0)
-    if kind == "logistic":
-        loss = sp.log(1 + sp.exp(-Y * (w1 * X1 + w2 * X2)))
-        data = symfp.Dataset({X1: X[:, 0], X2: X[:, 1], Y: Yv})
-        what = "log(1+exp(-y(w1 x1 + w2 x2)))"
-    else:
-        loss = (w2 * sp.tanh(w1 * X1) - Y) ** 2 / 2
-        data = symfp.Dataset({X1: X[:, 0], Y: np.tanh(0.8 * X[:, 0]) + 0.1 * rng.normal(size=n)})
-        what = "(w2 tanh(w1 x) - y)^2/2"
-    return symfp.SGD(loss, [w1, w2], data, lr=sp.Rational(1, 2), batch_size=8), what
-
-
-def _real_pipeline(kind: str, n: int) -> tuple[float, float, str]:
-    """Seconds of sme(2) + Fokker–Planck + weak form + LaTeX document (data-means, no sums over N)."""
-    t0 = time.perf_counter()
-    model, what = _real_loss(kind, n)
-    sde = model.sme(order=2)
-    t1 = time.perf_counter()
-    fp = sde.fokker_planck()
-    _ = fp.operator
-    fp.weak_form("forward")
-    fp.stationary_density()  # decided numerically (curl at sample points), no symbolic determinant
-    doc = symfp.latex_document(model, sde, fp)
-    t2 = time.perf_counter()
-    return t1 - t0, t2 - t0, f"{what}; .tex {len(doc.source) // 1000} kB"
-
 
 def run(quick: bool = False) -> list[dict]:
-    rows: list[dict] = []
-    for kind in ("logistic", "tanh"):
-        for n in ([10**3] if quick else [10**3, 10**4, 10**5]):
-            sme_s, total_s, note = _real_pipeline(kind, n)
-            rows.append({"benchmark": f"real loss: {kind}, sme(2)", "case": f"N={n}",
-                         "value": round(sme_s, 3), "unit": "s",
-                         "note": "data-mean nodes; should be flat in N"})
-            rows.append({"benchmark": f"real loss: {kind}, sme(2)+FP+weak+LaTeX", "case": f"N={n}",
-                         "value": round(total_s, 3), "unit": "s", "note": f"goal < 2 s, flat in N; {note}"})
+    rows: list[dict] = []  # the real (non-polynomial) losses: bench_datamean.py
     n = 10**4
     stages = _pipeline(n, full=True)
     for k, v in stages.items():

@@ -30,6 +30,8 @@ _LAZY: dict[str, str] = {
     "SDE": "symfp.symbolic.sde",
     "Dataset": "symfp.symbolic.data",
     "Population": "symfp.symbolic.data",
+    "DataMean": "symfp.symbolic.datamean",
+    "DataCov": "symfp.symbolic.datamean",
     "Recursion": "symfp.symbolic.recursion",
     "SGD": "symfp.symbolic.recursion",
     "exp": "symfp.symbolic.functions",

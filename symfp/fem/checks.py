@@ -50,8 +50,15 @@ def _gather(comm: Any, value: Any) -> list:
     return comm.allgather(value) if comm is not None and comm.size > 1 else [value]
 
 
-def check_diffusion_on_mesh(sde: Any, mesh: Any, where: str) -> None:
+def check_diffusion_on_mesh(sde: Any, mesh: Any, where: str, *, t_end: Any = None) -> None:
     """Refuse (on every rank) an SDE whose D is not PSD at some vertex of the mesh.
+
+    Args:
+        sde: the SDE.
+        mesh: a mesh of any backend, or an (n, d) array of points.
+        where: the caller, for the message.
+        t_end: the end of the solve's time interval: a time-dependent D (``sde.time``, a schedule) is
+            checked over [0, t_end]; without it, at t = 0 only.
 
     Raises:
         InputError: from :func:`symfp.symbolic.sde.check_diffusion`, naming where D < 0.
@@ -63,7 +70,8 @@ def check_diffusion_on_mesh(sde: Any, mesh: Any, where: str) -> None:
     msg = None
     try:
         check_diffusion(sde, pts, where, region="the mesh vertices" + (" of this rank" if comm is not None
-                                                                        and comm.size > 1 else ""))
+                                                                        and comm.size > 1 else ""),
+                        t_end=t_end)
     except InputError as exc:
         msg = str(exc)
     msgs = [m for m in _gather(comm, msg) if m]
@@ -152,9 +160,13 @@ def check_sme_stability(sde: Any, mesh: Any, where: str, *, refuse: bool = True)
     return valid
 
 
-def check_fe_problem(sde: Any, mesh: Any, where: str) -> None:
-    """The checks every FE entry point runs before assembling: D ⪰ 0 and the SME's stability."""
-    check_diffusion_on_mesh(sde, mesh, where)
+def check_fe_problem(sde: Any, mesh: Any, where: str, *, t_end: Any = None) -> None:
+    """The checks every FE entry point runs before assembling: D ⪰ 0 and the SME's stability.
+
+    ``t_end``: the forward solve's end time, so that a time-dependent D is checked over [0, t_end]
+    (steady problems and callers that do not pass it check t = 0).
+    """
+    check_diffusion_on_mesh(sde, mesh, where, t_end=t_end)
     check_sme_stability(sde, mesh, where)
 
 

@@ -128,9 +128,9 @@ ETA_K = sp.Symbol("_symfp_eta_k", positive=True)  # the per-step learning rate o
 def _scheduled(model: Any, where: str) -> tuple[Any, sp.Symbol]:
     """The recursion with its learning rate replaced by a symbol η_k (the stepper's per-step input)."""
     eta_k = ETA_K
-    if hasattr(model, "_build_recursion"):  # SGD: rebuild the step with a symbolic η
+    if hasattr(model, "recursion_with"):  # SGD: rebuild the step with a symbolic η
         params = model.parameters - model.lr.free_symbols
-        rec = model._build_recursion(eta=eta_k)
+        rec = model.recursion_with(lr=eta_k)
     else:
         rec = getattr(model, "recursion", model)
         lr = getattr(rec, "lr", None)

@@ -24,7 +24,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import InputError
-from .sde import as_column, as_state
+from .shapes import as_column, as_state
 
 __all__ = ["modified_equation"]
 

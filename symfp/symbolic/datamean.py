@@ -28,6 +28,7 @@ infinite or NaN raises :class:`~symfp.errors.InputError` naming the sample.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import combinations_with_replacement
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from sympy.core.cache import cacheit
 from sympy.core.sorting import default_sort_key
 
 from ..errors import InputError
@@ -55,7 +57,18 @@ __all__ = [
     "LatexNames",
     "latex_names",
     "CHUNK_ELEMENTS",
+    "lambdify",
 ]
+
+#: lambdify's docstring prints the whole expression with str() (seconds for a derivation's data-means)
+_NO_DOCSTRING = {"docstring_limit": 0} if "docstring_limit" in inspect.signature(sp.lambdify).parameters \
+    else {}
+
+
+def lambdify(args: Any, expr: Any, modules: Any = None, **kwargs: Any) -> Callable[..., Any]:
+    """``sympy.lambdify`` without building the docstring (on SymPy versions that allow it)."""
+    return sp.lambdify(args, expr, modules=modules, **kwargs, **_NO_DOCSTRING)
+
 
 #: the largest number of (point × sample) float64 values evaluated at once (≈ 32 MB per array).
 CHUNK_ELEMENTS = 1 << 22
@@ -161,6 +174,16 @@ class _DataNode(sp.Expr):
     def _eval_is_extended_real(self) -> bool | None:
         return True if all(e.is_extended_real for e in self.exprs) else None
 
+    @cacheit
+    def sort_key(self, order: Any = None) -> tuple:
+        """The ordering key of a compound expression, from the arguments' keys.
+
+        (``Expr.sort_key`` of an atom prints it, ``str(self)``: for a node that is its whole inner
+        expression, at every comparison of terms; this is the cost-free equivalent.)
+        """
+        return (self.class_key(), (len(self.args), tuple(a.sort_key(order) for a in self.args)),
+                sp.S.One.sort_key(), sp.S.One)
+
     def _eval_evalf(self, prec: int) -> sp.Expr | None:
         if self.free_symbols:
             return None
@@ -197,6 +220,66 @@ def _exact_weights(ds: Any) -> list[sp.Expr]:
     return [sp.Rational(float(v)) for v in wts]
 
 
+#: ∂node/∂θ_k by (node, θ_k): the moment matching, the Fokker–Planck operator, its weak form and the
+#: curl test differentiate the same nodes again and again (bounded, oldest entries dropped first)
+_DERIVATIVES: dict[tuple, sp.Expr] = {}
+_DERIVATIVES_MAX = 4096
+
+
+def _derivative(node: _DataNode, s: sp.Symbol, compute: Callable[[], sp.Expr]) -> sp.Expr:
+    key = (node, s)
+    out = _DERIVATIVES.get(key)
+    if out is None:
+        out = _DERIVATIVES[key] = compute()
+        while len(_DERIVATIVES) > _DERIVATIVES_MAX:
+            _DERIVATIVES.pop(next(iter(_DERIVATIVES)))
+    return out
+
+
+#: elementary functions differentiated by the chain rule with their own ``fdiff`` (real arguments)
+_CHAIN_RULE = (sp.exp, sp.log, sp.tanh, sp.sinh, sp.cosh, sp.sin, sp.cos, sp.atan, sp.erf)
+
+
+def _fast_diff(e: sp.Expr, s: sp.Symbol) -> sp.Expr:
+    r""":math:`\partial e/\partial s` by the sum, product, power and chain rules.
+
+    The same result as ``sp.diff`` without ``Derivative``'s assumption queries (``is_zero`` of every
+    intermediate result), which are most of SymPy's cost on a loss's third derivatives; anything
+    outside Add, Mul, constant powers and the elementary functions of ``_CHAIN_RULE`` goes to
+    ``sp.diff``.
+    """
+    if s not in e.free_symbols:
+        return sp.S.Zero
+    if e == s:
+        return sp.S.One
+    if e.is_Add:
+        return sp.Add(*[_fast_diff(a, s) for a in e.args])
+    if e.is_Mul:
+        args = e.args
+        terms = []
+        for i, a in enumerate(args):
+            da = _fast_diff(a, s)
+            if da != 0:
+                terms.append(sp.Mul(*args[:i], da, *args[i + 1:]))
+        return sp.Add(*terms)
+    if e.is_Pow and s not in e.exp.free_symbols:
+        b, x = e.args
+        return x * b ** (x - 1) * _fast_diff(b, s)
+    if isinstance(e, _CHAIN_RULE) and len(e.args) == 1:
+        return e.fdiff(1) * _fast_diff(e.args[0], s)
+    return sp.diff(e, s)
+
+
+def _inner_diff(e: sp.Expr, s: sp.Symbol) -> sp.Expr:
+    """∂e/∂s of an expression under a mean, memoised: means and covariances share inner expressions
+    (the loss' derivatives), so the same derivative is asked for by several nodes."""
+    key = ("inner", e, s)
+    out = _DERIVATIVES.get(key)
+    if out is None:
+        out = _DERIVATIVES[key] = _fast_diff(e, s)
+    return out
+
+
 class DataMean(_DataNode):
     r""":math:`\frac1N\sum_{i=1}^N e(\theta;\xi_i)`, unevaluated (see the module docstring).
 
@@ -222,7 +305,7 @@ class DataMean(_DataNode):
     def _eval_derivative(self, s: sp.Symbol) -> sp.Expr:
         if s in self.ref.symbols:
             return sp.S.Zero
-        return DataMean(sp.diff(self.expr, s), self.ref)
+        return _derivative(self, s, lambda: DataMean(_inner_diff(self.expr, s), self.ref))
 
     def _eval_subs(self, old: Any, new: Any) -> sp.Expr | None:
         if old in self.ref.symbols:
@@ -267,7 +350,8 @@ class DataCov(_DataNode):
         if s in self.ref.symbols:
             return sp.S.Zero
         a, b = self.exprs
-        return DataCov(sp.diff(a, s), b, self.ref) + DataCov(a, sp.diff(b, s), self.ref)
+        return _derivative(self, s, lambda: DataCov(_inner_diff(a, s), b, self.ref)
+                           + DataCov(a, _inner_diff(b, s), self.ref))
 
     def _eval_subs(self, old: Any, new: Any) -> sp.Expr | None:
         if old in self.ref.symbols:
@@ -327,25 +411,34 @@ class LatexNames:
         self.used: dict[Any, str] = {}
         self.generic: list[Any] = []
         self.sigma_used = False
+        self._dloss: dict[tuple[int, ...], sp.Expr] = {}
         if self.loss is None or data is None or not self.params:
             return
         names = [sp.latex(p) for p in self.params]
         for order in range(0, max_order + 1):
             for alpha in combinations_with_replacement(range(len(self.params)), order):
-                e = sp.diff(self.loss, *[self.params[k] for k in alpha]) if alpha else self.loss
+                e = self._loss_derivative(alpha)
                 one = _single(sp.sympify(DataMean(e, data)), DataMean)
                 if one is None:
                     continue
                 c, nd = one
                 base = "f" if not alpha else r"\partial_{" + " ".join(names[k] for k in alpha) + "} f"
                 self.known.setdefault(nd, self._scaled(base, c))
-        grads = [sp.diff(self.loss, p) for p in self.params]
+        grads = [self._loss_derivative((k,)) for k in range(len(self.params))]
         for a in range(len(grads)):
             for b in range(a, len(grads)):
                 one = _single(sp.sympify(DataCov(grads[a], grads[b], data)), DataCov)
                 if one is not None:
                     c, nd = one
                     self.known.setdefault(nd, self._scaled(rf"\Sigma_{{{names[a]} {names[b]}}}", c))
+
+    def _loss_derivative(self, alpha: tuple[int, ...]) -> sp.Expr:
+        r""":math:`\partial_\alpha \ell` (alpha sorted), each from its parent by one derivative, once."""
+        if not alpha:
+            return self.loss
+        if alpha not in self._dloss:
+            self._dloss[alpha] = _inner_diff(self._loss_derivative(alpha[:-1]), self.params[alpha[-1]])
+        return self._dloss[alpha]
 
     def _fingerprints(self, exprs: Sequence[sp.Expr]) -> list[np.ndarray | None]:
         """Each expression at 3 fixed parameter points × the first ≤ 32 samples (one joint lowering)."""
@@ -363,7 +456,7 @@ class LatexNames:
             cols = [self.data.arrays[s][None, :32] for s in syms]
             n = len(cols[0][0])
             try:
-                f = sp.lambdify([*self.params, *syms], [stable_forms(exprs[k]) for k in todo],
+                f = lambdify([*self.params, *syms], [stable_forms(exprs[k]) for k in todo],
                                 modules="numpy", cse=True)
                 with np.errstate(all="ignore"):
                     vals = [np.broadcast_to(np.asarray(v, dtype=float), (3, n)).ravel()
@@ -398,7 +491,7 @@ class LatexNames:
             for order in range(0, 4):
                 for alpha in combinations_with_replacement(range(len(self.params)), order):
                     alphas.append(alpha)
-                    exprs.append(sp.diff(self.loss, *[self.params[k] for k in alpha]) if alpha else self.loss)
+                    exprs.append(self._loss_derivative(alpha))
             out = []
             for alpha, fp in zip(alphas, self._fingerprints(exprs), strict=True):
                 if fp is not None and np.any(fp != 0):
@@ -728,10 +821,10 @@ def _inner_functions(e: sp.Expr, args: tuple[sp.Symbol, ...], syms: tuple[sp.Sym
     key = (e, args, syms)
     if key not in _INNER_CACHE:
         stable = stable_forms(e)
-        f = sp.lambdify([*args, *syms], stable, modules=["numpy"])
+        f = lambdify([*args, *syms], stable, modules=["numpy"])
         import mpmath
 
-        g = sp.lambdify([*args, *syms], stable, modules=[{"mpmath": mpmath}, "mpmath"])
+        g = lambdify([*args, *syms], stable, modules=[{"mpmath": mpmath}, "mpmath"])
         _INNER_CACHE[key] = (f, g)
     return _INNER_CACHE[key]
 
@@ -796,14 +889,14 @@ def _joint_function(inners: Sequence[sp.Expr], args: tuple[sp.Symbol, ...], syms
     if feats:
         with np.errstate(all="ignore"):
             data = [np.asarray(ds.arrays[s], dtype=float) for s in syms]
-            fe = sp.lambdify(syms, feats, modules=["numpy"])(*data)
+            fe = lambdify(syms, feats, modules=["numpy"])(*data)
         cols = [np.broadcast_to(np.asarray(v, dtype=float), (ds.n,))[None, :] for v in fe]
         if not all(np.all(np.isfinite(c)) for c in cols):
             cols = None
     if cols is None:
         fsyms, rew = list(syms), stable
         cols = [np.asarray(ds.arrays[s], dtype=float)[None, :] for s in syms]
-    f = sp.lambdify([*args, *fsyms], rew, modules=["numpy"], cse=True)
+    f = lambdify([*args, *fsyms], rew, modules=["numpy"], cse=True)
     return f, cols
 _MEMO: dict[tuple, np.ndarray] = {}
 
@@ -880,7 +973,7 @@ def lambdify_datamean(
         raise InputError("lambdify_datamean: nested data-means are not supported; expand the inner mean")
     placeholders = [sp.Dummy(f"m{k}") for k in range(len(nodes))]
     outer_expr = body.xreplace(dict(zip(nodes, placeholders, strict=True)))
-    outer = sp.lambdify([*args, *placeholders], outer_expr.tolist() if is_mat else outer_expr,
+    outer = lambdify([*args, *placeholders], outer_expr.tolist() if is_mat else outer_expr,
                         modules=["numpy"])
 
     def f(*values: Any) -> Any:

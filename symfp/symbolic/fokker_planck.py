@@ -29,7 +29,7 @@ import sympy as sp
 
 from ..errors import InputError, require
 from .datamean import has_data_nodes, lambdify_datamean
-from .sde import sde_parts
+from .shapes import sde_parts
 from .stage import Stage
 from .weakform import (
     WeakForm,
@@ -48,6 +48,10 @@ FLOAT_RTOL = 1e-9
 
 #: symbolic proofs (determinants, simplify) are attempted only on matrices up to this many operations
 SYMBOLIC_OPS_LIMIT = 400
+
+#: test points of the numerical curl (each with a 2d-point stencil): a generic rotational field has a
+#: curl at almost every point, so two suffice; each costs 2d evaluations of the data-means
+CURL_TEST_POINTS = 2
 
 
 def _sample_points(exprs: Sequence[sp.Expr], n: int = 4) -> list[dict[sp.Symbol, float]]:
@@ -94,12 +98,10 @@ def _numeric_values(exprs: Sequence[sp.Expr], pts: list[dict[sp.Symbol, float]])
     import numpy as np
 
     syms = list(pts[0]) if pts else []
-    out = []
-    for e in exprs:
-        f = lambdify_datamean(syms, sp.sympify(e))
-        vals = f(*[np.array([pt[s] for pt in pts]) for s in syms]) if syms else [f()] * len(pts)
-        out.append([float(v) for v in np.broadcast_to(vals, (len(pts),))])
-    return [[out[k][p] for k in range(len(exprs))] for p in range(len(pts))]
+    f = lambdify_datamean(syms, sp.Matrix([sp.sympify(e) for e in exprs]))  # one lowering for all
+    vals = f(*[np.array([pt[s] for pt in pts]) for s in syms]) if syms else f()
+    out = np.broadcast_to(np.asarray(vals, dtype=float).reshape(len(exprs), -1), (len(exprs), len(pts)))
+    return [[float(out[k, p]) for k in range(len(exprs))] for p in range(len(pts))]
 
 
 def _numerically_singular(D: sp.Matrix) -> bool | None:
@@ -207,7 +209,9 @@ class Generator:
     @property
     def expr(self) -> sp.Expr:
         r"""The generator applied to an undetermined :math:`\varphi(\theta)`."""
-        return self(sp.Function("varphi")(*self.state))
+        if not hasattr(self, "_expr"):
+            self._expr = self(sp.Function("varphi")(*self.state))
+        return self._expr
 
     def latex(self) -> str:
         r"""LaTeX of :math:`\mathcal L\varphi = \dots`."""
@@ -291,12 +295,16 @@ class FokkerPlanck(Stage):
     @property
     def operator(self) -> sp.Expr:
         r"""The right-hand side :math:`-\nabla\cdot J` of :math:`\partial_t p = -\nabla\cdot J`."""
-        return self.apply(self.density)
+        if "operator" not in self._cache:  # computed once: the LaTeX document and the FE layer reuse it
+            self._cache["operator"] = self.apply(self.density)
+        return self._cache["operator"]
 
     @property
     def generator(self) -> Generator:
         r"""The backward generator :math:`\mathcal L` (callable; ``.expr`` is its action on φ)."""
-        return Generator(self._state, sp.Matrix(self._b), sp.Matrix(self._D))
+        if "generator" not in self._cache:
+            self._cache["generator"] = Generator(self._state, sp.Matrix(self._b), sp.Matrix(self._D))
+        return self._cache["generator"]
 
     def exit_time_equation(self) -> sp.Eq:
         r"""The mean exit time equation :math:`-\mathcal L\tau = 1` with :math:`\tau(\theta)` undetermined.
@@ -414,40 +422,45 @@ class FokkerPlanck(Stage):
     def _numeric_curl(self) -> tuple[tuple[int, int], float] | str:
         r"""The largest relative asymmetry of :math:`\partial_i F_j` at a few points, if beyond round-off.
 
-        Uses :math:`\partial_i F = D^{-1}(\partial_i c - (\partial_i D) F)`, all evaluated numerically.
-        Returns ``((i, j), size)`` when the Jacobian of F is not symmetric, ``"symmetric"`` when it is to
-        round-off at every point, ``"unknown"`` when D is numerically singular at a point.
+        :math:`F = D^{-1}(b - \nabla\cdot D)` is evaluated numerically (data-means as reductions over
+        the samples) at :math:`\theta \pm h e_i` around each test point, all in one pass, and its
+        Jacobian is the central difference :math:`\partial_i F \approx (F(\theta + he_i) -
+        F(\theta - he_i))/2h` with :math:`h = 10^{-5}\max(1, |\theta_i|)`: truncation
+        :math:`h^2 F'''/6 \approx 10^{-11}` and round-off :math:`\approx 10^{-15}|F|/h \approx 10^{-10}`
+        relative, far below the :math:`10^{-6}` asymmetry that counts as a curl. (No symbolic second
+        and third derivatives of the data-means are built, and each test point costs 2d evaluations.)
+        Returns ``((i, j), size)`` when the Jacobian of F is not symmetric, ``"symmetric"`` when it is
+        to round-off at every point, ``"unknown"`` when D is numerically singular at a point.
         """
         import numpy as np
 
         st = self._state
-        D, c = sp.Matrix(self._D), self.effective_drift
-        pieces = [D, c, *[D.diff(s) for s in st], *[c.diff(s) for s in st]]
-        pts = _sample_points([*D, *c, *st])
-        syms = list(pts[0])
-        shapes = [sp.Matrix(pc).shape for pc in pieces]
-        stacked = sp.Matrix([e for pc in pieces for e in sp.Matrix(pc)])  # one lowering for all pieces
-        g = lambdify_datamean(syms, stacked)
-
-        def f(*args: Any) -> list[Any]:
-            flat = np.asarray(g(*args), dtype=float).reshape(-1)
-            out, k = [], 0
-            for r, cdim in shapes:
-                out.append(flat[k:k + r * cdim].reshape(r, cdim))
-                k += r * cdim
-            return out
-        worst: tuple[tuple[int, int], float] | None = None
         d = len(st)
-        for pt in pts:
-            vals = [np.array(v, dtype=float) for v in f(*[pt[s] for s in syms])]
-            Dn, cn = vals[0], vals[1].reshape(-1)
-            try:
-                F = np.linalg.solve(Dn, cn)
-                J = np.column_stack(
-                    [np.linalg.solve(Dn, vals[2 + d + i].reshape(-1) - vals[2 + i] @ F) for i in range(d)]
-                )  # J[j, i] = d_i F_j
-            except np.linalg.LinAlgError:
-                return "unknown"
+        D, c = sp.Matrix(self._D), self.effective_drift
+        pts = _sample_points([*D, *c, *st], n=CURL_TEST_POINTS)
+        syms = list(pts[0])
+        g = lambdify_datamean(syms, sp.Matrix([*D, *c]))  # one lowering for D and c
+        pos = [syms.index(s) for s in st]
+        base = np.array([[pt[s] for s in syms] for pt in pts], dtype=float)  # (P, n_syms)
+        h = 1e-5 * np.maximum(1.0, np.abs(base[:, pos]))  # (P, d)
+        stencil = []
+        for i in range(d):
+            for sign in (-1.0, 1.0):
+                shifted = base.copy()
+                shifted[:, pos[i]] += sign * h[:, i]
+                stencil.append(shifted)
+        allpts = np.concatenate(stencil)  # (2d P, n_syms)
+        vals = np.asarray(g(*allpts.T), dtype=float)[:, 0, :].T  # (2d P, d² + d)
+        try:
+            F = np.linalg.solve(vals[:, : d * d].reshape(-1, d, d), vals[:, d * d:, None])[..., 0]
+        except np.linalg.LinAlgError:
+            return "unknown"
+        P = len(base)
+        F = F.reshape(d, 2, P, d)  # (direction i, minus/plus, point, component j)
+        worst: tuple[tuple[int, int], float] | None = None
+        for p in range(P):
+            # J[j, i] = d_i F_j
+            J = np.column_stack([(F[i, 1, p] - F[i, 0, p]) / (2 * h[p, i]) for i in range(d)])
             asym = np.abs(J - J.T) / (np.abs(J).max() + 1e-300)
             j, i = np.unravel_index(np.argmax(asym), asym.shape)
             if asym[j, i] > 1e-6 and (worst is None or asym[j, i] > worst[1]):
@@ -594,6 +607,14 @@ class FokkerPlanck(Stage):
         if kind == "forward":
             return forward_form(self._sde, **kwargs)
         if kind == "symmetrised":
+            if kwargs.get("density") is None:  # this equation's own stationary density (cached)
+                rho = self.stationary_density()
+                if rho is None:
+                    raise InputError(
+                        "forward_form(symmetrised=True): no closed-form zero-flux stationary density: "
+                        f"{self.stationary_reason}. Use the plain forward form, or pass density= yourself."
+                    )
+                kwargs["density"] = rho
             return forward_form(self._sde, symmetrised=True, **kwargs)
         if kind == "exit_time":
             return exit_time_form(self._sde, **kwargs)

@@ -251,21 +251,61 @@ def _fp_section(fp: FokkerPlanck, stationary: bool) -> str:
     return "".join(out)
 
 
-def _weak_lines(wf: WeakForm) -> str:
-    """The variational equation with one integral per line (wide coefficient vectors fit better)."""
+#: a weak-form coefficient whose LaTeX is longer than this is named in the integral and defined below
+WEAK_COEFFICIENT_CHARS = 90
+_COEFFICIENT_NAMES = {"diffusion": "K", "advection": "a", "transport": "a", "reaction": "r", "source": "s"}
+
+
+def _named_terms(terms: Any, taken: dict[str, int], u: str, v: str) -> tuple[list[str], list[str]]:
+    """LaTeX of each term's integral, long coefficients replaced by a name; and the names' definitions.
+
+    A definition is one ``aligned`` row per component (``a_{w_1} &= ...``), long sums broken into lines.
+    """
+    shown, rows = [], []
+    for t in terms:
+        c = t.coefficient
+        if len(sp.latex(c)) <= WEAK_COEFFICIENT_CHARS:
+            shown.append(t.latex(u, v))
+            continue
+        base = _COEFFICIENT_NAMES.get(t.kind, "c")
+        taken[base] = taken.get(base, 0) + 1
+        name = base if taken[base] == 1 else f"{base}^{{({taken[base]})}}"
+        shown.append(type(t)(t.kind, sp.Symbol(name)).latex(u, v))
+        if not isinstance(c, sp.MatrixBase):
+            rows.append(_sum_lines(name, c, 2))
+            continue
+        for i in range(c.rows):
+            for j in range(c.cols if c.cols > 1 else 1):
+                if c.cols > 1 and j < i:  # symmetric K: the upper triangle
+                    continue
+                sub = f"{i + 1}{j + 1}" if c.cols > 1 else f"{i + 1}"
+                rows.append(_sum_lines(f"{name}_{{{sub}}}", c[i, j], 2))
+    return shown, rows
+
+
+def _weak_lines(wf: WeakForm) -> tuple[str, list[str]]:
+    """The variational equation with one integral per line, and the definitions of named coefficients.
+
+    Coefficients whose LaTeX is long (data-mean drifts of an order-2 SME) are named
+    (:math:`K`, :math:`a`, …) and defined component by component, so no line runs off the page.
+    """
     try:
         u, v = wf.unknown, "v"
+        taken: dict[str, int] = {}
         lhs: list[str] = []
         if wf.mass is not None:
             w = "" if wf.mass == 1 else rf"\left({sp.latex(wf.mass)}\right)"
             lhs.append(rf"\int_\Omega {w}\,\partial_t {u}\, {v}\,dx")
-        lhs.extend(t.latex(u, v) for t in wf.bilinear)
-        rhs = " + ".join(t.latex(u, v) for t in wf.linear) or "0"
+        bil, rows = _named_terms(wf.bilinear, taken, u, v)
+        lin, rows2 = _named_terms(wf.linear, taken, u, v)
+        lhs.extend(bil)
+        rhs = " + ".join(lin) or "0"
+        rows += rows2
     except AttributeError:  # another weak-form layout: its own one-line rendering
-        return wf.equation_latex()
-    if len(lhs) <= 1:
-        return wf.equation_latex()
-    return "& " + " \\\\\n&+ ".join(lhs) + " \\\\\n&= " + rhs + rf" \quad \forall {v}"
+        return wf.equation_latex(), []
+    if len(lhs) <= 1 and not rows:
+        return wf.equation_latex(), []
+    return "& " + " \\\\\n&+ ".join(lhs) + " \\\\\n&= " + rhs + rf" \quad \forall {v}", rows
 
 
 def _weak_section(wf: WeakForm, n: int) -> str:
@@ -275,10 +315,14 @@ def _weak_section(wf: WeakForm, n: int) -> str:
         f"{latex_text(wf.description)[:1].upper() + latex_text(wf.description)[1:]}. Multiplying by a test "
         "function $v$ and integrating by parts over $\\Omega$, the boundary terms are stated explicitly:\n"
     )
-    out.append(_equation(_weak_lines(wf), label))
+    eq, defs = _weak_lines(wf)
+    out.append(_equation(eq, label))
+    if defs:
+        out.append("with the coefficients\n" + _equation(" \\\\\n".join(defs), label + "-coefficients"))
     conds = wf.conditions_latex()
     if conds:
-        out.append("with\n" + _equation(r",\\ ".join(conds), label + "-conditions"))
+        out.append(("and the conditions\n" if defs else "with\n")
+                   + _equation(r",\\ ".join(conds), label + "-conditions"))
     return "".join(out)
 
 

@@ -25,8 +25,8 @@ import sympy.stats as st
 
 from ..errors import InputError
 from .datamean import settle_rationals
-from .recursion import BatchMean, Recursion, StandardNormal, random_symbols
-from .stage import Stage
+from .randomness import BatchMean, StandardNormal, random_symbols
+from .stage import Stage, sympify_mapping
 
 __all__ = ["OneStepMoments", "expect_inputs", "one_step_moments"]
 
@@ -129,8 +129,6 @@ class OneStepMoments(Stage):
 
     def subs(self, mapping: Mapping[Any, Any] | None = None, **kwargs: Any) -> OneStepMoments:
         """Substitute numbers for parameters."""
-        from .stage import sympify_mapping
-
         syms = (self.mean.free_symbols | self.second.free_symbols) - set(self.state)
         m = sympify_mapping({**(mapping or {}), **kwargs}, "OneStepMoments.subs", syms)
         return OneStepMoments(self.state, self.mean.subs(m), self.second.subs(m))
@@ -160,8 +158,13 @@ def _broken(expr: Any, per_line: int = 3) -> str:
     return out
 
 
-def one_step_moments(rec: Recursion) -> OneStepMoments:
-    r"""Exact :math:`\mathbb E[\Delta]` and :math:`\mathbb E[\Delta\Delta^\top]` of a :class:`Recursion`."""
+def one_step_moments(rec: Any) -> OneStepMoments:
+    r"""Exact :math:`\mathbb E[\Delta]` and :math:`\mathbb E[\Delta\Delta^\top]` of a recursion.
+
+    Args:
+        rec: a :class:`~symfp.symbolic.recursion.Recursion` (its ``state``, ``dim``, ``increment`` and
+            ``randomness`` are read).
+    """
     delta = sp.Matrix(rec.increment)
     d = rec.dim
     mean = delta.applyfunc(lambda e: expect_inputs(e, rec.randomness, "one-step mean"))

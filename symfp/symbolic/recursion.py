@@ -24,8 +24,6 @@ and, with heavy-ball momentum :math:`\beta` (velocity form, :math:`\gamma = (1-\
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import sympy as sp
@@ -34,101 +32,16 @@ from sympy.stats.rv import is_random
 
 from ..errors import DataError, ExpressionError, InputError
 from .data import Dataset, Population
+from .moments import OneStepMoments, one_step_moments
 from .parsing import to_expression
-from .sde import as_column, as_state
-from .stage import Stage, sympify_mapping
+from .randomness import BatchMean, StandardNormal, minibatch_factor, normalize_randomness, random_symbols
+from .regularizer import implicit_regularizer
+from .sde import SDE
+from .shapes import as_column, as_state
+from .sme import recursion_sme, sgd_sme
+from .stage import Stage, sympify_mapping, timed
 
 __all__ = ["BatchMean", "StandardNormal", "Recursion", "SGD", "minibatch_factor"]
-
-
-def minibatch_factor(data: Dataset | Population | None, batch_size: Any, replacement: bool) -> sp.Expr:
-    r"""The factor :math:`c` in :math:`\Sigma_B = c\,\Sigma_1` for a mini-batch mean of B samples.
-
-    :math:`c = 1/B` with replacement or from a Population; :math:`c = (N-B)/(B(N-1))` without
-    replacement from N samples (the finite-population correction).
-    """
-    B = sp.sympify(batch_size)
-    if isinstance(data, Dataset) and not replacement:
-        N = data.n
-        if N == 1:
-            return sp.Integer(0)
-        return (N - B) / (B * (N - 1))
-    return 1 / B
-
-
-@dataclass(frozen=True, eq=False)
-class BatchMean:
-    r"""Random inputs :math:`\hat g = \frac1B\sum_{i\in\text{batch}} e(\theta;\xi_i)` (an m×1 column).
-
-    Attributes:
-        symbols: the input symbols :math:`\hat g_1..\hat g_m`.
-        expr: m×1 matrix :math:`e(\theta;\xi)` in the state and the data symbols.
-        data: a :class:`~symfp.symbolic.data.Dataset` (B indices, with or without replacement) or a
-            :class:`~symfp.symbolic.data.Population` (B fresh samples).
-        batch_size: B (a number or a symbol).
-        replacement: draw the batch indices with replacement.
-    """
-
-    symbols: tuple[sp.Symbol, ...]
-    expr: sp.ImmutableMatrix
-    data: Dataset | Population
-    batch_size: Any
-    replacement: bool = True
-
-    @cached_property
-    def mean(self) -> sp.ImmutableMatrix:
-        r""":math:`\mathbb E[\hat g] = \mathbb E_\xi[e(\theta;\xi)]`."""
-        return sp.ImmutableMatrix(self.data.expect(sp.Matrix(self.expr)))
-
-    @cached_property
-    def sample_covariance(self) -> sp.ImmutableMatrix:
-        r""":math:`\Sigma_1 = \operatorname{Cov}_\xi[e(\theta;\xi)]` (one sample)."""
-        return self.data.covariance(sp.Matrix(self.expr))
-
-    @property
-    def factor(self) -> sp.Expr:
-        """See :func:`minibatch_factor`."""
-        return minibatch_factor(self.data, self.batch_size, self.replacement)
-
-    @property
-    def covariance(self) -> sp.ImmutableMatrix:
-        r""":math:`\Sigma_B = \operatorname{Cov}[\hat g]` = factor · :math:`\Sigma_1`."""
-        return sp.ImmutableMatrix(self.factor * sp.Matrix(self.sample_covariance))
-
-
-@dataclass(frozen=True, eq=False)
-class StandardNormal:
-    """Random inputs with i.i.d. standard normal entries."""
-
-    symbols: tuple[sp.Symbol, ...]
-
-
-def _normalize_randomness(randomness: Mapping[Any, Any] | None, where: str) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
-    for key, spec in (randomness or {}).items():
-        if isinstance(spec, (BatchMean, StandardNormal)):
-            keys = tuple(key) if isinstance(key, (tuple, list)) else (key,)
-            if keys != tuple(spec.symbols):
-                raise InputError(f"{where}: key {key} differs from its spec's symbols {spec.symbols}")
-            out[tuple(spec.symbols)] = spec
-        elif isinstance(spec, sp.Basic) and is_random(spec):
-            if not isinstance(key, sp.Symbol):
-                raise InputError(f"{where}: the input {key!r} of random variable {spec} must be one Symbol")
-            out[key] = spec
-        else:
-            raise InputError(
-                f"{where}: randomness spec {spec!r} for {key} is not a sympy.stats random variable, a "
-                "BatchMean or a StandardNormal"
-            )
-    return out
-
-
-def random_symbols(randomness: Mapping[Any, Any]) -> tuple[sp.Symbol, ...]:
-    """All input symbols of a randomness dict, in order."""
-    out: list[sp.Symbol] = []
-    for key in randomness:
-        out.extend(key if isinstance(key, tuple) else (key,))
-    return tuple(out)
 
 
 class Recursion(Stage):
@@ -147,7 +60,7 @@ class Recursion(Stage):
     ) -> None:
         self.state = as_state(state, "Recursion")
         self.update = sp.ImmutableMatrix(as_column(update, len(self.state), "update", "Recursion"))
-        self.randomness = _normalize_randomness(randomness, "Recursion")
+        self.randomness = normalize_randomness(randomness, "Recursion")
         self.lr = None if lr is None else sp.sympify(lr)
         clash = set(random_symbols(self.randomness)) & set(self.state)
         if clash:
@@ -185,16 +98,12 @@ class Recursion(Stage):
             syms |= self.lr.free_symbols
         return syms - set(self.state) - set(self.inputs)
 
-    def moments(self):
+    def moments(self) -> OneStepMoments:
         """The one-step moments E[Δ], E[ΔΔᵀ] (see :func:`symfp.symbolic.moments.one_step_moments`)."""
-        from .moments import one_step_moments
-
         return one_step_moments(self)
 
-    def sme(self, order: int = 1, lr: Any = None):
+    def sme(self, order: int = 1, lr: Any = None) -> SDE:
         """The stochastic modified equation by moment matching (:func:`symfp.symbolic.sme.recursion_sme`)."""
-        from .sme import recursion_sme
-
         return recursion_sme(self, order=order, lr=lr)
 
     def subs(self, mapping: Mapping[Any, Any] | None = None, **kwargs: Any) -> Recursion:
@@ -399,16 +308,23 @@ class SGD(Stage):
             tuple(_fresh(f"v_{p.name}", taken) for p in self.params) if self.momentum is not None else ()
         )
         self.state = (*self.params, *self.velocity)
-        self.recursion = self._build_recursion()
+        self.recursion = self.recursion_with()
 
     # ---------------------------------------------------------------- the exact step
-    def _build_recursion(self, eta: Any = None, beta: Any = None, noise: Any = None) -> Recursion:
-        """The exact step; ``eta``/``beta``/``noise`` override lr, momentum, noise (used by the SME).
+    def recursion_with(self, *, lr: Any = None, momentum: Any = None, noise: Any = None) -> Recursion:
+        r"""The exact step as a :class:`Recursion`, with lr η, momentum β or noise δ replaced.
 
+        The stochastic modified equation matches the moments of the step with a symbolic η (and
+        :math:`\beta = 1 - \gamma\eta`); a learning-rate schedule simulates it with a per-step η_k.
         The mini-batch spec is shared between calls, so its data moments are computed once.
+
+        Args:
+            lr: the step size in the update (default: the model's ``lr``).
+            momentum: β (default: the model's; ignored without momentum).
+            noise: the injected noise δ (default: the model's; 0 switches it off).
         """
-        eta = self.lr if eta is None else sp.sympify(eta)
-        beta = self.momentum if beta is None else sp.sympify(beta)
+        eta = self.lr if lr is None else sp.sympify(lr)
+        beta = self.momentum if momentum is None else sp.sympify(momentum)
         noise = self.noise if noise is None else sp.sympify(noise)
         th = sp.Matrix(self.params)
         randomness: dict[Any, Any] = {}
@@ -436,6 +352,15 @@ class SGD(Stage):
             update = sp.Matrix.vstack(th + eta * v_new, v_new)
         return Recursion(self.state, update, randomness, lr=eta)
 
+    def with_lr(self, lr: Any) -> SGD:
+        """The same SGD with another step size, e.g. a symbol η to derive its SME as a function of η."""
+        return SGD(self.loss, self.params, self.data, lr, self.batch_size, self.replacement, self.momentum,
+                   self.weight_decay, self.noise, self.constants)
+
+    def _build_recursion(self, eta: Any = None, beta: Any = None, noise: Any = None) -> Recursion:
+        """Deprecated spelling of :meth:`recursion_with` (``symfp.control.split`` still tests for it)."""
+        return self.recursion_with(lr=eta, momentum=beta, noise=noise)
+
     # ---------------------------------------------------------------- derived quantities
     @property
     def dim(self) -> int:
@@ -458,25 +383,20 @@ class SGD(Stage):
             syms |= self.data.parameters
         return syms
 
-    def moments(self):
+    def moments(self) -> OneStepMoments:
         """One-step moments of the exact step (see :func:`symfp.symbolic.moments.one_step_moments`)."""
         return self.recursion.moments()
 
-    def sme(self, order: int = 1):
+    def sme(self, order: int = 1) -> SDE:
         """The stochastic modified equation of order 1 or 2 (see :func:`symfp.symbolic.sme.sgd_sme`).
 
         Its duration is logged (``symfp`` logger, INFO; shown by the command line).
         """
-        from .sme import sgd_sme
-        from .stage import timed
-
         with timed(f"sme(order={order}) of SGD in {', '.join(map(str, self.state))}"):
             return sgd_sme(self, order=order)
 
     def implicit_regularizer(self) -> sp.Expr:
         """The Smith–Dherin–Barrett–De modified loss (:func:`.regularizer.implicit_regularizer`)."""
-        from .regularizer import implicit_regularizer
-
         return implicit_regularizer(self)
 
     def simulate(self, n_particles: int, steps: int, init: Any, **kwargs: Any):

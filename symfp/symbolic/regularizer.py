@@ -25,7 +25,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import InputError
-from .recursion import BatchMean, minibatch_factor
+from .randomness import BatchMean, minibatch_factor
 
 __all__ = ["implicit_regularizer"]
 

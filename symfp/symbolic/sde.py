@@ -10,75 +10,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import sympy as sp
+from sympy.core.sorting import default_sort_key
 
 from ..errors import InputError
+from .datamean import data_nodes, lambdify, lambdify_datamean
+from .fokker_planck import FokkerPlanck
+from .shapes import as_column, as_square, as_state, sde_parts
 from .stage import Stage, sympify_mapping
-
-
-def as_state(state: Iterable[Any], where: str) -> tuple[sp.Symbol, ...]:
-    """Validate a list of state symbols (names are accepted and turned into real symbols)."""
-    out = []
-    for s in state:
-        s = sp.Symbol(s, real=True) if isinstance(s, str) else s
-        if not isinstance(s, sp.Symbol):
-            raise InputError(f"{where}: state entry {s!r} is not a SymPy Symbol")
-        out.append(s)
-    if not out:
-        raise InputError(f"{where}: the state is empty; give at least one symbol")
-    if len(set(out)) != len(out):
-        raise InputError(f"{where}: repeated state symbols in {out}")
-    return tuple(out)
-
-
-def as_column(expr: Any, d: int, what: str, where: str) -> sp.Matrix:
-    """Turn a scalar (d = 1), a list or a Matrix into a d×1 SymPy column, or raise."""
-    try:
-        if isinstance(expr, sp.MatrixBase):
-            m = sp.Matrix(expr)
-        elif isinstance(expr, (list, tuple)):
-            m = sp.Matrix([sp.sympify(e) for e in expr])
-        else:
-            m = sp.Matrix([sp.sympify(expr)])
-    except (sp.SympifyError, TypeError, ValueError) as exc:
-        raise InputError(f"{where}: {what} {expr!r} is not a SymPy expression") from exc
-    if m.shape == (1, d):
-        m = m.T
-    if m.shape != (d, 1):
-        raise InputError(f"{where}: {what} has shape {m.shape}, expected ({d}, 1) for {d} state variables")
-    return m
-
-
-def as_square(expr: Any, d: int, what: str, where: str) -> sp.Matrix:
-    """Turn a scalar (d = 1 or isotropic), a nested list or a Matrix into a d×d SymPy matrix."""
-    try:
-        if isinstance(expr, sp.MatrixBase):
-            m = sp.Matrix(expr)
-        elif isinstance(expr, (list, tuple)):
-            m = sp.Matrix(expr)
-        else:
-            m = sp.sympify(expr) * sp.eye(d)
-    except (sp.SympifyError, TypeError, ValueError) as exc:
-        raise InputError(f"{where}: {what} {expr!r} is not a SymPy matrix") from exc
-    if not isinstance(m, sp.MatrixBase):  # nan * eye(d) is nan
-        raise InputError(f"{where}: the {what} matrix D = [[{expr}]] is not a number or expression")
-    if m.shape != (d, d):
-        raise InputError(f"{where}: {what} has shape {m.shape}, expected ({d}, {d})")
-    return m
-
-
-def sde_parts(sde: Any, where: str) -> tuple[tuple[sp.Symbol, ...], sp.Matrix, sp.Matrix]:
-    """State, drift b and diffusion D of an SDE-like object (duck-typed), with a clear error."""
-    try:
-        state = tuple(sde.state)
-        b = sp.Matrix(sde.drift)
-        D = sp.Matrix(sde.diffusion)
-    except AttributeError as exc:
-        raise InputError(
-            f"{where}: expected a symfp.SDE (with .state, .drift, .diffusion), got {type(sde).__name__}; "
-            "build one with symfp.SDE(state, drift, diffusion) or model.sme()"
-        ) from exc
-    return state, b, D
 
 
 @dataclass(frozen=True)
@@ -215,8 +155,6 @@ class SDE(Stage):
     # ------------------------------------------------------------------ downstream stages
     def fokker_planck(self):
         """The Fokker–Planck equation of this SDE (see :class:`symfp.FokkerPlanck`)."""
-        from .fokker_planck import FokkerPlanck
-
         return FokkerPlanck(self)
 
     def simulate(self, n_particles: int, t_end: float, dt: float, init: Any, **kwargs: Any):
@@ -259,8 +197,6 @@ def _constant_psd_check(D: sp.Matrix, where: str) -> None:
     """Refuse a constant numeric D with a negative eigenvalue (it is not a diffusion anywhere)."""
     if D.free_symbols or not all(e.is_number for e in D):
         return
-    import numpy as np
-
     try:
         a = np.array(D.evalf(), dtype=float)
     except (TypeError, ValueError):
@@ -276,36 +212,107 @@ def _constant_psd_check(D: sp.Matrix, where: str) -> None:
         )
 
 
-def diffusion_min_eigenvalue(sde: Any, points: Any) -> Any:
-    """λ_min(D(θ)) at each of the points (n, d) (numpy), for a numeric autonomous SDE."""
-    import numpy as np
+def _matrix_function(M: sp.Matrix, state: tuple[sp.Symbol, ...], time: sp.Symbol | None, pts: np.ndarray):
+    """``at(t) -> (n, rows, cols)``: the matrix M(θ, t) at the n points ``pts`` and times ``t`` (n,).
 
+    Data-mean nodes (functions of θ only) are evaluated once at the points, as reductions over the
+    samples; only the outer expression is evaluated again for each time.
+    """
+    M = sp.Matrix(M)
+    n = len(pts)
+    tsym = time if time is not None else sp.Dummy("t")
+    nodes = sorted(data_nodes(M), key=default_sort_key)
+    if any(tsym in nd.free_symbols for nd in nodes):  # a mean of a time-dependent expression
+        full = lambdify_datamean([*state, tsym], M)
+        return lambda tv: np.moveaxis(np.asarray(full(*pts.T, np.broadcast_to(tv, (n,))), dtype=float), -1, 0)
+    ph = [sp.Dummy(f"m{k}") for k in range(len(nodes))]
+    outer = lambdify([*state, tsym, *ph], M.xreplace(dict(zip(nodes, ph, strict=True))).tolist(), "numpy")
+    mv = list(lambdify_datamean(state, sp.Matrix(nodes))(*pts.T)[:, 0]) if nodes else []
+
+    def at(tv: Any) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            vals = outer(*pts.T, np.broadcast_to(np.asarray(tv, dtype=float), (n,)), *mv)
+        out = np.empty((n, *M.shape))
+        for i in range(M.rows):
+            for j in range(M.cols):
+                out[:, i, j] = np.broadcast_to(np.asarray(vals[i][j], dtype=float), (n,))
+        return out
+
+    return at
+
+
+def _min_eigenvalues(m: np.ndarray) -> np.ndarray:
+    """λ_min of each symmetric part of m (n, d, d); NaN where an entry is not finite."""
+    if m.shape[1] == 1:
+        return m[:, 0, 0].copy()
+    ok = np.isfinite(m).all(axis=(1, 2))
+    lam = np.full(len(m), np.nan)
+    lam[ok] = np.linalg.eigvalsh(0.5 * (m[ok] + m[ok].transpose(0, 2, 1)))[:, 0]
+    return lam
+
+
+def diffusion_min_eigenvalue(sde: Any, points: Any, *, times: Any = None) -> Any:
+    """λ_min(D(θ, t)) at each of the points (n, d) and the scale max(1, max|D|) (numpy).
+
+    Args:
+        sde: a numeric SDE (anything with ``state``, ``drift``, ``diffusion``; ``time`` optional).
+        points: (n, d) state values.
+        times: the time t at each point (scalar or (n,)); default t = 0. Ignored when D does not
+            depend on time.
+    """
     state, _, D = sde_parts(sde, "diffusion check")
     pts = np.asarray(points, dtype=float).reshape(-1, len(state))
-    n, d = pts.shape
     time = getattr(sde, "time", None)
-    if time is not None:
-        D = D.subs(time, 0)
-    from .datamean import has_data_nodes, lambdify_datamean
-
-    if has_data_nodes(D):  # data-means evaluate themselves as reductions over the samples
-        vals = lambdify_datamean(state, sp.Matrix(D))(*pts.T)
-    else:
-        f = sp.lambdify(state, D.tolist(), "numpy")
-        with np.errstate(all="ignore"):
-            vals = f(*pts.T)
-    m = np.empty((n, d, d))
-    for i in range(d):
-        for j in range(d):
-            m[:, i, j] = np.broadcast_to(np.asarray(vals[i][j], dtype=float), (n,))
+    m = _matrix_function(D, state, time, pts)(0.0 if times is None else times)
     scale = max(1.0, float(np.nanmax(np.abs(m))) if m.size else 1.0)
-    if d == 1:
-        lam = m[:, 0, 0]
-    else:
-        ok = np.isfinite(m).all(axis=(1, 2))
-        lam = np.full(n, np.nan)
-        lam[ok] = np.linalg.eigvalsh(0.5 * (m[ok] + m[ok].transpose(0, 2, 1)))[:, 0]
-    return lam, scale
+    return _min_eigenvalues(m), scale
+
+
+#: time samples of a time-dependent D over [0, t_end] (end points included)
+PSD_TIME_SAMPLES = 17
+#: highest degree in t for which the exact extremes in time of an entry are found
+PSD_MAX_T_DEGREE = 8
+
+
+def _critical_times(D: sp.Matrix, state: tuple[sp.Symbol, ...], time: sp.Symbol, pts: np.ndarray,
+                    t_end: float) -> list[np.ndarray]:
+    r"""Times in (0, t_end) where an entry of D that is polynomial in t is stationary, per point.
+
+    For :math:`D_{ij}(\theta, t) = \sum_k c_k(\theta) t^k` the extremes in t over :math:`[0, T]` are at
+    the end points or at the real roots of :math:`\sum_k k c_k t^{k-1}`, found per point as the
+    eigenvalues of its companion matrix. Returns (n,) arrays, NaN where a point has no such root.
+    """
+    out: list[np.ndarray] = []
+    n = len(pts)
+    for e in dict.fromkeys(D):
+        if time not in e.free_symbols or not e.is_polynomial(time):
+            continue
+        coeffs, g = [], e
+        for k in range(PSD_MAX_T_DEGREE + 2):  # c_k = (d/dt)^k e |_{t=0} / k!
+            if g == 0:
+                break
+            coeffs.append(g.subs(time, 0) / sp.factorial(k))
+            g = sp.diff(g, time)
+        if g != 0 or len(coeffs) < 3:  # degree above the bound, or linear in t: the end points suffice
+            continue
+        a = [k * c for k, c in enumerate(coeffs)][1:]  # derivative, ascending powers of t
+        vals = _matrix_function(sp.Matrix(a), state, None, pts)(0.0)[:, :, 0]  # (n, m + 1)
+        m = vals.shape[1] - 1
+        lead = vals[:, -1]
+        good = np.isfinite(vals).all(axis=1) & (np.abs(lead) > 1e-300)
+        comp = np.zeros((n, m, m))
+        comp[:, 0, :] = -vals[:, -2::-1] / np.where(good, lead, 1.0)[:, None]
+        comp[:, np.arange(1, m), np.arange(m - 1)] = 1.0
+        comp[~good] = 0.0
+        roots = np.linalg.eigvals(comp)
+        real = (np.abs(roots.imag) <= 1e-9 * (1 + np.abs(roots.real))) & good[:, None]
+        r = np.where(real & (roots.real > 0) & (roots.real < t_end), roots.real, np.nan)
+        out.extend(r[:, k] for k in range(m))
+    return out
+
+
+def _time_dependent(D: sp.Matrix, time: Any) -> bool:
+    return time is not None and time in sp.Matrix(D).free_symbols
 
 
 def _interval_text(iv: sp.Interval, s: sp.Symbol) -> str:
@@ -317,8 +324,8 @@ def _interval_text(iv: sp.Interval, s: sp.Symbol) -> str:
 
 def _region_1d(expr: sp.Expr, s: sp.Symbol, pts: Any, bad: Any) -> str:
     """Where a 1-D D is negative: exactly (SymPy, polynomials) or as intervals of the sample points."""
-    import numpy as np
-
+    if s not in expr.free_symbols:  # negative and constant in the state (a schedule's D at one time)
+        return f"every {s}"
     if expr.is_polynomial(s) and sp.degree(expr, s) <= 4:
         try:
             sol = sp.solve_univariate_inequality(sp.nsimplify(expr) < 0, s, relational=False)
@@ -360,8 +367,6 @@ def numeric_source(sde: Any) -> Any:
 
 def _valid_lr_hint(sde: Any, pts: Any) -> str:
     """For an order-2 SME of plain SGD: the step sizes for which D ⪰ 0 at the same points."""
-    import numpy as np
-
     src = numeric_source(sde)
     origin = str(getattr(sde, "origin", ""))
     if "order-2" not in origin:
@@ -372,13 +377,9 @@ def _valid_lr_hint(sde: Any, pts: Any) -> str:
     plain = getattr(src, "momentum", 1) is None
     if src is None or lr is None or not getattr(lr, "is_number", False) or not plain:
         return msg + "; use a smaller lr or order=1."
-    try:
-        from .recursion import SGD
-
+    try:  # the same SGD with a symbolic step (SGD.with_lr), so D(η) is derived once
         eta = sp.Symbol("eta_check", positive=True)
-        model = SGD(src.loss, src.params, src.data, eta, src.batch_size, src.replacement, None,
-                    src.weight_decay, src.noise, src.constants)
-        D_eta = sp.Matrix(model.sme(order=2).diffusion)
+        D_eta = sp.Matrix(src.with_lr(eta).sme(order=2).diffusion)
 
         def ok(h: float) -> bool:
             probe = SDE(sde.state, sp.zeros(len(sde.state), 1), D_eta.subs(eta, h))
@@ -399,39 +400,88 @@ def _valid_lr_hint(sde: Any, pts: Any) -> str:
     return msg + "; use a smaller lr, or order=1."
 
 
-def check_diffusion(sde: Any, points: Any, where: str, region: str = "the sample points") -> None:
+def check_diffusion(sde: Any, points: Any, where: str, region: str = "the sample points", *,
+                    t_end: Any = None) -> None:
     r"""Refuse an SDE whose D is not positive semi-definite at some of ``points`` (n, d).
 
-    Evaluates :math:`\lambda_{\min}(D(\theta))` at every point; a value below
-    :math:`-10^{-9}\max(1, \max|D|)` is a negative diffusion (round-off of a PSD D passes).
+    Evaluates :math:`\lambda_{\min}(D(\theta, t))` at every point; a value below
+    :math:`-10^{-9}\max(1, \max|D|)` is a negative diffusion (round-off of a PSD D passes). A D that
+    depends on the SDE's ``time`` (a schedule) is checked over :math:`t \in [0, t_{end}]`: at
+    ``PSD_TIME_SAMPLES`` equispaced times (end points included) and, for entries polynomial in t, at
+    the exact stationary times of each entry at each point (for d = 1 this finds the minimum over
+    the interval exactly). Without ``t_end`` a time-dependent D is checked at t = 0 only.
+
+    Args:
+        sde: the SDE (``state``, ``drift``, ``diffusion``, optional ``time``).
+        points: (n, d) state values (mesh vertices, particles, sample points).
+        where: the caller, for the message.
+        region: what the points are, for the message.
+        t_end: the end of the time interval the SDE is solved or simulated over (from 0).
 
     Raises:
-        InputError: naming D, the most negative value and where, the region where D < 0 (exact for
-            1-D polynomials), and for an order-2 SME which lr would be valid.
+        InputError: naming D, the most negative value, where and (time-dependent D) when, the region
+            where D < 0 (exact for 1-D polynomials), and for an order-2 SME which lr would be valid.
     """
-    import numpy as np
-
     state, _, D = sde_parts(sde, where)
+    D = sp.Matrix(D)
     pts = np.asarray(points, dtype=float).reshape(-1, len(state))
-    if not len(pts) or not (sp.Matrix(D).free_symbols & set(state)):
+    time = getattr(sde, "time", None)
+    tdep = _time_dependent(D, time)
+    if not len(pts) or not (D.free_symbols & (set(state) | ({time} if tdep else set()))):
         return
-    lam, scale = diffusion_min_eigenvalue(sde, pts)
+    T = None
+    if tdep and t_end is not None:
+        try:
+            T = float(t_end)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{where}: t_end = {t_end!r} is not a number") from exc
+        if not np.isfinite(T) or T < 0:
+            raise InputError(f"{where}: t_end = {t_end!r} must be a finite time >= 0")
+    n = len(pts)
+    at = _matrix_function(D, state, time if tdep else None, pts)
+    times: list[Any] = [0.0]
+    if T:
+        times = [*np.linspace(0.0, T, PSD_TIME_SAMPLES), *_critical_times(D, state, time, pts, T)]
+    lam = np.full(n, np.inf)
+    t_at = np.zeros(n)
+    scale = 1.0
+    for tv in times:
+        tarr = np.broadcast_to(np.asarray(tv, dtype=float), (n,))
+        use = np.isfinite(tarr)
+        if not use.any():
+            continue
+        m = at(np.where(use, tarr, 0.0))
+        lam_t = _min_eigenvalues(m)
+        if np.isfinite(m[use]).any():
+            scale = max(scale, float(np.nanmax(np.abs(m[use]))))
+        lower = use & (lam_t < lam)
+        lam[lower], t_at[lower] = lam_t[lower], tarr[lower]
     bad = lam < -PSD_TOL * scale
     if not bad.any():
         return
-    k = int(np.nanargmin(lam))
-    at = ", ".join(f"{s} = {v:.4g}" for s, v in zip(state, pts[k], strict=True))
+    k = int(np.argmin(np.where(np.isfinite(lam), lam, np.inf)))
+    at_txt = ", ".join(f"{s} = {v:.4g}" for s, v in zip(state, pts[k], strict=True))
+    when = ""
+    D_shown = D
+    if tdep:
+        when = f", t = {t_at[k]:.4g}"
+        D_shown = D.subs(time, sp.Float(t_at[k], 6)) if len(state) == 1 else D
+        bad = _min_eigenvalues(at(t_at[k])) < -PSD_TOL * scale  # the region at that time
+        region += (f" at {len(times)} times in [0, {T:g}] (end points and the stationary times of its "
+                   "polynomial-in-t entries)" if T else
+                   " at t = 0 only: D depends on time, pass t_end to check the whole interval")
     frac = 100.0 * bad.mean()
     if len(state) == 1:
-        where_neg = _region_1d(sp.Matrix(D)[0, 0], state[0], pts, bad)
-        what = f"D = {sp.Matrix(D)[0, 0]} < 0 for {where_neg}"
+        where_neg = _region_1d(D_shown[0, 0], state[0], pts, bad)
+        what = f"D = {D[0, 0]} < 0 for {where_neg}" + (f" at t = {t_at[k]:.4g}" if tdep else "")
     else:
         lo, hi = pts[bad].min(axis=0), pts[bad].max(axis=0)
         box = " × ".join(f"[{a:.3g}, {b:.3g}]" for a, b in zip(lo, hi, strict=True))
-        what = f"D = {sp.Matrix(D).tolist()} is not positive semi-definite on {box}"
+        what = f"D = {D.tolist()} is not positive semi-definite on {box}" + (
+            f" at t = {t_at[k]:.4g}" if tdep else "")
     raise InputError(
         f"{where}: the diffusion {what} ({frac:.3g}% of {region}; most negative eigenvalue "
-        f"{lam[k]:.4g} at {at}). A diffusion matrix D = σσᵀ/2 must be positive semi-definite; "
+        f"{lam[k]:.4g} at {at_txt}{when}). A diffusion matrix D = σσᵀ/2 must be positive semi-definite; "
         "symfp refuses rather than clamp the noise to 0." + _valid_lr_hint(sde, pts)
     )
 

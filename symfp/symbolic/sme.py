@@ -215,12 +215,12 @@ def sgd_sme(model: Any, order: int = 1) -> SDE:
             gam = g_sym
         beta = 1 - gam * h
         assumptions.append("momentum beta = 1 - gamma*eta with gamma = (1 - beta)/eta held fixed as eta -> 0")
-    rec = model._build_recursion(eta=h, beta=beta)
+    rec = model.recursion_with(lr=h, momentum=beta)
     mom = one_step_moments(rec)
     bs, Ds = match_moments(rec.state, mom.mean, mom.second, h, p)
     D = Ds[0] + (h * Ds[1] if p == 2 else sp.zeros(rec.dim, rec.dim))
     if p == 1:
-        rec0 = model._build_recursion(eta=h, beta=beta, noise=0)
+        rec0 = model.recursion_with(lr=h, momentum=beta, noise=0)
         mom0 = one_step_moments(rec0)
         _, Ds0 = match_moments(rec0.state, mom0.mean, mom0.second, h, 2)
         D = D + h * Ds0[1]

@@ -54,7 +54,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import InputError
-from .sde import sde_parts
+from .shapes import sde_parts
 from .stage import Stage, sympify_mapping
 
 #: bilinear term kinds and the shape of their coefficient ("matrix", "vector", "scalar")
@@ -437,10 +437,13 @@ def forward_form(sde: Any, symmetrised: bool = False, density: Any = None) -> We
             description="Fokker-Planck forward equation in flux form, c = b - div D, zero flux natural",
             time=_time(sde),
         )
-    if density is None:
-        from .fokker_planck import FokkerPlanck
-
-        fp = FokkerPlanck(sde)
+    if density is None:  # the SDE's own Fokker–Planck equation knows its stationary density
+        if not callable(getattr(sde, "fokker_planck", None)):
+            raise InputError(
+                "forward_form(symmetrised=True): pass density= (the zero-flux stationary density), or a "
+                f"symfp.SDE, whose fokker_planck() finds it; got a {type(sde).__name__}"
+            )
+        fp = sde.fokker_planck()
         density = fp.stationary_density()
         if density is None:
             raise InputError(

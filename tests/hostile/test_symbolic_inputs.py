@@ -370,3 +370,88 @@ def test_mesh_cells_validation():
         ):
             check_cells(bad)
     assert check_cells((4.0, 8)) == (4, 8) and check_cells(16) == 16
+
+
+# ---------------------------------------------------------------------- time-dependent D (schedules)
+def _warmup_sme():
+    """Order-2 SME of noisy SGD on θ⁴/4 − θ²/2 (δ = 0.1) under the warm-up schedule η(t) = 1/2 + t.
+
+    D(θ, t) = δ(1 + η(t) f''(θ)) = 0.1 (1 + (1/2 + t)(3θ² − 1)): PSD at t = 0 (0.05 + 0.15θ²), negative
+    near θ = 0 once t > 1/2; at t = 1 (η = 1.5) it is 0.45θ² − 0.05 < 0 for |θ| < 1/3.
+    """
+    eta = sp.Symbol("eta", positive=True)
+    sde = symfp.SGD(loss=th**4 / 4 - th**2 / 2, params=[th], data=None, lr=eta, noise=0.1).sme(order=2)
+    lr = sp.Rational(1, 2) + t
+    return symfp.SDE(sde.state, sde.drift.subs(eta, lr), sde.diffusion.subs(eta, lr), origin=sde.origin,
+                     time=t)
+
+
+def _check_t(sde, t_end, lo=-2, hi=2, d=1):
+    from symfp.symbolic.sde import check_diffusion
+
+    pts = np.linspace(lo, hi, 201)[:, None] if d == 1 else np.stack(
+        np.meshgrid(np.linspace(lo, hi, 21), np.linspace(lo, hi, 21)), -1).reshape(-1, 2)
+    check_diffusion(sde, pts, "solve", region="the mesh vertices", t_end=t_end)
+
+
+TIME_CASES = [
+    (
+        "warmup-sme-negative-after-t-half",
+        lambda: _check_t(_warmup_sme(), 1.0),
+        InputError,
+        r"solve: the diffusion D = .* < 0 for -0.333 < theta < 0.333 at t = 1 \(.*% of the mesh vertices at "
+        r"17 times in \[0, 1\].*most negative eigenvalue -0.05 at theta = \S+, t = 1\).*order-2",
+    ),
+    (
+        "polynomial-dip-between-samples",  # D = (t − 1)² + θ² − 10⁻⁶ < 0 only for |t − 1| < 10⁻³ near θ = 0
+        lambda: _check_t(symfp.SDE([th], -th, (t - 1) ** 2 + th**2 - sp.Rational(1, 10**6), time=t), 2.3),
+        InputError,
+        r"solve: the diffusion D = .* < 0 for .*theta.* at t = 1 .*most negative eigenvalue -1e-06 at "
+        r"theta = \S+, t = 1\)",
+    ),
+    (
+        "state-free-D-negative-at-the-end",  # D = (1 − t)/10 depends on time only: negative for t > 1
+        lambda: _check_t(symfp.SDE([th], -th, (1 - t) / 10, time=t), 2.0),
+        InputError,
+        r"solve: the diffusion D = 1/10 - t/10 < 0 for every theta at t = 2 .*eigenvalue -0.1 at .*t = 2\)",
+    ),
+    (
+        "2d-schedule-loses-definiteness",  # D = diag(1 − t/2, 1): indefinite for t > 2
+        lambda: _check_t(symfp.SDE([x, y], [-x, -y], [[1 - t / 2, 0], [0, 1]], time=t), 3.0, d=2),
+        InputError,
+        r"solve: the diffusion D = \[\[1 - t/2, 0\], \[0, 1\]\] is not positive semi-definite on "
+        r"\[-2, 2\] × \[-2, 2\] at t = 3 \(100% of the mesh vertices",
+    ),
+    (
+        "t-end-not-finite",
+        lambda: _check_t(_warmup_sme(), float("nan")),
+        InputError,
+        r"solve: t_end = nan must be a finite time >= 0",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,cls,pattern", [c[1:] for c in TIME_CASES], ids=[c[0] for c in TIME_CASES])
+def test_time_dependent_diffusion_is_checked_over_the_interval(call, cls, pattern):
+    with pytest.raises(cls, match=pattern):
+        call()
+
+
+def test_time_dependent_diffusion_passes_where_it_is_psd_and_t0_only_without_t_end():
+    _check_t(_warmup_sme(), 0.5)  # D(0, t) = 0.1 (1/2 − t) ≥ 0 up to t = 1/2 (the boundary, exactly 0)
+    _check_t(symfp.SDE([th], -th, (t - 1) ** 2 + th**2 - sp.Rational(1, 10**6), time=t), 0.9)
+    _check_t(_warmup_sme(), None)  # no interval given: t = 0 only (backward compatible), PSD there
+    with pytest.raises(InputError, match=r"at t = 0 only: D depends on time, pass t_end"):
+        _check_t(symfp.SDE([th], -th, th / 10 - t, time=t), None)
+
+
+def test_fe_check_takes_the_solves_t_end():
+    from symfp.fem.checks import check_diffusion_on_mesh, check_fe_problem
+
+    pts = np.linspace(-2, 2, 101)[:, None]  # an (n, d) array is accepted as the mesh's vertices
+    sde = _warmup_sme()
+    check_fe_problem(sde, pts, "solve")  # the old call (t = 0) still works
+    with pytest.raises(InputError, match=r"solve: the diffusion .* at t = 1 \(.*of the mesh vertices at 17 "):
+        check_fe_problem(sde, pts, "solve", t_end=1.0)
+    with pytest.raises(InputError, match=r"at t = 0.8"):
+        check_diffusion_on_mesh(sde, pts, "solve", t_end=0.8)

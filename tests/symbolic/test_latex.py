@@ -160,6 +160,12 @@ def test_logistic_document_names_data_means_compiles_and_is_flat_in_n(tmp_path):
     assert abs(sizes[50] - sizes[5000]) < 100  # only the printed N differs
     pdf = doc.pdf(tmp_path / "logistic.pdf", workdir=tmp_path / "build")
     assert pdf.read_bytes()[:5] == b"%PDF-"
+    # every line fits the text width: no overfull box wider than 1 pt (the weak form's drift line
+    # once ran 123 pt off the page)
+    log = (tmp_path / "build" / "derivation.log").read_text(errors="replace")
+    widths = [float(w) for w in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)]
+    assert all(w <= 1.0 for w in widths), sorted(widths)[-3:]
+    assert r"\int_\Omega p\,a\cdot\nabla v\,dx" in src and "a_{1} &=" in src  # the named drift
 
 
 def test_names_of_data_means_agree_with_the_expanded_sums():

@@ -101,3 +101,27 @@ def test_numeric_subs_gives_numbers_for_particles():
     assert num.lr == sp.Float(0.1) and num.batch_size == 2
     f = sp.lambdify([w1, w2, *num.batch_symbols], list(num.recursion.update))
     assert np.allclose(f(1.0, 2.0, 0.5, -0.5), [0.95, 2.05])
+
+
+def test_recursion_with_replaces_lr_momentum_and_noise_and_with_lr_keeps_the_rest():
+    m = symfp.SGD(LOSS, [w1, w2], DATA, lr=sp.Rational(1, 10), batch_size=2, weight_decay=lam, noise=delta)
+    h = sp.Symbol("h", positive=True)
+    th = sp.Matrix([w1, w2])
+    gh, ze = sp.Matrix(m.batch_symbols), sp.Matrix(m.noise_symbols)
+    rec = m.recursion_with(lr=h)
+    assert (rec.update - (th - h * (gh + lam * th) + sp.sqrt(2 * h * delta) * ze)).applyfunc(sp.expand) == \
+        sp.zeros(2, 1)
+    assert rec.lr == h and rec.randomness[m.batch_symbols] is m.recursion.randomness[m.batch_symbols]
+    quiet = m.recursion_with(lr=h, noise=0)  # injected noise off: no standard-normal input
+    assert m.noise_symbols not in quiet.randomness and not quiet.update.has(*m.noise_symbols)
+    mm = symfp.SGD(LOSS, [w1, w2], DATA, lr=eta, momentum=sp.Rational(9, 10))
+    v_new = beta * sp.Matrix(mm.velocity) - eta * sp.Matrix(mm.batch_symbols)
+    assert (mm.recursion_with(momentum=beta).update[2:, 0] - v_new).applyfunc(sp.expand) == sp.zeros(2, 1)
+    with pytest.raises(TypeError):
+        m.recursion_with(h)  # keyword-only
+    m2 = m.with_lr(h)
+    assert m2.lr == h and (m2.batch_size, m2.weight_decay, m2.noise) == (2, lam, delta)
+    assert m2.loss == m.loss and m2.data is DATA and m2.params == m.params
+    at = {w1: 0.3, w2: -0.2, lam: 0.5, delta: 0.01}
+    D2 = np.array(m2.sme().diffusion.subs({h: sp.Rational(1, 10), **at}).evalf(), dtype=float)
+    np.testing.assert_allclose(D2, np.array(m.sme().diffusion.subs(at).evalf(), dtype=float), rtol=1e-12)
