@@ -104,7 +104,7 @@ def controlled_coefficients(model_or_sde: Any, *, order: int = 1,
         InputError: momentum (the controls' law is not defined), an order other than 1 or 2, an SDE
             without the control symbols, non-numeric η or B, free parameters left.
     """
-    if hasattr(model_or_sde, "_build_recursion") and hasattr(model_or_sde, "loss"):
+    if hasattr(model_or_sde, "recursion_with") and hasattr(model_or_sde, "loss"):
         return _from_model(model_or_sde, order)
     if all(hasattr(model_or_sde, a) for a in ("state", "drift", "diffusion")):
         return _from_sde(model_or_sde, controls or {})

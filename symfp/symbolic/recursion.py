@@ -357,10 +357,6 @@ class SGD(Stage):
         return SGD(self.loss, self.params, self.data, lr, self.batch_size, self.replacement, self.momentum,
                    self.weight_decay, self.noise, self.constants)
 
-    def _build_recursion(self, eta: Any = None, beta: Any = None, noise: Any = None) -> Recursion:
-        """Deprecated spelling of :meth:`recursion_with` (``symfp.control.split`` still tests for it)."""
-        return self.recursion_with(lr=eta, momentum=beta, noise=noise)
-
     # ---------------------------------------------------------------- derived quantities
     @property
     def dim(self) -> int:

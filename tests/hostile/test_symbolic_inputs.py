@@ -455,3 +455,15 @@ def test_fe_check_takes_the_solves_t_end():
         check_fe_problem(sde, pts, "solve", t_end=1.0)
     with pytest.raises(InputError, match=r"at t = 0.8"):
         check_diffusion_on_mesh(sde, pts, "solve", t_end=0.8)
+
+
+def test_forward_solve_checks_a_time_dependent_diffusion_up_to_t_end(backend):
+    # through fp.solve on each backend: the warm-up SME is PSD up to t = 1/2, so a solve to 0.4 runs
+    # and a solve to 1 is refused before assembling, naming the time
+    mesh = symfp.mesh.box([(-2, 2)], cells=40, backend=backend)
+    fp = _warmup_sme().fokker_planck()
+    p0 = sp.exp(-4 * th**2)
+    sol = fp.solve(mesh, p0, t_end=0.4, dt=0.1, progress=False, backend=backend)
+    assert abs(float(sol.observables["mass"][-1]) - 1.0) < 1e-6
+    with pytest.raises(InputError, match=r"solve: the diffusion D = .* < 0 for .*theta.* at t = 1"):
+        fp.solve(mesh, p0, t_end=1.0, dt=0.1, progress=False, backend=backend)

@@ -246,8 +246,8 @@ def solve(
         domain_note = est.describe()
     msh: Mesh = as_mesh(mesh)
     check_mesh_dimension(msh.dim, state, "solve")
-    check_fe_problem(sde, msh, "solve")
     t_end, dt, n_steps = check_times(t_end, dt)
+    check_fe_problem(sde, msh, "solve", t_end=t_end)  # a time-dependent D is checked over [0, t_end]
     fct_kw = check_fct_options(fct_options)
     if scheme is not None:
         check_scheme(scheme)

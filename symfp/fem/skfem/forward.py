@@ -170,8 +170,8 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     sk = as_skfem(mesh)
     msh = sk.neutral
     check_mesh_dimension(msh.dim, state, where)
-    check_fe_problem(sde, sk, where)  # D ⪰ 0 on the mesh, the SME's stability
     t_end, dt, n_steps = check_times(t_end, dt)
+    check_fe_problem(sde, sk, where, t_end=t_end)  # D ⪰ 0 on the mesh over [0, t_end], the SME's stability
     fct_kw = check_fct_options(fct_options)
     if scheme is not None:
         check_scheme(scheme)
