@@ -122,3 +122,13 @@ class Compiled:
                 stacklevel=2,
             )
             return self.fn(*args)
+
+
+def compiled_info(cloud: Any, core: Compiled | None) -> None:
+    """Record in ``cloud.info`` whether the compiled step ran (``compiled``), its first call's time
+    (``compile_time``, compilation included) and the error that disabled it (``compile_error``)."""
+    cloud.info["compiled"] = bool(core is not None and core.ready)
+    if core is not None:
+        cloud.info["compile_time"] = core.compile_time
+        if core.failed:
+            cloud.info["compile_error"] = core.failed

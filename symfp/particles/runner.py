@@ -42,9 +42,9 @@ class Stepper(Protocol):
     def step(self, theta: torch.Tensor, noise: Noise, k: int, ctx: Any) -> torch.Tensor: ...
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunOptions:
-    """Options common to both simulators (see :func:`symfp.particles.sde.simulate_sde`)."""
+    """Options common to both simulators (see :func:`symfp.particles.sde.simulate_sde`), by keyword."""
 
     n_particles: int
     steps: int
@@ -137,8 +137,8 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     blocks = list(chunks(n_local, chunk))
     bar = progress(steps * len(blocks), opt.progress and rank == 0, stepper.what)
     workers = int(opt.threads) if dev.type == "cpu" else 1
-    if opt.start_kw.get("compile"):
-        workers = 1  # a compiled step is called from one thread (dynamo's guards are not thread-safe)
+    if opt.start_kw.get("compile") and (use_bridge or not hasattr(stepper, "fused_block")):
+        workers = 1  # compiled slab by slab: called from one thread (dynamo's guards are not thread-safe)
     eta: float | None = time.perf_counter()
     for bl in blocks:
         blk = Block(stepper, opt, bl, offset, n, dev, dtype, absorbing, use_bridge, where)
@@ -227,6 +227,11 @@ class Block:
             self.noises.append(nz)
             self.ctxs.append(stepper.start(nz, **opt.start_kw))
         self._new = torch.empty_like(self.theta)
+        # the fused step (compiled): each slab draws its random inputs in the pool, then one compiled
+        # call advances the whole block (no bridge correction: it needs the per-slab uniforms)
+        self.fused = bool(self.ctxs and isinstance(self.ctxs[0], dict) and self.ctxs[0].get("fused")
+                          and hasattr(stepper, "fused_block") and not use_bridge)
+        self._bufs = stepper.draw_buffers(n, self.noises[0]) if self.fused else None
         self.alive = self.tau = None
         if absorbing is not None:
             self.alive = ~absorbing.absorbed(self.theta)
@@ -242,6 +247,12 @@ class Block:
         st, s, nz = self.stepper, self.parts[j], self.noises[j]
         x0 = self.theta[s]
         x = st.step(x0, nz, k, self.ctxs[j])
+        return self._finish(s, x0, x, k, nz, j, blowup)
+
+    def _finish(self, s: slice, x0: torch.Tensor, x: torch.Tensor, k: int, nz: Noise | None, j: int,
+                blowup: float | None) -> bool:
+        """Absorption (absorbed particles freeze) and the blow-up check of rows ``s`` after step k."""
+        st = self.stepper
         if self.alive is not None:
             live = self.alive[s]
             hit = self.absorbing.absorbed(x) & live
@@ -258,8 +269,30 @@ class Block:
         self._amax[j] = float(amax)
         return not bool(amax <= blowup)  # NaN compares False
 
+    def _fused_step(self, k: int, workers: int, blowup: float | None) -> bool:
+        """Step k of the whole block: the slabs' draws in the pool, then one compiled call."""
+        st, bufs = self.stepper, self._bufs
+
+        def draw(j: int) -> None:
+            s = self.parts[j]
+            st.draw(self.noises[j], self.ctxs[j], [b[s] for b in bufs])
+
+        parallel_map(draw, len(self.parts), workers)
+        torch.set_num_threads(workers)  # the compiled kernel's OpenMP loop (run() restores 1 after)
+        try:
+            x = st.fused_block(self.theta, bufs, workers)
+        finally:
+            torch.set_num_threads(1)
+        self._amax = [0.0]
+        bad = self._finish(slice(0, len(self.theta)), self.theta, x, k, None, 0, blowup)
+        self.theta, self._new = self._new, self.theta
+        self.amax = self._amax[0] if blowup is not None else None
+        return bad
+
     def step(self, k: int, workers: int, blowup: float | None = None) -> bool:
         """Advance every slab by step k, ``workers`` threads at a time; True if a slab blew up."""
+        if self.fused:
+            return self._fused_step(k, workers, blowup)
         bad = [False] * len(self.parts)
         self._amax = [0.0] * len(self.parts)
 
