@@ -347,10 +347,12 @@ def simulate_sde(
             of the normals) with ``torch.compile`` (see :mod:`symfp.particles.compiled`); used for
             autonomous Euler steps with additive noise and weak2 with constant noise. ``"auto"``
             compiles runs of at least ``AUTO_MIN_WORK`` particle-steps (or reuses a compiled step),
-            except on a CPU run with more than one worker thread: dynamo is not thread-safe, so a
-            compiled step runs in one thread, slower than the eager slab pool (1.37e8 vs 1.85e8
-            particle-steps/s on 2 cores, benchmarks/RESULTS.md). A failed compilation warns and
-            continues eagerly. Same random numbers either way.
+            except on a CPU run with more than one worker thread. A compiled run draws each slab's
+            normals in the slab pool and then advances the whole block with one compiled call whose
+            loop runs on ``threads`` OpenMP threads (dynamo itself is not thread-safe, so the kernel
+            is never called from the pool); on the 2 shared cores the eager slab pool was still
+            faster (1.1e7 vs 5.5e6 particle-steps/s at load 5, one run), hence "auto" stays eager
+            there. A failed compilation warns and continues eagerly. Same random numbers either way.
         tabulate: a :class:`~symfp.particles.tabulate.GridSpec`: evaluate b and D once on that tensor
             grid and interpolate them multilinearly at the particles (for a data-mean SME: P·N work
             once instead of n·N per step); the interpolation error, measured against the exact
