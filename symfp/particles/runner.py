@@ -231,7 +231,9 @@ class Block:
         # call advances the whole block (no bridge correction: it needs the per-slab uniforms)
         self.fused = bool(self.ctxs and isinstance(self.ctxs[0], dict) and self.ctxs[0].get("fused")
                           and hasattr(stepper, "fused_block") and not use_bridge)
-        self._bufs = stepper.draw_buffers(n, self.noises[0]) if self.fused else None
+        self.groups = _groups(self.parts, FUSED_ROWS) if self.fused else []
+        rows_max = max((g.stop - g.start for g, _ in self.groups), default=0)
+        self._bufs = stepper.draw_buffers(rows_max, self.noises[0]) if self.fused else None
         self.alive = self.tau = None
         if absorbing is not None:
             self.alive = ~absorbing.absorbed(self.theta)
@@ -270,23 +272,31 @@ class Block:
         return not bool(amax <= blowup)  # NaN compares False
 
     def _fused_step(self, k: int, workers: int, blowup: float | None) -> bool:
-        """Step k of the whole block: the slabs' draws in the pool, then one compiled call."""
-        st, bufs = self.stepper, self._bufs
+        """Step k by groups of slabs: the slabs' draws in the pool, then one compiled call per group.
 
-        def draw(j: int) -> None:
-            s = self.parts[j]
-            st.draw(self.noises[j], self.ctxs[j], [b[s] for b in bufs])
+        A group holds at most :data:`FUSED_ROWS` particles, so the buffers of random inputs (the
+        (rows, B) batch indices) stay bounded whatever the block size.
+        """
+        st = self.stepper
+        self._amax = [0.0] * len(self.groups)
+        bad = False
+        for gi, (g, js) in enumerate(self.groups):
+            bufs = [b[: g.stop - g.start] for b in self._bufs]
 
-        parallel_map(draw, len(self.parts), workers)
-        torch.set_num_threads(workers)  # the compiled kernel's OpenMP loop (run() restores 1 after)
-        try:
-            x = st.fused_block(self.theta, bufs, workers)
-        finally:
-            torch.set_num_threads(1)
-        self._amax = [0.0]
-        bad = self._finish(slice(0, len(self.theta)), self.theta, x, k, None, 0, blowup)
+            def draw(j: int, g: slice = g, bufs: list = bufs) -> None:
+                s = self.parts[j]
+                st.draw(self.noises[j], self.ctxs[j], [b[s.start - g.start : s.stop - g.start] for b in bufs])
+
+            parallel_map(lambda i, js=js: draw(js[i]), len(js), workers)
+            x0 = self.theta[g]
+            torch.set_num_threads(workers)  # the compiled kernel's OpenMP loop (run() restores 1 after)
+            try:
+                x = st.fused_block(x0, bufs, workers)
+            finally:
+                torch.set_num_threads(1)
+            bad = self._finish(g, x0, x, k, None, gi, blowup) or bad
         self.theta, self._new = self._new, self.theta
-        self.amax = self._amax[0] if blowup is not None else None
+        self.amax = max(self._amax) if blowup is not None else None
         return bad
 
     def step(self, k: int, workers: int, blowup: float | None = None) -> bool:
@@ -303,6 +313,23 @@ class Block:
         self.theta, self._new = self._new, self.theta
         self.amax = max(self._amax) if blowup is not None else None
         return any(bad)
+
+
+#: the most particles one compiled call of the fused step advances (its random-input buffers: 32 MiB
+#: of int32 batch indices for B = 32)
+FUSED_ROWS = 1 << 18
+
+
+def _groups(parts: list[slice], rows: int) -> list[tuple[slice, list[int]]]:
+    """Consecutive slabs grouped into runs of at most ``rows`` rows (at least one slab each)."""
+    out: list[tuple[slice, list[int]]] = []
+    for j, s in enumerate(parts):
+        if out and s.stop - out[-1][0].start <= rows:
+            g, js = out[-1]
+            out[-1] = (slice(g.start, s.stop), [*js, j])
+        else:
+            out.append((s, [j]))
+    return out
 
 
 #: estimated durations beyond this (seconds) are announced when no progress bar is shown

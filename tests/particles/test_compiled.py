@@ -146,14 +146,19 @@ def test_fused_exact_sgd_step_equals_eager_and_has_the_law():
                                model.simulate(**kw, compile=False, threads=1).theta, rtol=0, atol=1e-11)
 
 
-def test_fused_polynomial_sgd_equals_eager():
+def test_fused_polynomial_sgd_equals_eager(monkeypatch):
     # a polynomial loss takes the data-monomial path: the fused kernel averages the gathered monomials
-    # (x·w-free columns x², x·y, ...) and applies the update C(θ)·m̄
+    # (the columns ξ², ξ) and applies the update C(θ)·m̄. Slabs of 1000 rows, compiled calls of at
+    # most 2000: two groups of two slabs each, each slab with its own index stream
+    from symfp.particles import runner, streams
+
+    monkeypatch.setattr(streams, "ROWS", 1000)
+    monkeypatch.setattr(runner, "FUSED_ROWS", 2000)
     cache.clear()
     w, xi = sp.symbols("w xi", real=True)
     data = symfp.Dataset({xi: np.random.default_rng(2).normal(size=500)})
     model = symfp.SGD(loss=(w**2 * xi - 1) ** 2 / 4, params=[w], data=data, lr=0.05, batch_size=16)
-    kw = dict(n_particles=5000, steps=8, init=[0.7], seed=4, outputs=3)
+    kw = dict(n_particles=4000, steps=8, init=[0.7], seed=4, outputs=3, threads=2)
     comp = model.simulate(**kw, compile=True)
     assert comp.info["compiled"], comp.info.get("compile_error")
     eager = model.simulate(**kw, compile=False)
