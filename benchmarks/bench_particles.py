@@ -3,7 +3,10 @@
 ``run(quick)`` returns rows {"benchmark", "case", "value", "unit", "note"} for benchmarks/run.py.
 Timings are wall-clock on whatever device ``device="auto"`` picks, best of 3 for the headline rows;
 never asserted in tests. The SDE rows give the eager step and the ``compile=True`` one (warm: the
-compiled kernel reused) with the first call's compile time.
+compiled kernel reused) with the first call's compile time. Further sections: like-for-like ratios
+(eager and compiled against torchsde and a naive loop, same dtype, RNG precision and threads),
+exact SGD on the logistic loss at N = 10⁵ (eager vs the fused compiled step), a profile of where a
+particle-step's time goes (RNG, gather, arithmetic, the rest), and grid tabulation of a data-mean SME.
 
 Allocator: glibc serves each allocation above its mmap threshold (128 KiB by default, adapted upward
 only after frees) with a fresh ``mmap``, so a loop that allocates ~50 MB temporaries per step (the
@@ -208,7 +211,11 @@ def like_for_like_rows(quick: bool, dev, reps: int = 5) -> list[dict]:
                 sde.simulate(ns, ks * 0.01, 0.01, init=[1.0, 1.0], outputs=2, device=dev, compile=False,
                              threads=1, dtype=dtype, fast_normals=False)
 
-            fns = {"symfp": ours}
+            def ours_compiled(dtype=dtype):
+                sde.simulate(ns, ks * 0.01, 0.01, init=[1.0, 1.0], outputs=2, device=dev, compile=True,
+                             threads=1, dtype=dtype, fast_normals=False)
+
+            fns = {"symfp": ours, "symfp compiled": ours_compiled}
             if torchsde is not None:
                 y0 = torch.ones(ns, 2, dtype=tdt, device=dev)
                 ts = torch.tensor([0.0, ks * 0.01], dtype=tdt, device=dev)
@@ -219,6 +226,10 @@ def like_for_like_rows(quick: bool, dev, reps: int = 5) -> list[dict]:
             note = f"OU d=2, {ns} particles, {ks} steps, {dtype} state and normals, 1 thread, best of {reps}"
             rows.append({"benchmark": "like-for-like SDE Euler", "case": f"symfp {dtype}",
                          "value": ns * ks / best["symfp"], "unit": "particle-steps/s", "note": note})
+            rows.append({"benchmark": "like-for-like SDE Euler", "case": f"symfp compile=True {dtype}",
+                         "value": ns * ks / best["symfp compiled"], "unit": "particle-steps/s",
+                         "note": "fused step (inductor), normals drawn eagerly with the slab's generator; "
+                                 "warm (compiled in the warm-up call)"})
             if "torchsde" in best:
                 rows += [
                     {"benchmark": "like-for-like SDE Euler", "case": f"torchsde {dtype}",
@@ -226,6 +237,11 @@ def like_for_like_rows(quick: bool, dev, reps: int = 5) -> list[dict]:
                      "note": f"torchsde {torchsde.__version__}, interleaved with symfp"},
                     {"benchmark": "like-for-like SDE Euler", "case": f"speed-up vs torchsde, {dtype}",
                      "value": best["torchsde"] / best["symfp"], "unit": "x",
+                     "note": "aim >= " + ("10" if dtype == "float32" else "5")
+                             + "; same dtype, RNG precision, threads; one run"},
+                    {"benchmark": "like-for-like SDE Euler",
+                     "case": f"speed-up vs torchsde, {dtype}, compile=True",
+                     "value": best["torchsde"] / best["symfp compiled"], "unit": "x",
                      "note": "aim >= " + ("10" if dtype == "float32" else "5")
                              + "; same dtype, RNG precision, threads; one run"},
                 ]
@@ -241,6 +257,9 @@ def like_for_like_rows(quick: bool, dev, reps: int = 5) -> list[dict]:
             fns = {
                 "symfp": lambda dtype=dtype: model.simulate(n, steps, init=[0.5, 0.5], outputs=2, device=dev,
                                                             threads=1, dtype=dtype, fast_normals=False),
+                "symfp compiled": lambda dtype=dtype: model.simulate(
+                    n, steps, init=[0.5, 0.5], outputs=2, device=dev, threads=1, dtype=dtype,
+                    fast_normals=False, compile=True),
                 "naive": lambda tdt=tdt: _naive_sgd(xs, ys, n, steps, 32, 0.05, dev, dtype=tdt),
             }
             for f in fns.values():
@@ -255,7 +274,203 @@ def like_for_like_rows(quick: bool, dev, reps: int = 5) -> list[dict]:
                  "note": "gather X[idx] + closed-form gradient, interleaved with symfp"},
                 {"benchmark": "like-for-like exact SGD", "case": f"speed-up vs naive loop, {dtype}",
                  "value": best["naive"] / best["symfp"], "unit": "x", "note": "aim >= 5; one run"},
+                {"benchmark": "like-for-like exact SGD", "case": f"symfp compile=True {dtype}",
+                 "value": n * steps / best["symfp compiled"], "unit": "particle-steps/s",
+                 "note": "fused gather + gradient + mean + update (inductor), indices from the slab streams"},
+                {"benchmark": "like-for-like exact SGD",
+                 "case": f"speed-up vs naive loop, {dtype}, compile=True",
+                 "value": best["naive"] / best["symfp compiled"], "unit": "x", "note": "aim >= 5; one run"},
             ]
+    finally:
+        torch.set_num_threads(threads0)
+    return rows
+
+
+def _logistic_sgd(N: int, B: int = 32):
+    """Logistic regression on two standard-normal features, N samples, labels from a noisy margin."""
+    import symfp
+
+    w1, w2, x1, x2, y = sp.symbols("w1 w2 x1 x2 y", real=True)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(N, 2))
+    Y = np.where(X @ np.array([1.0, -0.5]) + 0.5 * rng.normal(size=N) > 0, 1.0, -1.0)
+    loss = sp.log(1 + sp.exp(-y * (w1 * x1 + w2 * x2)))
+    data = symfp.Dataset({x1: X[:, 0], x2: X[:, 1], y: Y})
+    return symfp.SGD(loss, [w1, w2], data, lr=sp.Rational(1, 2), batch_size=B)
+
+
+def logistic_rows(quick: bool, dev) -> list[dict]:
+    """Exact SGD on the logistic loss at N = 10⁵, B = 32, d = 2: eager against the fused compiled step.
+
+    The compiled step (``compile=True``) gathers the hoisted features (x₁y, x₂y) at the batch indices,
+    evaluates the sigmoid of the margin, averages and updates in one inductor loop over the particles
+    (OpenMP on ``threads``); the indices come from the slabs' numpy SFC64 streams, drawn in the slab
+    pool. Best of 3 each, warm (the first compiled call is timed separately).
+    """
+    from symfp.particles.streams import available_cores
+
+    n, steps = (20_000, 5) if quick else (200_000, 20)
+    model = _logistic_sgd(100_000)
+    kw = dict(init=[0.3, -0.2], outputs=2, device=dev)
+    model.simulate(1000, 1, **kw, compile=False)
+    t0 = time.perf_counter()
+    first = model.simulate(n, 2, **kw, compile=True)
+    t_first = time.perf_counter() - t0
+    ok = first.info.get("compiled", False)
+    auto = available_cores()
+    rows = []
+    note = f"N=100000, B=32, d=2, {n} particles, {steps} steps, {dev}, float64"
+    for label, opts in ((f"eager, threads=auto={auto}", {"compile": False}),
+                        (f"compile=True (warm), threads=auto={auto}", {"compile": True}),
+                        ("eager, threads=1", {"compile": False, "threads": 1}),
+                        ("compile=True (warm), threads=1", {"compile": True, "threads": 1})):
+        t = _timed(lambda o=opts: model.simulate(n, steps, **kw, **o), repeat=3)
+        aim = "; aim >= 5e6" if "compile" in label and "auto" in label else ""
+        bad = "" if ok or not opts["compile"] else f"; not compiled: {first.info.get('compile_error')}"
+        rows.append({"benchmark": "exact SGD, logistic", "case": label, "value": n * steps / t,
+                     "unit": "particle-steps/s", "note": note + aim + bad})
+    rows.append({"benchmark": "exact SGD, logistic", "case": "compile=True: first call",
+                 "value": first.info.get("compile_time") or float("nan"), "unit": "s",
+                 "note": f"compilation included (2 steps; whole call {t_first:.2f} s)"})
+    return rows
+
+
+def tabulation_rows(quick: bool, dev) -> list[dict]:
+    """SDE particles of the logistic SME (order 1): per-particle data-means against grid tabulation.
+
+    The direct path reduces over the N samples for every particle and step (n·N); ``tabulate=`` evaluates
+    b and 2D once at the 65² nodes of a grid over [−2, 2]² (P·N) and interpolates them multilinearly.
+    The rows give both step times, the speed-up, the one-time build and the measured interpolation
+    errors (relative, at 256 random points of the box).
+    """
+    from symfp.particles import GridSpec
+
+    N, n, steps = (2_000, 2_000, 3) if quick else (10_000, 10_000, 10)
+    sde = _logistic_sgd(N, B=32).sme(order=1)
+    kw = dict(n_particles=n, t_end=steps * 0.1, dt=0.1, init=[0.3, -0.2], outputs=2, device=dev, seed=0)
+    grid = GridSpec(bounds=[(-2.0, 2.0), (-2.0, 2.0)], points=65)
+    t0 = time.perf_counter()
+    tab = sde.simulate(**kw, tabulate=grid)
+    t_first = time.perf_counter() - t0
+    t_tab = _timed(lambda: sde.simulate(**kw, tabulate=grid), repeat=2)
+    t_dir = _timed(lambda: sde.simulate(**kw), repeat=2)
+    info = tab.info["tabulation"]
+    note = f"logistic SME(1), N={N}, {n} particles, {steps} Euler steps, {dev}"
+    per = 1e9 / (n * steps)
+    b = "SDE data-mean tabulation"
+    cost = f"; {1e9 * t_dir / (n * N * steps):.3g} ns per particle x sample x step"
+    return [
+        {"benchmark": b, "case": "direct per-particle data-means", "value": t_dir * per,
+         "unit": "ns per particle-step", "note": note + cost},
+        {"benchmark": b, "case": "tabulated 65^2 grid, multilinear", "value": t_tab * per,
+         "unit": "ns per particle-step", "note": note + " (table built once, cached)"},
+        {"benchmark": b, "case": "speed-up tabulated vs direct", "value": t_dir / t_tab,
+         "unit": "x", "note": "grows like N: the step no longer reduces over the samples"},
+        {"benchmark": b, "case": "table build (first call)", "value": info["build_s"],
+         "unit": "s", "note": f"{info['nodes']} nodes x N samples; whole first call {t_first:.2f} s"},
+        {"benchmark": b, "case": "interpolation error, drift", "value": info["drift_error"],
+         "unit": "relative", "note": "max |exact - interpolated| / max |b| at 256 random points of the box"},
+        {"benchmark": b, "case": "interpolation error, 2D", "value": info["diffusion_error"],
+         "unit": "relative", "note": "same, for 2D (PSD after interpolation)"},
+    ]
+
+
+def profile_rows(quick: bool, dev) -> list[dict]:
+    """Where the time of a particle-step goes (one thread, warm), in ns per particle-step.
+
+    SDE Euler (OU, d = 2): the normals (torch ``randn``, float32 and float64), the step's arithmetic
+    eagerly and compiled (given the normals), and the rest of a ``simulate`` step (runner: slab
+    loop, moment outputs, blow-up checks, Python). Exact SGD (logistic, N = 10⁵, B = 32): the indices
+    (numpy SFC64 int32), one ``index_select`` gather per feature column, the eager per-sample
+    arithmetic (sigmoid of the margin, products, means), the fused compiled kernel given the
+    indices, and the rest of a compiled ``simulate`` step.
+    """
+    import torch
+
+    import symfp
+    from symfp.particles.noise import Noise
+    from symfp.particles.recursion import RecursionStepper
+    from symfp.particles.sde import SDEStepper
+    from symfp.particles.streams import slab_generators, slab_seed
+
+    n = 32_768  # one slab
+    reps = 20 if quick else 100
+    rows: list[dict] = []
+    threads0 = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    def per(f, count=reps):
+        f()
+        t = _timed(lambda: [f() for _ in range(count)], repeat=3)
+        return 1e9 * t / count / n
+
+    def row(bench, case, value, note=""):
+        rows.append({"benchmark": bench, "case": case, "value": value, "unit": "ns per particle-step",
+                     "note": note})
+
+    try:
+        x1, x2 = sp.symbols("x1 x2", real=True)
+        sde = symfp.SDE([x1, x2], [-x1, -x2], 0.05)
+        st = SDEStepper(sde, 0.01, "euler")
+        gen, npg = slab_generators(slab_seed(0, 0), dev)
+        theta = torch.ones((n, 2), dtype=torch.float64, device=dev)
+        z32 = torch.randn((n, 2), dtype=torch.float32)
+        b = "profile SDE Euler"
+        row(b, "normals, randn float32", per(lambda: torch.randn((n, 2), generator=gen, dtype=torch.float32)))
+        row(b, "normals, randn float64", per(lambda: torch.randn((n, 2), generator=gen, dtype=torch.float64)))
+        row(b, "arithmetic, eager (given float32 normals)", per(lambda: st._core(theta, z32)))
+        core = st.core(1)
+        core(theta, z32)
+        row(b, "arithmetic, compiled (given float32 normals)", per(lambda: core(theta, z32)),
+            "fused cast + drift + noise; " + ("compiled" if core.ready else f"NOT compiled: {core.failed}"))
+        steps = 20 if quick else 100
+        for comp in (False, True):
+            t = _timed(lambda c=comp: sde.simulate(n, steps * 0.01, 0.01, init=[1.0, 1.0], outputs=2,
+                                                    device=dev, threads=1, compile=c), repeat=3)
+            row(b, f"whole step via simulate, compile={comp}", 1e9 * t / steps / n,
+                "the difference to the pieces above is the runner (slab loop, checks, outputs, Python)")
+
+        model = _logistic_sgd(100_000)
+        rs = RecursionStepper(model.recursion, dev, torch.float64, False, "bench")
+        src = rs.batches[0]
+        nz = Noise(n, gen, torch.float64, np_gen=npg)
+        idx = src.index_buffer(n, dev)
+        b = "profile exact SGD, logistic"
+        row(b, "indices, numpy SFC64 int32 (B=32)", per(lambda: src.draw_indices(nz, idx)),
+            "32 bounded integers per particle-step (Lemire rejection: exact)")
+        cols = src.feature_columns
+        c = src.draw_rows  # the eager step works in sub-slabs of this many particles (cache-sized)
+        bufs = [torch.empty(c * src.B, dtype=torch.float64) for _ in cols]
+        pieces = [idx[a : a + c].reshape(-1) for a in range(0, n, c)]
+
+        def gather():
+            for flat in pieces:
+                for col, o in zip(cols, bufs, strict=True):
+                    torch.index_select(col, 0, flat[: len(o)], out=o[: len(flat)])
+
+        row(b, f"gather, index_select of {len(cols)} feature columns", per(gather),
+            f"in sub-slabs of {c} particles, as the eager step")
+        vals = [o.view(c, src.B) for o in bufs]
+        th = [theta[:c, j : j + 1] for j in range(2)]
+
+        def arith():
+            for _ in pieces:
+                [v.mean(dim=1) for v in src._feat_raw(*th, *vals)]
+
+        row(b, "arithmetic, eager (sigmoid of the margin, products, means over B)", per(arith),
+            f"in sub-slabs of {c} particles, as the eager step")
+        kern = rs.core(1)
+        table = rs._table
+        kern(theta, idx, table)
+        row(b, "fused kernel, compiled (gather + arithmetic + mean + update, given indices)",
+            per(lambda: kern(theta, idx, table)),
+            "compiled" if kern.ready else f"NOT compiled: {kern.failed}")
+        steps = 5 if quick else 20
+        for comp in (False, True):
+            t = _timed(lambda c=comp: model.simulate(n, steps, init=[0.3, -0.2], outputs=2, device=dev,
+                                                      threads=1, compile=c), repeat=3)
+            row(b, f"whole step via simulate, compile={comp}", 1e9 * t / steps / n,
+                "one slab of 32768 particles, 1 thread")
     finally:
         torch.set_num_threads(threads0)
     return rows
@@ -538,6 +753,9 @@ def run(quick: bool = False) -> list[dict]:
     # state-dependent rank-one D (derivations/linear_network.py): symbolic σ = √c·u
     rows += _rank_one_rows(quick, dev)
     rows += like_for_like_rows(quick, dev)
+    rows += logistic_rows(quick, dev)
+    rows += profile_rows(quick, dev)
+    rows += tabulation_rows(quick, dev)
     rows += mpi_rows(quick)
     nm = 1_000_000 if quick else 10_000_000
     out = subprocess.run(

@@ -2,7 +2,8 @@
 
 Importing this package imports torch (never dolfinx: the mesh histogram imports it when called).
 
-* :func:`simulate_sde` — Euler–Maruyama or weak order-2 paths of an :class:`symfp.SDE`;
+* :func:`simulate_sde` — Euler–Maruyama or weak order-2 paths of an :class:`symfp.SDE` (optionally
+  with b and D tabulated on a :class:`GridSpec` and interpolated);
 * :func:`simulate_recursion` — the exact one-step map of an SGD / :class:`symfp.Recursion`;
 * :class:`ParticleCloud` — the result: ``.theta``, ``.mean()``, ``.cov()``, ``.moments()``,
   ``.exit_times()``, ``.histogram(mesh)``, ``.save``/``.load``;
@@ -17,11 +18,13 @@ from .absorbing import Ball, Box, HalfSpace, SubLevel, Union
 from .cloud import ExitTimes, ParticleCloud
 from .sde import simulate_sde
 from .statistics import hill_tail_index
+from .tabulate import GridSpec
 
 __all__ = [
     "Ball",
     "Box",
     "ExitTimes",
+    "GridSpec",
     "HalfSpace",
     "MeshComplement",
     "ParticleCloud",

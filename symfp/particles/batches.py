@@ -197,6 +197,68 @@ class BatchSource:
             S[:, i] = torch.where(dup, j, t)
         return S
 
+    def flat_indices(self, nz: Noise, c: int) -> torch.Tensor:
+        """c·B uniform indices in [0, N) from the slab's stream (numpy SFC64 int32 on CPU, exact)."""
+        if nz.np_gen is not None:
+            return torch.from_numpy(nz.np_gen.integers(0, self.N, size=c * self.B, dtype=np.int32))
+        return torch.randint(self.N, (c * self.B,), generator=nz.gen, device=nz.device)
+
+    # ------------------------------------------------------------------ the fused (compiled) step
+    @property
+    def fusable(self) -> bool:
+        """Finite data sampled with replacement, no reshuffling: the B indices are the only randomness."""
+        return self.finite and self.replacement and not self.reshuffle
+
+    @property
+    def draw_rows(self) -> int:
+        """Particles per index draw of the eager batch mean (the fused path draws in the same pieces)."""
+        return SLAB if self.poly else max(1, FEATURE_CHUNK // self.B)
+
+    def index_buffer(self, n: int, device: torch.device) -> torch.Tensor:
+        """An (n, B) index buffer of the dtype :meth:`flat_indices` draws (int32 on CPU)."""
+        dt = torch.int32 if device.type == "cpu" else torch.int64
+        return torch.empty((n, self.B), dtype=dt, device=device)
+
+    def draw_indices(self, nz: Noise, out: torch.Tensor) -> None:
+        """This step's (n, B) batch indices of one slab into ``out``.
+
+        Drawn in the same pieces (:attr:`draw_rows` particles) and from the same stream as the eager
+        batch means, so a fused run sees exactly the indices of the eager run with the same seed.
+        """
+        n, step = out.shape[0], self.draw_rows
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            out[a:b].view(-1).copy_(self.flat_indices(nz, b - a))
+
+    def table(self) -> torch.Tensor:
+        """The (N, K) table of the K hoisted features (or data monomials) per sample, row-major.
+
+        One sample's K values share a cache line, so the fused step reads one line per sample.
+        """
+        cols = self.columns if self.poly else self.feature_columns
+        return torch.stack(cols, dim=1).contiguous()
+
+    def fused_means(self, theta: torch.Tensor, idx: torch.Tensor, table: torch.Tensor) -> list[torch.Tensor]:
+        r"""The batch means as a pure function of θ, the (n, B) indices and the table (traceable).
+
+        Polynomial e: the K batch means :math:`\overline{m_k}` of the data monomials; otherwise the m
+        batch means of the rewritten per-sample expression :math:`\tilde e(\theta; f(\xi_i))`.
+        Traced by ``torch.compile``, gather, per-sample expression and mean fuse into one loop over
+        the particles: no (n, B) temporary is stored.
+        """
+        n, B = idx.shape
+        f = table[idx.long()]  # (n, B, K)
+        if self.poly:
+            return list(f.mean(dim=1).unbind(1))
+        th = [theta[:, j : j + 1] for j in range(theta.shape[1])]  # (n, 1): broadcasts over B
+        out = []
+        for v in self._feat_raw(*th, *f.unbind(-1)):
+            if isinstance(v, torch.Tensor) and v.dim() == 2 and v.shape[1] == B:
+                out.append(v.mean(dim=1))
+            else:  # an entry constant in the samples
+                out.append(torch.as_tensor(v, dtype=theta.dtype, device=theta.device).reshape(-1).expand(n))
+        return out
+
     # ------------------------------------------------------------------ batch means of monomials
     def _sums_with_replacement(self, nz: Noise, ctx: dict) -> torch.Tensor:
         r"""(n, K) sums :math:`\sum_{b\le B} m_k(\xi_{i_b})` over B uniform indices, drawn in slabs.
@@ -207,7 +269,7 @@ class BatchSource:
         ``torch.take`` on CPU) into a reused per-thread float buffer and summed into the output
         columns: the (SLAB, B) temporaries stay cache-sized.
         """
-        n, B, N = nz.n, self.B, self.N
+        n, B = nz.n, self.B
         dev, dt = self.columns[0].device, self.columns[0].dtype
         if ctx["buf"] is None:
             ctx["buf"] = torch.empty((len(self.columns), n), dtype=dt, device=dev)
@@ -215,10 +277,7 @@ class BatchSource:
         vals = _scratch((min(n, SLAB), B), dt, dev)
         for a in range(0, n, SLAB):
             b = min(n, a + SLAB)
-            if nz.np_gen is not None:
-                flat = torch.from_numpy(nz.np_gen.integers(0, N, size=(b - a) * B, dtype=np.int32))
-            else:
-                flat = torch.randint(N, ((b - a) * B,), generator=nz.gen, device=nz.device)
+            flat = self.flat_indices(nz, b - a)
             v = vals[: b - a]
             vflat = v.view(-1)
             for k, col in enumerate(self.columns):
@@ -250,7 +309,7 @@ class BatchSource:
         ``index_select`` per feature column into a reused buffer, the rewritten expression on the
         (c, B) values, the mean over B. No per-sample Python and no tensor larger than the sub-slab.
         """
-        n, B, N = theta.shape[0], self.B, self.N
+        n, B = theta.shape[0], self.B
         K = len(self.feature_columns)
         dev, dt = theta.device, theta.dtype
         fast = self.replacement and not self.reshuffle and not nz.antithetic
@@ -261,12 +320,7 @@ class BatchSource:
         for a in range(0, n, step):
             b = min(n, a + step)
             c = b - a
-            if idx_all is not None:
-                flat = idx_all[a:b].reshape(-1)
-            elif nz.np_gen is not None:
-                flat = torch.from_numpy(nz.np_gen.integers(0, N, size=c * B, dtype=np.int32))
-            else:
-                flat = torch.randint(N, (c * B,), generator=nz.gen, device=nz.device)
+            flat = idx_all[a:b].reshape(-1) if idx_all is not None else self.flat_indices(nz, c)
             vals = []
             for k, col in enumerate(self.feature_columns):
                 v = buf[k, : c * B]

@@ -8,6 +8,16 @@ those of the eager path; only the rounding of the arithmetic may differ in the l
 multiply-adds). Drawing the normals inside the compiled kernel (inductor's Philox) was measured and
 rejected: on CPU inductor generates them one by one in a scalar loop, 2x slower than torch's
 vectorised ``randn``, and they would come from torch's global generator instead of the run's.
+The same holds for the exact-SGD step (:mod:`symfp.particles.recursion`): the mini-batch indices
+are drawn outside (each slab's exact numpy SFC64 stream) and the compiled function maps
+(θ, indices, feature table) to θ_{k+1}: gather, per-sample gradient, mean and update in one loop.
+
+Threads. The generated kernels do not release the GIL and dynamo's guards are not thread-safe, so a
+compiled function is called from one thread only: the runner lets the slab pool draw the random
+inputs of every slab, then calls the compiled step once for the whole block with torch's intra-op
+thread count set to the run's ``threads`` (inductor's OpenMP loop over the particles). One compiled
+function is kept per thread count (inductor bakes it into the kernel). The results do not depend on
+it: the loop over particles is split across threads, each particle's arithmetic is the same.
 
 Inductor on CPU compiles C++ with the system compiler: a cold compile costs seconds (the FX/inductor
 caches make later processes faster), so ``compile="auto"`` compiles only long runs
@@ -122,3 +132,13 @@ class Compiled:
                 stacklevel=2,
             )
             return self.fn(*args)
+
+
+def compiled_info(cloud: Any, core: Compiled | None) -> None:
+    """Record in ``cloud.info`` whether the compiled step ran (``compiled``), its first call's time
+    (``compile_time``, compilation included) and the error that disabled it (``compile_error``)."""
+    cloud.info["compiled"] = bool(core is not None and core.ready)
+    if core is not None:
+        cloud.info["compile_time"] = core.compile_time
+        if core.failed:
+            cloud.info["compile_error"] = core.failed

@@ -67,16 +67,19 @@ class Noise:
             return self._randn((self.n, *shape))
         return self._pair(self._randn((self.n // 2, *shape)), torch.neg)
 
-    def normal_raw(self, *shape: int) -> torch.Tensor:
+    def normal_raw(self, *shape: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """Standard normals of shape (n, *shape) in the sampler's dtype (float32 with fast normals).
 
         The same draws as :meth:`normal` before its cast to the simulation dtype, for steps that fuse
-        the cast into a compiled kernel.
+        the cast into a compiled kernel; ``out`` (contiguous, that shape and dtype) receives them.
         """
         if not self.antithetic:
+            if out is not None:
+                return torch.randn((self.n, *shape), generator=self.gen, out=out)
             return torch.randn((self.n, *shape), generator=self.gen, device=self.device, dtype=self._ndtype)
         z = torch.randn((self.n // 2, *shape), generator=self.gen, device=self.device, dtype=self._ndtype)
-        return self._pair(z, torch.neg)
+        z = self._pair(z, torch.neg)
+        return z if out is None else out.copy_(z)
 
     def uniform(self, *shape: int) -> torch.Tensor:
         """Uniforms on [0, 1) of shape (n, *shape)."""

@@ -42,9 +42,9 @@ class Stepper(Protocol):
     def step(self, theta: torch.Tensor, noise: Noise, k: int, ctx: Any) -> torch.Tensor: ...
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunOptions:
-    """Options common to both simulators (see :func:`symfp.particles.sde.simulate_sde`)."""
+    """Options common to both simulators (see :func:`symfp.particles.sde.simulate_sde`), by keyword."""
 
     n_particles: int
     steps: int
@@ -137,8 +137,8 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
     blocks = list(chunks(n_local, chunk))
     bar = progress(steps * len(blocks), opt.progress and rank == 0, stepper.what)
     workers = int(opt.threads) if dev.type == "cpu" else 1
-    if opt.start_kw.get("compile"):
-        workers = 1  # a compiled step is called from one thread (dynamo's guards are not thread-safe)
+    if opt.start_kw.get("compile") and (use_bridge or not hasattr(stepper, "fused_block")):
+        workers = 1  # compiled slab by slab: called from one thread (dynamo's guards are not thread-safe)
     eta: float | None = time.perf_counter()
     for bl in blocks:
         blk = Block(stepper, opt, bl, offset, n, dev, dtype, absorbing, use_bridge, where)
@@ -227,6 +227,13 @@ class Block:
             self.noises.append(nz)
             self.ctxs.append(stepper.start(nz, **opt.start_kw))
         self._new = torch.empty_like(self.theta)
+        # the fused step (compiled): each slab draws its random inputs in the pool, then one compiled
+        # call advances the whole block (no bridge correction: it needs the per-slab uniforms)
+        self.fused = bool(self.ctxs and isinstance(self.ctxs[0], dict) and self.ctxs[0].get("fused")
+                          and hasattr(stepper, "fused_block") and not use_bridge)
+        self.groups = _groups(self.parts, FUSED_ROWS) if self.fused else []
+        rows_max = max((g.stop - g.start for g, _ in self.groups), default=0)
+        self._bufs = stepper.draw_buffers(rows_max, self.noises[0]) if self.fused else None
         self.alive = self.tau = None
         if absorbing is not None:
             self.alive = ~absorbing.absorbed(self.theta)
@@ -242,6 +249,12 @@ class Block:
         st, s, nz = self.stepper, self.parts[j], self.noises[j]
         x0 = self.theta[s]
         x = st.step(x0, nz, k, self.ctxs[j])
+        return self._finish(s, x0, x, k, nz, j, blowup)
+
+    def _finish(self, s: slice, x0: torch.Tensor, x: torch.Tensor, k: int, nz: Noise | None, j: int,
+                blowup: float | None) -> bool:
+        """Absorption (absorbed particles freeze) and the blow-up check of rows ``s`` after step k."""
+        st = self.stepper
         if self.alive is not None:
             live = self.alive[s]
             hit = self.absorbing.absorbed(x) & live
@@ -258,8 +271,38 @@ class Block:
         self._amax[j] = float(amax)
         return not bool(amax <= blowup)  # NaN compares False
 
+    def _fused_step(self, k: int, workers: int, blowup: float | None) -> bool:
+        """Step k by groups of slabs: the slabs' draws in the pool, then one compiled call per group.
+
+        A group holds at most :data:`FUSED_ROWS` particles, so the buffers of random inputs (the
+        (rows, B) batch indices) stay bounded whatever the block size.
+        """
+        st = self.stepper
+        self._amax = [0.0] * len(self.groups)
+        bad = False
+        for gi, (g, js) in enumerate(self.groups):
+            bufs = [b[: g.stop - g.start] for b in self._bufs]
+
+            def draw(j: int, g: slice = g, bufs: list = bufs) -> None:
+                s = self.parts[j]
+                st.draw(self.noises[j], self.ctxs[j], [b[s.start - g.start : s.stop - g.start] for b in bufs])
+
+            parallel_map(lambda i, js=js: draw(js[i]), len(js), workers)
+            x0 = self.theta[g]
+            torch.set_num_threads(workers)  # the compiled kernel's OpenMP loop (run() restores 1 after)
+            try:
+                x = st.fused_block(x0, bufs, workers)
+            finally:
+                torch.set_num_threads(1)
+            bad = self._finish(g, x0, x, k, None, gi, blowup) or bad
+        self.theta, self._new = self._new, self.theta
+        self.amax = max(self._amax) if blowup is not None else None
+        return bad
+
     def step(self, k: int, workers: int, blowup: float | None = None) -> bool:
         """Advance every slab by step k, ``workers`` threads at a time; True if a slab blew up."""
+        if self.fused:
+            return self._fused_step(k, workers, blowup)
         bad = [False] * len(self.parts)
         self._amax = [0.0] * len(self.parts)
 
@@ -270,6 +313,23 @@ class Block:
         self.theta, self._new = self._new, self.theta
         self.amax = max(self._amax) if blowup is not None else None
         return any(bad)
+
+
+#: the most particles one compiled call of the fused step advances (its random-input buffers: 32 MiB
+#: of int32 batch indices for B = 32)
+FUSED_ROWS = 1 << 18
+
+
+def _groups(parts: list[slice], rows: int) -> list[tuple[slice, list[int]]]:
+    """Consecutive slabs grouped into runs of at most ``rows`` rows (at least one slab each)."""
+    out: list[tuple[slice, list[int]]] = []
+    for j, s in enumerate(parts):
+        if out and s.stop - out[-1][0].start <= rows:
+            g, js = out[-1]
+            out[-1] = (slice(g.start, s.stop), [*js, j])
+        else:
+            out.append((s, [j]))
+    return out
 
 
 #: estimated durations beyond this (seconds) are announced when no progress bar is shown

@@ -56,11 +56,12 @@ from ..errors import InputError
 from ..symbolic.sde import model_id
 from .cache import cached
 from .cloud import ParticleCloud
-from .compiled import Compiled, want_compile
+from .compiled import Compiled, compiled_info, want_compile
 from .diffusion import NoiseFactor
 from .lambdify import state_function, time_tensor, torch_function
 from .noise import Noise
 from .runner import RunOptions, run
+from .tabulate import GridSpec, tabulate_stepper
 
 METHODS = ("euler", "weak2")
 
@@ -68,7 +69,7 @@ METHODS = ("euler", "weak2")
 class SDEStepper:
     """One step of an SDE scheme for a block of particles."""
 
-    def __init__(self, sde: Any, dt: float, method: str):
+    def __init__(self, sde: Any, dt: float, method: str, tabulate: Any = None):
         self.state = tuple(sde.state)
         self.dt = dt
         self.method = method
@@ -104,13 +105,40 @@ class SDEStepper:
                 self.noise_scale = [float(v) * math.sqrt(dt) for v in np.diag(sig)]
         # the deterministic part of an autonomous step whose only randomness is ΔW = √Δ z, as a pure
         # function (θ, z) → θ_{k+1} that torch.compile can fuse (z drawn outside, cast inside)
-        self.core: Compiled | None = None
+        self.fusable = False
+        self.cores: dict[int, Compiled] = {}  # per thread count (inductor bakes it into the kernel)
+        self.last_core: Compiled | None = None
         heun = method == "weak2" and self.noise.kind == "constant"
         if self.time is None and (self.fused_pure is not None or heun):
             if self.fused_pure is None:
                 drift_pure = torch_function(sde.drift, self.state, "SDE drift", pure=True)
                 self._drift_pure = lambda th: drift_pure(*th.unbind(-1))
-            self.core = Compiled(self._core, f"{self.what} step")
+            self.fusable = True
+        self.tabulation = None if tabulate is None else tabulate_stepper(self, tabulate, "simulate_sde")
+
+    @property
+    def ready(self) -> bool:
+        """A compiled step exists (for some thread count) in this process."""
+        return any(c.ready for c in self.cores.values())
+
+    def core(self, workers: int) -> Compiled:
+        """The compiled step for ``workers`` threads."""
+        if workers not in self.cores:
+            self.cores[workers] = Compiled(self._core, f"{self.what} step")
+        return self.cores[workers]
+
+    def draw_buffers(self, n: int, nz: Noise) -> list[torch.Tensor]:
+        """The block's buffer of random inputs: (n, d) standard normals in the sampler's dtype."""
+        return [torch.empty((n, self.d), dtype=nz._ndtype, device=nz.device)]
+
+    def draw(self, nz: Noise, ctx: Any, bufs: list[torch.Tensor]) -> None:
+        """One slab's normals of this step (the draws of :meth:`step`), from its own generator."""
+        nz.normal_raw(self.d, out=bufs[0])
+
+    def fused_block(self, theta: torch.Tensor, bufs: list[torch.Tensor], workers: int) -> torch.Tensor:
+        """The compiled step for the whole block (its loop on ``workers`` threads)."""
+        self.last_core = self.core(workers)
+        return self.last_core(theta, bufs[0])
 
     def _core(self, theta: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """θ_{k+1} from θ_k and the raw standard normals z (any float dtype) of the step.
@@ -173,7 +201,7 @@ class SDEStepper:
 
     def start(self, noise: Noise, compile: bool = False) -> dict:
         """Per-block context: whether this run uses the compiled step."""
-        return {"compiled": bool(compile) and self.core is not None}
+        return {"fused": bool(compile) and self.fusable}
 
     def _t(self, k: float, like: torch.Tensor) -> torch.Tensor | None:
         """The time k·Δ as a 0-d tensor (None for an autonomous SDE)."""
@@ -198,8 +226,12 @@ class SDEStepper:
         return out
 
     def step(self, theta: torch.Tensor, nz: Noise, k: int, ctx: Any) -> torch.Tensor:
-        if self.core is not None:
-            return self.core(theta, nz.normal_raw(self.d), use=bool(ctx and ctx["compiled"]))
+        if self.fusable:  # compiled slab by slab only where the runner cannot fuse the block (one worker)
+            z = nz.normal_raw(self.d)
+            if ctx and ctx["fused"]:
+                self.last_core = self.core(1)
+                return self.last_core(theta, z)
+            return self._core(theta, z)
         if self.det is not None:
             return self._additive_diagonal(theta, nz.normal_raw(self.d), self._t(k, theta))
         h = self.dt
@@ -264,6 +296,7 @@ def simulate_sde(
     t_end: float,
     dt: float,
     init: Any,
+    *,
     method: str = "euler",
     seed: int | None = 0,
     device: Any = "auto",
@@ -280,6 +313,7 @@ def simulate_sde(
     fast_normals: bool = True,
     threads: int | None = None,
     compile: bool | str = "auto",
+    tabulate: GridSpec | None = None,
 ) -> ParticleCloud:
     """Simulate ``n_particles`` independent paths of ``sde`` up to ``t_end``.
 
@@ -313,10 +347,17 @@ def simulate_sde(
             of the normals) with ``torch.compile`` (see :mod:`symfp.particles.compiled`); used for
             autonomous Euler steps with additive noise and weak2 with constant noise. ``"auto"``
             compiles runs of at least ``AUTO_MIN_WORK`` particle-steps (or reuses a compiled step),
-            except on a CPU run with more than one worker thread: dynamo is not thread-safe, so a
-            compiled step runs in one thread, slower than the eager slab pool (1.37e8 vs 1.85e8
-            particle-steps/s on 2 cores, benchmarks/RESULTS.md). A failed compilation warns and
-            continues eagerly. Same random numbers either way.
+            except on a CPU run with more than one worker thread. A compiled run draws each slab's
+            normals in the slab pool and then advances the whole block with one compiled call whose
+            loop runs on ``threads`` OpenMP threads (dynamo itself is not thread-safe, so the kernel
+            is never called from the pool); on the 2 shared cores the eager slab pool was still
+            faster (1.1e7 vs 5.5e6 particle-steps/s at load 5, one run), hence "auto" stays eager
+            there. A failed compilation warns and continues eagerly. Same random numbers either way.
+        tabulate: a :class:`~symfp.particles.tabulate.GridSpec`: evaluate b and D once on that tensor
+            grid and interpolate them multilinearly at the particles (for a data-mean SME: P·N work
+            once instead of n·N per step); the interpolation error, measured against the exact
+            evaluation at random points of the box, is in ``info["tabulation"]`` and must be below
+            the grid's ``tol``; particles leaving the box are refused. Autonomous SDEs only.
 
     Returns:
         A :class:`ParticleCloud`.
@@ -333,38 +374,39 @@ def simulate_sde(
         raise InputError(f"{where}: t_end and dt must be positive and finite, got t_end={t_end}, dt={dt}")
     steps = max(1, math.ceil(t_end / dt - 1e-9))
     h = t_end / steps
-    key = ("sde", sde.state, sde.drift, sde.diffusion, getattr(sde, "time", None), h, method)
-    stepper = cached(key, lambda: SDEStepper(sde, h, method))
-    core = stepper.core
-    use = core is not None and want_compile(compile, float(n_particles) * steps, core.ready, where)
+    key = ("sde", sde.state, sde.drift, sde.diffusion, getattr(sde, "time", None), h, method,
+           tabulate if isinstance(tabulate, GridSpec) else id(tabulate) if tabulate is not None else None)
+    stepper = cached(key, lambda: SDEStepper(sde, h, method, tabulate))
+    use = stepper.fusable and want_compile(compile, float(n_particles) * steps, stepper.ready, where)
     if use and compile == "auto" and _pooled(device, fallback, threads):
-        use = False  # a compiled step runs in one thread: on CPU the slab pool is faster (benchmarks)
+        use = False  # measured: on CPU the eager slab pool is faster (benchmarks/RESULTS.md)
+    if not stepper.fusable:
+        want_compile(compile, 0.0, False, where)  # still validate the option
     opt = RunOptions(
-        n_particles,
-        steps,
-        init,
-        seed,
-        device,
-        dtype,
-        chunk_size,
-        outputs,
-        absorbing,
-        bridge,
-        progress,
-        antithetic,
-        comm,
-        fallback,
-        blowup,
+        n_particles=n_particles,
+        steps=steps,
+        init=init,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        chunk_size=chunk_size,
+        outputs=outputs,
+        absorbing=absorbing,
+        bridge=bridge,
+        progress=progress,
+        antithetic=antithetic,
+        comm=comm,
+        fallback=fallback,
+        blowup=blowup,
         fast_normals=fast_normals,
         threads=threads,
         info={"source": "sde", "scheme": method, "noise": stepper.noise.kind, "model_id": model_id(sde),
               "origin": str(getattr(sde, "origin", "given"))},
         start_kw={"compile": use},
     )
+    stepper.last_core = None
     cloud = run(stepper, opt, where)
-    cloud.info["compiled"] = bool(use and core is not None and core.failed is None)
-    if use and core is not None:
-        cloud.info["compile_time"] = core.compile_time
-        if core.failed:
-            cloud.info["compile_error"] = core.failed
+    compiled_info(cloud, stepper.last_core if use else None)
+    if stepper.tabulation is not None:
+        cloud.info["tabulation"] = dict(stepper.tabulation)
     return cloud
