@@ -6,15 +6,21 @@ zero flux natural; absorbing parts get p = 0 by identity rows). Time stepping an
 shared :mod:`symfp.fem.schemes` and :mod:`symfp.fem.trackers`; the step matrices are factorised once
 with SuperLU (``scipy.sparse.linalg.splu``) and each step is two triangular solves.
 
-Stabilisation (``stabilisation=``): ``"none"`` (Galerkin, consistent mass), ``"fct"`` (alias ``"afc"``:
-Kuzmin's FEM-FCT, :mod:`symfp.fem.fct`, with a CN, Euler or BDF2 Galerkin target), ``"upwind"``
-(alias ``"fitted"``: lumped mass and discrete upwinding, backward Euler) and ``"auto"``, the rule of
-:func:`symfp.fem.stabilisation.choose` (FCT when D is degenerate or the cell Péclet number exceeds 1,
-else Galerkin). ``"gibbs"`` and ``"supg"`` are dolfinx-only. Default schemes: BDF2 (Galerkin), CN (FCT),
-Euler (upwind); ``scheme="bdf2"`` with FCT uses the BDF2 target.
+Stabilisation (``stabilisation=``), the same methods as the dolfinx backend: ``"none"`` (Galerkin,
+consistent mass), ``"fct"`` (alias ``"afc"``: Kuzmin's FEM-FCT, :mod:`symfp.fem.fct`, with a CN, Euler
+or BDF2 Galerkin target), ``"upwind"`` (alias ``"fitted"``: lumped mass and discrete upwinding,
+backward Euler), ``"gibbs"`` (the Gibbs-symmetrised form p = ρu with lumped ρ-weighted mass,
+backward Euler; :mod:`symfp.fem.skfem.stabilise`), ``"supg"`` (streamline-upwind Petrov–Galerkin on
+the whole residual, the one weight of :func:`symfp.fem.stabilisation.supg_weight`) and ``"auto"``,
+the rule of :func:`symfp.fem.stabilisation.choose` (FCT when D is degenerate or the cell Péclet
+number exceeds 1, else Galerkin). Default schemes: BDF2 (Galerkin, SUPG), CN (FCT), Euler (upwind,
+Gibbs); ``scheme="bdf2"`` with FCT uses the BDF2 target.
 
-Time-dependent coefficients (``SDE.time``): K is re-assembled at every step at the scheme's time
-level (:math:`K(t_{n+1})`; CN the trapezoidal pair) and the step matrices re-factorised.
+Time-dependent coefficients (``SDE.time``): K (and SUPG's mass matrix) is re-assembled at every step
+at the scheme's time level (:math:`K(t_{n+1})`; CN the trapezoidal pair). Step matrices are
+factorised through :class:`symfp.fem.skfem.factorisations.FactorisationCache`: a matrix that repeats
+exactly (a piecewise-constant schedule) reuses its factorisation (``info["factorisations"]`` counts
+the ones computed, ``info["factorisation_cache_hits"]`` the reuses).
 """
 
 from __future__ import annotations
@@ -56,10 +62,29 @@ from ..trackers import (
 )
 from . import require_serial, require_skfem
 from .coefficients import lambdify
+from .factorisations import FactorisationCache
 from .lowering import assemble_bilinear, assemble_weighted, mass_matrix
 from .mesh import as_skfem
+from .stabilise import gibbs_weight, supg_forward
 
-SKFEM_METHODS = ("none", "fct", "upwind")
+SKFEM_METHODS = ("none", "fct", "upwind", "gibbs", "supg")
+#: quadrature order of the Gibbs-weighted integrals (exp of a quartic: the degree UFL estimates, 8)
+GIBBS_INTORDER = 8
+
+
+def _gibbs(sde: Any, rho: Any, tsym: sp.Symbol | None, msh: NeutralMesh,
+           where: str) -> tuple[sp.Expr, np.ndarray]:
+    """The Gibbs weight w = ρ/max ρ (SymPy) and its nodal values, or an InputError saying why not."""
+    from ...symbolic.weakform import forward_form
+
+    if tsym is not None:
+        raise InputError(f"{where}: stabilisation='gibbs' needs time-independent coefficients (its weight is "
+                         "the stationary density); with a schedule use 'fct' or 'supg'")
+    try:
+        forward_form(sde, symmetrised=True)  # checks the zero flux D∇ρ = cρ (detailed balance)
+    except InputError as exc:
+        raise InputError(f"{where}: stabilisation='gibbs' is not available: {exc}") from exc
+    return gibbs_weight(rho, tuple(sde.state), msh.points, where)
 
 
 def peclet(mesh: NeutralMesh, c: sp.Matrix, D: sp.Matrix, state: tuple[sp.Symbol, ...],
@@ -121,7 +146,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     Raises:
         MeshError, InputError, SolverError: as the dolfinx backend; InputError under several MPI ranks.
     """
-    from ...symbolic.weakform import forward_form
+    from ...symbolic.weakform import Term, forward_form
     from ..domain import estimate
 
     where = "solve"
@@ -164,23 +189,37 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
         rho = fp.stationary_density()
     except Exception:  # noqa: BLE001 - a closed form is optional
         rho = None
-    if stabilisation in ("gibbs", "supg"):
-        raise InputError(f"{where}: stabilisation={stabilisation!r} is available on backend='dolfinx' only; "
-                         f"backend='skfem' has {', '.join(SKFEM_METHODS)} (and 'auto')")
+    gibbs = _gibbs(sde, rho, tsym, msh, where) if stabilisation == "gibbs" else None
     method, why = choose(stabilisation, report, rho is not None)
     if scheme is None:
-        scheme = "euler" if method == "upwind" else ("cn" if method == "fct" else "bdf2")
+        scheme = "euler" if method in ("upwind", "gibbs") else ("cn" if method == "fct" else "bdf2")
 
     basis = sk.basis(1)
     t0 = time.perf_counter()
     M = mass_matrix(basis)
-    K = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=0.0)
-    ml = np.asarray(M.sum(axis=1)).ravel()
+    ml_plain = np.asarray(M.sum(axis=1)).ravel()
+    gb = basis  # the Gibbs weight varies by decades across a cell: a higher-order rule (UFL's estimate)
+    if gibbs is not None:  # p = ρu: lumped ∫wφ_i and ∫w(D∇u)·∇v, w = ρ/max ρ (skfem.stabilise)
+        import scipy.sparse as sps
+
+        gb = require_skfem(where).Basis(sk.mesh, sk.element(1), intorder=GIBBS_INTORDER)
+        ml = assemble_weighted(gibbs[0], gb, state)
+        M = sps.diags(ml).tocsr()
+        K = assemble_bilinear([Term("diffusion", sp.ImmutableMatrix(gibbs[0] * D))], gb, state)
+    else:
+        K = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=0.0)
+        ml = ml_plain
+    M_galerkin = M
+    if method == "supg":
+        Sm, Sk = supg_forward(c, D, state, basis, msh.cell_diameters(), tsym=tsym, t=0.0)
+        M, K = M + Sm, K + Sk
     assemble_s = time.perf_counter() - t0
     n_assemblies = 1
     bc = msh.boundary_vertices(parts) if parts else np.zeros(0, dtype=np.int64)
 
-    solver = nd_splu_solver(msh.points)  # P1 dofs are the vertices
+    # P1 dofs are the vertices; each distinct step matrix is factorised once (a repeating schedule
+    # reuses its factorisations: skfem.factorisations)
+    solver = FactorisationCache(nd_splu_solver(msh.points))
     if method == "fct":
         stepper: Any = FCTStepper(scheme, M, K, ml, dt, bc_rows=bc, passes=fct_kw["passes"],
                                   tol=fct_kw["tol"], solver=solver)
@@ -194,28 +233,38 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     else:
         stepper = GalerkinStepper(scheme, M, K, dt, bc_rows=bc, solver=solver)
 
-    state_K = {"K": K}
+    state_K = {"K": K, "M": M}
 
     def before_step(n: int) -> None:
         nonlocal assemble_s, n_assemblies
         ta = time.perf_counter()
         K_new = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=n * dt)
+        M_new = M
+        if method == "supg":  # SUPG's test function carries c(t): its mass matrix moves too
+            Sm_n, Sk_n = supg_forward(c, D, state, basis, msh.cell_diameters(), tsym=tsym, t=n * dt)
+            M_new, K_new = M_galerkin + Sm_n, K_new + Sk_n
         n_assemblies += 1
         if method == "upwind":
             from ..fct import discrete_upwind_scipy
 
             stepper.set_operators(stepper.M, discrete_upwind_scipy(K_new))
         else:
-            stepper.set_operators(M, K_new, state_K["K"])
-        state_K["K"] = K_new
+            stepper.set_operators(M_new, K_new, state_K["K"], state_K["M"] if method == "supg" else None)
+        state_K["K"], state_K["M"] = K_new, M_new
         assemble_s += time.perf_counter() - ta
 
+    def weighted(g: Any, b: Any = None) -> np.ndarray:
+        """∫ g φ_i; for the Gibbs form ∫ w g φ_i / w_i (its dot with p_i = w_i u_i is Σ u_i ∫ w g φ_i)."""
+        if gibbs is None:
+            return assemble_weighted(g, basis if b is None else b, state)
+        return assemble_weighted(sp.sympify(g) * gibbs[0], gb if b is None else b, state) / gibbs[1]
+
     # observables: weight vectors ∫ g φ_i assembled once
-    vectors = {"mass": ml}
+    vectors = {"mass": ml if gibbs is None else ml / gibbs[1]}
     for i in range(d):
-        vectors[f"x{i}"] = assemble_weighted(state[i], basis, state)
+        vectors[f"x{i}"] = weighted(state[i])
         for j in range(i, d):
-            vectors[f"x{i}x{j}"] = assemble_weighted(state[i] * state[j], basis, state)
+            vectors[f"x{i}x{j}"] = weighted(state[i] * state[j])
     expectations = dict(expectations or {})
     for name, expr in expectations.items():
         e = sp.sympify(expr)
@@ -223,11 +272,12 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
         if extra:
             raise InputError(f"{where}: expectation {name!r} = {e} has symbols {sorted(map(str, extra))} "
                              "that are not state variables")
-        vectors[f"E[{name}]"] = assemble_weighted(e, basis, state)
+        vectors[f"E[{name}]"] = weighted(e)
     skfem = require_skfem(where)
     for name in msh.region_names:
-        rb = skfem.Basis(sk.mesh, sk.element(1), elements=msh.region_cells(name), intorder=3)
-        vectors[f"region:{name}"] = assemble_weighted(1, rb, state)
+        rb = skfem.Basis(sk.mesh, sk.element(1), elements=msh.region_cells(name),
+                         intorder=3 if gibbs is None else GIBBS_INTORDER)
+        vectors[f"region:{name}"] = weighted(1, rb)
     log_nodes = None
     if rho is not None:
         log_rho = sp.expand_log(sp.log(sp.sympify(rho)), force=True)
@@ -235,10 +285,14 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
             lv = np.asarray(lambdify(log_rho, state)(np.ascontiguousarray(msh.points.T)), dtype=float)
         if np.all(np.isfinite(lv)):
             log_nodes = lv - lv.max()
-    recorder = NodalObservables(vectors, d, ml, expectations=list(expectations), regions=msh.region_names,
+    recorder = NodalObservables(vectors, d, vectors["mass"], expectations=list(expectations),
+                                regions=msh.region_names,
                                 log_stationary=log_nodes)
 
-    u0 = initial_nodal(p0, msh, state, ml)
+    u0 = initial_nodal(p0, msh, state, ml_plain)
+    if gibbs is not None:  # the unknown u = p/w, at unit mass of the density actually evolved (Σ ml_i u_i)
+        u0 = u0 / gibbs[1]
+        u0 = u0 / float(ml @ u0)
     wall = np.setdiff1d(msh.boundary_vertices(None), bc)
     obs_tr = ObservableTracker(recorder, every=output_every)
     wall_tr = WallTracker(wall, tol=wall_tol, every=output_every)
@@ -252,7 +306,9 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     timings: dict[str, Any] = {}
     t_loop = time.perf_counter()
     u = run(stepper, u0, n_steps=n_steps, dt=dt, trackers=trackers,
-            before_step=before_step if tsym is not None else None, timings=timings)
+            before_step=before_step if tsym is not None else None, timings=timings,
+            density=None if gibbs is None else (lambda v: v * gibbs[1]))
+    density = u if gibbs is None else u * gibbs[1]
     loop_s = time.perf_counter() - t_loop
     observables = recorder.arrays()
     observables["wall"] = np.array(wall_tr.ratios)
@@ -268,7 +324,9 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
         "dt": dt,
         "steps": n_steps,
         "ksp_iterations": stepper.iterations,
-        "factorisations": stepper.factorisations,
+        "factorisations": solver.factorisations,
+        "factorisation_requests": stepper.factorisations,
+        "factorisation_cache_hits": solver.hits,
         "assemble_seconds": assemble_s,
         "time_dependent": tsym is not None,
         "operator_assemblies": n_assemblies,
@@ -284,7 +342,8 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
         info["fct_cn_fallback_steps"] = stepper.fallback_steps
     if math.isnan(info["max_cell_peclet"]):  # pragma: no cover - defensive
         info["max_cell_peclet"] = float("inf")
-    return Solution(times=np.array(obs_tr.times), observables=observables, mesh=msh, sde=sde, density=u,
+    return Solution(times=np.array(obs_tr.times), observables=observables, mesh=msh, sde=sde,
+                    density=density,
                     snapshots=snap_tr.snapshots, info=info,
                     timings={"setup": setup_s, "assemble": assemble_s, "step": timings.get("step"),
                              "output": timings.get("output")})

@@ -129,8 +129,9 @@ def supg_exit_time(wf: Any, sde: Any, basis: Any, h: np.ndarray) -> tuple[Any, n
     r"""SUPG terms of the exit-time problem: :math:`\sum_K\int_K\delta_K (a\cdot\nabla v)R(\tau)`.
 
     :math:`a` is the ``transport`` coefficient, :math:`R(\tau) = -b\cdot\nabla\tau - D:\nabla^2\tau - 1`
-    (P1: the Hessian term vanishes on affine cells; degree ≥ 2 is refused by the caller, scikit-fem's
-    Lagrange elements carry no Hessians), :math:`\delta_K` :func:`symfp.fem.stabilisation.supg_weight`
+    (the first-order part only: the D:∇²τ part, zero for P1 on affine cells, is added for degree ≥ 2 by
+    :func:`symfp.fem.skfem.stabilise.hessian_supg`, scikit-fem's Lagrange elements carrying no Hessians),
+    :math:`\delta_K` :func:`symfp.fem.stabilisation.supg_weight`
     with ``h`` (cells,) the cell size over the degree. Returns (matrix, right-hand side).
     """
     from ..stabilisation import supg_weight
