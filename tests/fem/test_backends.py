@@ -434,3 +434,19 @@ def test_factorisation_cache_is_exact_and_lru_bounded():
     assert cache.factorisations == 5
     with pytest.raises(symfp.InputError, match="maxsize"):
         FactorisationCache(splu_solver, maxsize=0)
+
+
+def test_peclet_of_cells_takes_data_mean_coefficients():
+    # a non-polynomial data mean (logistic-type gradients) is evaluated as one (rows, cols, n) array, not
+    # nested lists: the cell Péclet number (used by both backends' "auto") must read both forms
+    from symfp.fem.coefficients import numpy_function
+    from symfp.fem.stabilisation import peclet_of_cells
+
+    w, xi = sp.symbols("w xi", real=True)
+    samples = np.array([0.5, 1.0, 2.0])
+    c = sp.Matrix([symfp.Dataset({xi: samples}).expect(sp.tanh(w * xi))])
+    D = sp.Matrix([[sp.Rational(1, 10)]])
+    verts = np.array([[[0.0], [0.1]], [[0.1], [0.3]]])
+    pe, degenerate = peclet_of_cells(verts, numpy_function(c, (w,)), numpy_function(D, (w,)), 1)
+    exact = max(abs(np.tanh(m * samples).mean()) * h / (2 * 0.1) for m, h in ((0.05, 0.1), (0.2, 0.2)))
+    assert pe == pytest.approx(exact, rel=1e-12) and not degenerate
