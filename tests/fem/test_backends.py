@@ -405,6 +405,8 @@ def test_skfem_reuses_factorisations_under_a_piecewise_constant_schedule():
     info = sol.info
     assert info["time_dependent"] and info["factorisation_requests"] == 101
     assert info["factorisations"] == 2 and info["factorisation_cache_hits"] == 99
+    # and K is assembled once per distinct coefficient state (t = 0, then the two phases), not per step
+    assert info["operator_assemblies"] == 3
     # backward Euler on the moment ODEs m' = −m, s' = −2s + 2D(t) (s = E x², K at t_{n+1}) gives the exact
     # moments of the time-discrete scheme; the P1 error on top is (h/σ)²/12 ≈ 1.5e-4 (h = 0.01, σ ≥ 0.24)
     m, s = 0.5, 0.05 + 0.25

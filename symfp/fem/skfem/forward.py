@@ -17,7 +17,9 @@ number exceeds 1, else Galerkin). Default schemes: BDF2 (Galerkin, SUPG), CN (FC
 Gibbs); ``scheme="bdf2"`` with FCT uses the BDF2 target.
 
 Time-dependent coefficients (``SDE.time``): K (and SUPG's mass matrix) is re-assembled at every step
-at the scheme's time level (:math:`K(t_{n+1})`; CN the trapezoidal pair). Step matrices are
+at the scheme's time level (:math:`K(t_{n+1})`; CN the trapezoidal pair), except when the coefficient
+values at the quadrature points repeat (:func:`symfp.fem.skfem.lowering.coefficient_key`; the last 8
+operators are kept; not for SUPG, whose weight needs more than the IR's coefficients). Step matrices are
 factorised through :class:`symfp.fem.skfem.factorisations.FactorisationCache`: a matrix that repeats
 exactly (a piecewise-constant schedule) reuses its factorisation (``info["factorisations"]`` counts
 the ones computed, ``info["factorisation_cache_hits"]`` the reuses).
@@ -63,7 +65,7 @@ from ..trackers import (
 from . import require_serial, require_skfem
 from .coefficients import lambdify
 from .factorisations import FactorisationCache
-from .lowering import assemble_bilinear, assemble_weighted, mass_matrix
+from .lowering import assemble_bilinear, assemble_weighted, coefficient_key, mass_matrix
 from .mesh import as_skfem
 from .stabilise import gibbs_weight, supg_forward
 
@@ -234,16 +236,26 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
         stepper = GalerkinStepper(scheme, M, K, dt, bc_rows=bc, solver=solver)
 
     state_K = {"K": K, "M": M}
+    assembled: dict[str, Any] = {}  # K by coefficient_key, at most 8 (oldest dropped)
 
     def before_step(n: int) -> None:
         nonlocal assemble_s, n_assemblies
         ta = time.perf_counter()
-        K_new = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=n * dt)
+        if method == "supg":  # its weight also needs div c, div D: assembled every step
+            K_new = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=n * dt)
+            n_assemblies += 1
+        else:  # the same coefficient values at the quadrature points: the same matrix (a schedule's phase)
+            key = coefficient_key(wf.bilinear, basis, state, tsym=tsym, t=n * dt)
+            K_new = assembled.get(key)
+            if K_new is None:
+                K_new = assembled[key] = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=n * dt)
+                n_assemblies += 1
+                if len(assembled) > 8:
+                    assembled.pop(next(iter(assembled)))
         M_new = M
         if method == "supg":  # SUPG's test function carries c(t): its mass matrix moves too
             Sm_n, Sk_n = supg_forward(c, D, state, basis, msh.cell_diameters(), tsym=tsym, t=n * dt)
             M_new, K_new = M_galerkin + Sm_n, K_new + Sk_n
-        n_assemblies += 1
         if method == "upwind":
             from ..fct import discrete_upwind_scipy
 

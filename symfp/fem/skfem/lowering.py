@@ -211,3 +211,21 @@ def assemble_parts(fp_or_weakform: Any, mesh: Any, *, degree: int = 1, t: float 
     out["ml"] = np.asarray(out["M"].sum(axis=1)).ravel()
     out["points"] = np.asarray(basis.doflocs.T)
     return out
+
+
+def coefficient_key(terms: Iterable[Any], basis: Any, state: Sequence[sp.Symbol], *,
+                    tsym: sp.Symbol | None = None, t: float = 0.0) -> str:
+    """A digest of the terms' coefficient values at the basis' quadrature points at time ``t``.
+
+    Two times with the same digest assemble to the same matrix (the integrands are these values times
+    the basis functions), so a piecewise-constant schedule can reuse its assembled operator.
+    """
+    import hashlib
+
+    X = np.asarray(basis.mapping.F(basis.X))
+    h = hashlib.blake2b(digest_size=20)
+    for term in terms:
+        h.update(term.kind.encode())
+        vals = np.asarray(lambdify(term.coefficient, state, tsym)(X, t), dtype=np.float64)
+        h.update(np.ascontiguousarray(vals).tobytes())
+    return h.hexdigest()
