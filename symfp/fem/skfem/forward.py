@@ -237,6 +237,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
 
     state_K = {"K": K, "M": M}
     assembled: dict[str, Any] = {}  # K by coefficient_key, at most 8 (oldest dropped)
+    keyer = coefficient_key(wf.bilinear, basis, state, tsym=tsym) if tsym is not None else None
 
     def before_step(n: int) -> None:
         nonlocal assemble_s, n_assemblies
@@ -245,7 +246,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
             K_new = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=n * dt)
             n_assemblies += 1
         else:  # the same coefficient values at the quadrature points: the same matrix (a schedule's phase)
-            key = coefficient_key(wf.bilinear, basis, state, tsym=tsym, t=n * dt)
+            key = keyer(n * dt)
             K_new = assembled.get(key)
             if K_new is None:
                 K_new = assembled[key] = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=n * dt)

@@ -214,18 +214,28 @@ def assemble_parts(fp_or_weakform: Any, mesh: Any, *, degree: int = 1, t: float 
 
 
 def coefficient_key(terms: Iterable[Any], basis: Any, state: Sequence[sp.Symbol], *,
-                    tsym: sp.Symbol | None = None, t: float = 0.0) -> str:
-    """A digest of the terms' coefficient values at the basis' quadrature points at time ``t``.
+                    tsym: sp.Symbol | None = None) -> Callable[[float], str]:
+    """``key(t)``: a digest of the terms' coefficient values at the basis' quadrature points at time t.
 
     Two times with the same digest assemble to the same matrix (the integrands are these values times
-    the basis functions), so a piecewise-constant schedule can reuse its assembled operator.
+    the basis functions), so a piecewise-constant schedule can reuse its assembled operator. The
+    coefficients are lambdified once, here.
     """
     import hashlib
 
     X = np.asarray(basis.mapping.F(basis.X))
-    h = hashlib.blake2b(digest_size=20)
-    for term in terms:
-        h.update(term.kind.encode())
-        vals = np.asarray(lambdify(term.coefficient, state, tsym)(X, t), dtype=np.float64)
-        h.update(np.ascontiguousarray(vals).tobytes())
-    return h.hexdigest()
+    # a coefficient without t cannot change between times: only the time-dependent ones are evaluated
+    funcs = [(term.kind, lambdify(term.coefficient, state, tsym)) for term in terms
+             if tsym is not None and tsym in sp.sympify(term.coefficient).free_symbols]
+
+    def key(t: float) -> str:
+        h = hashlib.blake2b(digest_size=20)
+        for kind, f in funcs:
+            a = np.asarray(f(X, t), dtype=np.float64)
+            h.update(kind.encode() + np.asarray(a.shape, dtype=np.int64).tobytes())
+            lo, hi = a.min(initial=np.inf), a.max(initial=-np.inf)
+            # a constant (often a broadcast scalar) by its value; else every value
+            h.update(np.float64(lo).tobytes() if lo == hi else np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    return key
