@@ -89,7 +89,7 @@ FIT_WINDOW = (1.5, 3.0)  # late times: H ∝ e^{-2λ₁t}, and H ≫ the FE floo
 
 def _gap_1d(D11: float, cells: int) -> float:
     """Spectral gap of the θ₁ factor dθ₁ = −(θ₁ + θ₁³)dt + √(2D₁₁) dW on [−2, 2] (1-D FE)."""
-    from symfp.fem.dolfinx.spectral import spectral_gap
+    from symfp.fem.registry import spectral_gap  # backend="auto": dolfinx when importable, else scikit-fem
 
     sde1 = symfp.SDE(state=[theta1], drift=sp.Matrix([-(theta1 + theta1**3)]), diffusion=sp.Matrix([[D11]]))
     return float(spectral_gap(sde1, symfp.mesh.box([(-2.0, 2.0)], cells=(cells,))))
@@ -109,7 +109,7 @@ def analyse(size: str = "small", figure: bool = False) -> dict:
     """
     import numpy as np
 
-    from symfp.fem.dolfinx.spectral import spectrum
+    from symfp.fem.registry import spectrum  # backend="auto": dolfinx when importable, else scikit-fem
 
     large = size == "large"
     num_model = model.subs(params)

@@ -91,7 +91,7 @@ def analyse(size: str = "small", figure: str | None = None) -> dict:
     """
     import numpy as np
 
-    from symfp.fem.dolfinx.stationary import stationary_density
+    from symfp.fem.registry import stationary_density  # backend="auto": dolfinx, else scikit-fem
 
     large = size == "large"
     n = 200_000 if large else 50_000

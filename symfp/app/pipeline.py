@@ -366,9 +366,25 @@ def expectations(theta: np.ndarray, spec: Spec) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- compare
-def compare(solution: Any, cloud: Any) -> tuple[Any, dict]:
-    """``symfp.compare`` of the FE solution and the particles; returns the report and its dict."""
+def compare(solution: Any, cloud: Any, *, sme_particles: bool | int = False, init: Any = None,
+            spec: Spec | None = None) -> tuple[Any, dict]:
+    """``symfp.compare`` of the FE solution and the particles; returns the report and its dict.
+
+    Args:
+        solution, cloud: the FE solution and the particle cloud.
+        sme_particles: when the FE side solves an SME and the cloud runs the exact recursion, also
+            simulate the SME's own particles (True: as many as the cloud) so that the report separates
+            the FE error (FE vs SME particles) from the SME's O(η^p) weak error (SME vs SGD particles).
+        init: the particles' initial law (default: the spec's ``particles.init``, else the cloud's start).
+        spec: the spec the cloud was simulated from (for ``init``).
+    """
     from .. import compare as _compare
 
-    report = _compare(solution, cloud)
-    return report, {"passed": bool(report.passed), "metrics": report.to_dict(), "text": str(report)}
+    if init is None and spec is not None and sme_particles:
+        init = spec.particles("compare")["init"]
+    report = _compare(solution, cloud, sme_particles=sme_particles, init=init)
+    out = {"passed": bool(report.passed), "metrics": report.to_dict(), "text": str(report)}
+    for key in ("discretisation", "expansion"):
+        if isinstance(report.info.get(key), dict):
+            out[key] = report.to_dict()["info"][key]
+    return report, out

@@ -219,7 +219,9 @@ def _write_report(spec: Spec, out: Path, folder: RunFolder, *, order: int | None
     # comparison
     data["passed"] = None
     if sol is not None and cloud is not None:
-        compared = run.step("compare", lambda: pipeline.compare(sol, cloud))
+        # the SME's own particles beside the exact-SGD ones (when the FE side solves an SME of the recursion):
+        # the report then says which part of a gap is the FE error and which the expansion's O(η^p)
+        compared = run.step("compare", lambda: pipeline.compare(sol, cloud, sme_particles=True, spec=spec))
         if compared is not None:
             _, c_out = compared
             data["compare"] = c_out

@@ -53,8 +53,8 @@ def peclet_of_cells(verts: np.ndarray, c: Callable[..., Any], D: Callable[..., A
     h = np.sqrt((diffs**2).sum(-1)).max(axis=(1, 2))
     X = [mid[:, i] for i in range(d)]
     n = len(mid)
-    cv = np.array([np.broadcast_to(np.asarray(ci, float), (n,)) for ci in _flat(c(*X))])
-    Dv = np.array([np.broadcast_to(np.asarray(Dij, float), (n,)) for Dij in _flat(D(*X))])
+    cv = np.array(_entries(c(*X), d, n))
+    Dv = np.array(_entries(D(*X), d * d, n))
     Dv = Dv.reshape(d, d, n)
     lam = np.linalg.eigvalsh(np.moveaxis(Dv, -1, 0))  # (n, d) ascending
     lmin, lmax = lam[:, 0], lam[:, -1]
@@ -74,6 +74,17 @@ def supg_weight(a2: Any, kappa: Any, h: Any, sqrt: Callable[[Any], Any] = np.sqr
     The weight interpolates between :math:`h/(2|a|)` (Pe ≫ 1) and :math:`h^2/(12\kappa)` (Pe ≪ 1).
     """
     return 1.0 / sqrt(4.0 * a2 / h**2 + (12.0 * kappa / h**2) ** 2 + 1e-300)
+
+
+def _entries(values: Any, count: int, n: int) -> list[np.ndarray]:
+    """The ``count`` entries of a lambdified vector or matrix at ``n`` points, each an (n,) array.
+
+    ``sympy.lambdify`` gives nested lists of scalars or arrays; a data-mean coefficient
+    (:func:`~symfp.symbolic.datamean.lambdify_datamean`) one array (rows, cols, n).
+    """
+    if isinstance(values, np.ndarray) and values.ndim >= 2 and values.size == count * n:
+        return list(np.asarray(values, dtype=float).reshape(count, n))
+    return [np.broadcast_to(np.asarray(e, dtype=float), (n,)) for e in _flat(values)]
 
 
 def _flat(nested: Any) -> list[Any]:

@@ -31,6 +31,7 @@ import sympy as sp
 import torch
 
 from ..errors import InputError
+from ..symbolic.model_hash import model_hash
 from .backend import resolve_device, resolve_dtype
 from .batches import BatchSource
 from .cache import cached
@@ -404,7 +405,8 @@ def simulate_recursion(
         blowup=blowup,
         fast_normals=fast_normals,
         threads=threads,
-        info={"source": "recursion", "reshuffle": reshuffle, "lr_schedule": lr_schedule is not None,
+        info={"source": "recursion", "model_hash": model_hash(model), "reshuffle": reshuffle,
+              "lr_schedule": lr_schedule is not None,
               "batch_schedule": batch_schedule is not None},
         start_kw={"schedule": etas, "compile": use,
                   **({} if batch_sizes is None else {"batch_sizes": batch_sizes})},

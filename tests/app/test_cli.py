@@ -336,6 +336,8 @@ def test_run_writes_the_report_folder(capsys, tmp_path):
     html = (out_dir / "report.html").read_text()
     assert "density.png" in html and "observables.png" in html and "Comparison" in html
     assert data["passed"] is True and data["skipped"] == []
+    # the SME's own particles are added only beside exact-SGD particles; this spec simulates the SDE
+    assert saved["compare"]["metrics"]["info"]["sme_particles"].startswith("not run: the particles already")
     # the weak-error study of the spec reproduces REFERENCE_CASES.md item 4 (antithetic pairs: no MC noise)
     w = saved["weak_error"]
     np.testing.assert_allclose(w["errors"]["1"], [1.920e-2, 9.394e-3, 4.647e-3, 2.311e-3], rtol=0.02)

@@ -292,3 +292,163 @@ def test_automatic_domain_and_bad_input(backend, tmp_path):
         sde.fokker_planck().solve(None, (1.0,), t_end=0.1, dt=0.1, scheme="rk4", backend=backend)
     with pytest.raises(symfp.InputError, match="dt = -0.1 must be a positive"):
         sde.fokker_planck().solve(None, (1.0,), t_end=0.1, dt=-0.1, backend=backend)
+
+
+# ------------------------------------------------------------------ stabilisations on both backends
+TH = sp.Symbol("theta", real=True)
+F_DW = TH**4 / 4 - TH**2 / 2
+DW = symfp.SDE(state=[TH], drift=[-sp.diff(F_DW, TH)], diffusion=[[sp.Rational(1, 10)]])
+
+
+@pytest.mark.parametrize("stabilisation", ["gibbs", "supg"])
+def test_gibbs_and_supg_on_a_coarse_double_well(backend, stabilisation):
+    # 100 cells on [−2.5, 2.5]: cell Péclet up to 3.3 (at the walls, where p ~ e^{−98}); law exp(−f/ε)/Z,
+    # E θ² = 0.871363 (item 5). Gibbs: its steady state is ρ itself, so only the quadrature of ρθ² on
+    # h = 0.05 is left (measured 8.8e-5); SUPG is consistent (δ_K ≈ h²/(12ε) ≈ 2e-3 in the wells), an
+    # O(h²) error (measured 4.2e-4), and damps but does not forbid undershoots (min −1.7e-3 of the max,
+    # hence negative_tol=1e-2). e^{−20} transient at t = 10. Both conserve the mass exactly.
+    mesh = symfp.mesh.box([(-2.5, 2.5)], cells=100, backend=backend)
+    sol = DW.fokker_planck().solve(mesh, sp.exp(-TH**2), t_end=10.0, dt=0.1, progress=False,
+                                   expectations={"theta2": TH**2}, stabilisation=stabilisation,
+                                   negative_tol=1e-2, wall_tol=1e-2, backend=backend)
+    assert sol.info["stabilisation"] == stabilisation
+    assert abs(sol.observables["E[theta2]"][-1] / 0.871363 - 1) < 1e-3, sol.observables["E[theta2]"][-1]
+    assert np.max(np.abs(sol.observables["mass"] - 1)) < 1e-10
+    exact = np.exp(-np.array([-0.25, 0.0]) / 0.1) / 15.1702
+    np.testing.assert_allclose(sol.eval(np.array([[1.0], [0.0]])), exact, rtol=5e-3)
+    assert sol.observables["relative_entropy"][-1] < 1e-4
+
+
+def test_gibbs_without_detailed_balance_or_beyond_double_precision_is_refused(backend):
+    # rotational drift: no zero-flux stationary density, so no Gibbs form
+    sde = symfp.SDE([x, y], [-x + y, -x - y], sp.Rational(1, 10))
+    mesh = symfp.mesh.box([(-2, 2), (-2, 2)], cells=8, backend=backend)
+    with pytest.raises(symfp.InputError, match="gibbs"):
+        sde.fokker_planck().solve(mesh, P0, t_end=0.1, dt=0.05, stabilisation="gibbs", progress=False,
+                                  backend=backend)
+    cold = symfp.SDE(state=[TH], drift=[-sp.diff(F_DW, TH)], diffusion=[[sp.Rational(3, 1000)]])
+    with pytest.raises(symfp.InputError, match="decades"):
+        cold.fokker_planck().solve(symfp.mesh.box([(-2.5, 2.5)], cells=100, backend=backend),
+                                   sp.exp(-TH**2), t_end=0.1, dt=0.05, stabilisation="gibbs", progress=False,
+                                   backend=backend)
+
+
+@pytest.mark.parametrize("stabilisation", ["gibbs", "supg"])
+def test_the_backends_agree_on_gibbs_and_supg(stabilisation):
+    # the same forms and weights. SUPG: the same quadrature-exact integrands up to the weight δ_K, measured
+    # agreement 4e-8 (E θ²) and 1e-7 (density). Gibbs: the ρ-weighted integrals are not polynomial;
+    # dolfinx integrates at UFL's estimated degree 8, scikit-fem at GIBBS_INTORDER = 8 with another rule:
+    # measured 4e-5 (E θ², early transient) and 9e-6 (density)
+    from symfp.fem.registry import importable
+
+    if not (importable("dolfinx") and importable("skfem")):
+        pytest.skip("needs both backends")
+    a, b = (DW.fokker_planck().solve(symfp.mesh.box([(-2.5, 2.5)], cells=100, backend=be), sp.exp(-TH**2),
+                                     t_end=1.0, dt=0.05, progress=False, stabilisation=stabilisation,
+                                     expectations={"theta2": TH**2}, negative_tol=1e-2, wall_tol=1e-2,
+                                     backend=be)
+            for be in ("dolfinx", "skfem"))
+    assert a.info["scheme"] == b.info["scheme"]
+    tol = {"supg": (1e-6, 1e-6), "gibbs": (2e-4, 1e-4)}[stabilisation]
+    np.testing.assert_allclose(a.observables["E[theta2]"], b.observables["E[theta2]"], rtol=tol[0])
+    pts = np.array([[-1.0], [0.3], [1.1]])
+    np.testing.assert_allclose(a.eval(pts), b.eval(pts), rtol=tol[1])
+
+
+def _tau_drift(xs, v=1.0, eps=0.01):
+    """Exit time of dX = v dt + √(2ε) dW from (0, 1), both ends absorbing (closed form)."""
+    return ((1 - np.exp(-v * xs / eps)) / (1 - np.exp(-v / eps)) - xs) / v
+
+
+def test_exit_time_p2_supg_at_cell_peclet_above_one(backend):
+    # v = 1, ε = 0.01, 20 P2 cells: Pe = |a| h / (2 ε · degree) = 1.25 > 1 (an O(ε) layer at x = 0).
+    # SUPG with the exact P2 Hessians in its residual: nodally accurate away from the unresolved layer
+    # (τ ≈ 1 − x there); plain Galerkin oscillates on this mesh.
+    sde = symfp.SDE([x], 1, sp.Rational(1, 100))
+    mesh = symfp.mesh.box([(0, 1)], cells=20, backend=backend)
+    pts = np.linspace(0.2, 0.95, 16)
+    tau = symfp.mean_exit_time(sde, mesh, absorbing=None, degree=2, backend=backend)
+    err = np.max(np.abs(tau.eval(pts.reshape(-1, 1)) - _tau_drift(pts)))
+    gal = symfp.mean_exit_time(sde, mesh, absorbing=None, degree=2, stabilization=None, backend=backend)
+    err_gal = np.max(np.abs(gal.eval(pts.reshape(-1, 1)) - _tau_drift(pts)))
+    # measured 2.2e-8 (SUPG) against 1.2e-4 (Galerkin) on both backends
+    assert err < 1e-6 and err < err_gal / 100, (err, err_gal)
+
+
+def test_exit_time_p2_supg_backends_agree():
+    # constant coefficients: every SUPG integrand is a polynomial both quadratures integrate exactly,
+    # so the two P2 solutions agree to round-off (the Hessian term included)
+    from symfp.fem.registry import importable
+
+    if not (importable("dolfinx") and importable("skfem")):
+        pytest.skip("needs both backends")
+    sde = symfp.SDE([x], 1, sp.Rational(1, 100))
+    pts = np.linspace(0.01, 0.99, 23).reshape(-1, 1)
+    a, b = (symfp.mean_exit_time(sde, symfp.mesh.box([(0, 1)], cells=20, backend=be), absorbing=None,
+                                 degree=2,
+                                 backend=be).eval(pts) for be in ("dolfinx", "skfem"))
+    np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+
+
+def test_skfem_reuses_factorisations_under_a_piecewise_constant_schedule():
+    # OU dx = −x dt + √(2D(t)) dW with D = 0.1 on [0, 0.5), 0.05 after (a two-phase noise schedule):
+    # the step matrix takes two values, so two factorisations, not one per step; the moments still
+    # follow the scheme's moment recursion
+    pytest.importorskip("skfem")
+    t = sp.Symbol("t", real=True)
+    D = sp.Piecewise((sp.Rational(1, 10), t < sp.Rational(1, 2)), (sp.Rational(1, 20), True))
+    sde = symfp.SDE([x], -x, D, time=t)
+    p0 = sp.exp(-(x - 0.5) ** 2 / (2 * 0.05))
+    sol = sde.fokker_planck().solve(symfp.mesh.box([(-3, 3)], cells=600, backend="skfem"), p0, t_end=1.0,
+                                    dt=0.01, scheme="euler", stabilisation="none", progress=False,
+                                    backend="skfem")
+    info = sol.info
+    assert info["time_dependent"] and info["factorisation_requests"] == 101
+    assert info["factorisations"] == 2 and info["factorisation_cache_hits"] == 99
+    # and K is assembled once per distinct coefficient state (t = 0, then the two phases), not per step
+    assert info["operator_assemblies"] == 3
+    # backward Euler on the moment ODEs m' = −m, s' = −2s + 2D(t) (s = E x², K at t_{n+1}) gives the exact
+    # moments of the time-discrete scheme; the P1 error on top is (h/σ)²/12 ≈ 1.5e-4 (h = 0.01, σ ≥ 0.24)
+    m, s = 0.5, 0.05 + 0.25
+    for n in range(1, 101):
+        m, s = m / 1.01, (s + 0.02 * (0.1 if n < 50 else 0.05)) / 1.02
+    assert sol.observables["mean"][-1, 0] == pytest.approx(m, rel=1e-9)  # linear drift: exact in space
+    assert sol.observables["cov"][-1, 0, 0] == pytest.approx(s - m * m, rel=2e-4)  # measured 3.7e-5
+
+
+def test_factorisation_cache_is_exact_and_lru_bounded():
+    pytest.importorskip("skfem")
+    import scipy.sparse as sps
+
+    from symfp.fem.schemes import splu_solver
+    from symfp.fem.skfem.factorisations import FactorisationCache
+
+    cache = FactorisationCache(splu_solver, maxsize=2)
+    mats = [sps.diags([k + 2.0, -1.0, -1.0], [0, -1, 1], shape=(5, 5)).tocsr() for k in range(3)]
+    b = np.arange(5.0)
+    for A in (mats[0], mats[0].copy(), mats[1], mats[0], mats[2], mats[1]):
+        np.testing.assert_allclose(A @ cache(A)(b)[0], b, rtol=1e-12)  # the right matrix's solve
+    # A0, A0 (hit: same values), A1, A0 (hit), A2 (evicts A1, least recent), A1 (re-factorised)
+    assert (cache.factorisations, cache.hits, len(cache)) == (4, 2, 2)
+    nearly = mats[0].copy()
+    nearly.data[0] += 1e-15  # a different matrix, not an approximate hit
+    cache(nearly)
+    assert cache.factorisations == 5
+    with pytest.raises(symfp.InputError, match="maxsize"):
+        FactorisationCache(splu_solver, maxsize=0)
+
+
+def test_peclet_of_cells_takes_data_mean_coefficients():
+    # a non-polynomial data mean (logistic-type gradients) is evaluated as one (rows, cols, n) array, not
+    # nested lists: the cell Péclet number (used by both backends' "auto") must read both forms
+    from symfp.fem.coefficients import numpy_function
+    from symfp.fem.stabilisation import peclet_of_cells
+
+    w, xi = sp.symbols("w xi", real=True)
+    samples = np.array([0.5, 1.0, 2.0])
+    c = sp.Matrix([symfp.Dataset({xi: samples}).expect(sp.tanh(w * xi))])
+    D = sp.Matrix([[sp.Rational(1, 10)]])
+    verts = np.array([[[0.0], [0.1]], [[0.1], [0.3]]])
+    pe, degenerate = peclet_of_cells(verts, numpy_function(c, (w,)), numpy_function(D, (w,)), 1)
+    exact = max(abs(np.tanh(m * samples).mean()) * h / (2 * 0.1) for m, h in ((0.05, 0.1), (0.2, 0.2)))
+    assert pe == pytest.approx(exact, rel=1e-12) and not degenerate

@@ -9,6 +9,9 @@ Importing this package imports neither scikit-fem nor dolfinx; the sub-modules i
   and :func:`~symfp.fem.skfem.lowering.assemble_parts` (M, K_D, K_b as scipy.sparse matrices);
 - :mod:`symfp.fem.skfem.forward`: the forward solve on :mod:`symfp.fem.schemes` and
   :mod:`symfp.fem.trackers` (SuperLU factorisation of the constant step matrix, once);
+- :mod:`symfp.fem.skfem.stabilise`: SUPG (forward; the P2 Hessian part of the exit-time SUPG) and the
+  Gibbs weight;
+- :mod:`symfp.fem.skfem.factorisations`: factorisations remembered by the matrix's values (LRU);
 - :mod:`symfp.fem.skfem.steady`: mean exit time, stationary density, spectrum (scipy.sparse.linalg);
 - :mod:`symfp.fem.skfem.field`: steady results; forward results are :class:`symfp.fem.solution.Solution`.
 

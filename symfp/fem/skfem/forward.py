@@ -6,15 +6,23 @@ zero flux natural; absorbing parts get p = 0 by identity rows). Time stepping an
 shared :mod:`symfp.fem.schemes` and :mod:`symfp.fem.trackers`; the step matrices are factorised once
 with SuperLU (``scipy.sparse.linalg.splu``) and each step is two triangular solves.
 
-Stabilisation (``stabilisation=``): ``"none"`` (Galerkin, consistent mass), ``"fct"`` (alias ``"afc"``:
-Kuzmin's FEM-FCT, :mod:`symfp.fem.fct`, with a CN, Euler or BDF2 Galerkin target), ``"upwind"``
-(alias ``"fitted"``: lumped mass and discrete upwinding, backward Euler) and ``"auto"``, the rule of
-:func:`symfp.fem.stabilisation.choose` (FCT when D is degenerate or the cell Péclet number exceeds 1,
-else Galerkin). ``"gibbs"`` and ``"supg"`` are dolfinx-only. Default schemes: BDF2 (Galerkin), CN (FCT),
-Euler (upwind); ``scheme="bdf2"`` with FCT uses the BDF2 target.
+Stabilisation (``stabilisation=``), the same methods as the dolfinx backend: ``"none"`` (Galerkin,
+consistent mass), ``"fct"`` (alias ``"afc"``: Kuzmin's FEM-FCT, :mod:`symfp.fem.fct`, with a CN, Euler
+or BDF2 Galerkin target), ``"upwind"`` (alias ``"fitted"``: lumped mass and discrete upwinding,
+backward Euler), ``"gibbs"`` (the Gibbs-symmetrised form p = ρu with lumped ρ-weighted mass,
+backward Euler; :mod:`symfp.fem.skfem.stabilise`), ``"supg"`` (streamline-upwind Petrov–Galerkin on
+the whole residual, the one weight of :func:`symfp.fem.stabilisation.supg_weight`) and ``"auto"``,
+the rule of :func:`symfp.fem.stabilisation.choose` (FCT when D is degenerate or the cell Péclet
+number exceeds 1, else Galerkin). Default schemes: BDF2 (Galerkin, SUPG), CN (FCT), Euler (upwind,
+Gibbs); ``scheme="bdf2"`` with FCT uses the BDF2 target.
 
-Time-dependent coefficients (``SDE.time``): K is re-assembled at every step at the scheme's time
-level (:math:`K(t_{n+1})`; CN the trapezoidal pair) and the step matrices re-factorised.
+Time-dependent coefficients (``SDE.time``): K (and SUPG's mass matrix) is re-assembled at every step
+at the scheme's time level (:math:`K(t_{n+1})`; CN the trapezoidal pair), except when the coefficient
+values at the quadrature points repeat (:func:`symfp.fem.skfem.lowering.coefficient_key`; the last 8
+operators are kept; not for SUPG, whose weight needs more than the IR's coefficients). Step matrices are
+factorised through :class:`symfp.fem.skfem.factorisations.FactorisationCache`: a matrix that repeats
+exactly (a piecewise-constant schedule) reuses its factorisation (``info["factorisations"]`` counts
+the ones computed, ``info["factorisation_cache_hits"]`` the reuses).
 """
 
 from __future__ import annotations
@@ -55,10 +63,29 @@ from ..trackers import (
 )
 from . import require_serial, require_skfem
 from .coefficients import lambdify
-from .lowering import assemble_bilinear, assemble_weighted, mass_matrix
+from .factorisations import FactorisationCache
+from .lowering import assemble_bilinear, assemble_weighted, coefficient_key, mass_matrix
 from .mesh import as_skfem
+from .stabilise import gibbs_weight, supg_forward
 
-SKFEM_METHODS = ("none", "fct", "upwind")
+SKFEM_METHODS = ("none", "fct", "upwind", "gibbs", "supg")
+#: quadrature order of the Gibbs-weighted integrals (exp of a quartic: the degree UFL estimates, 8)
+GIBBS_INTORDER = 8
+
+
+def _gibbs(sde: Any, rho: Any, tsym: sp.Symbol | None, msh: NeutralMesh,
+           where: str) -> tuple[sp.Expr, np.ndarray]:
+    """The Gibbs weight w = ρ/max ρ (SymPy) and its nodal values, or an InputError saying why not."""
+    from ...symbolic.weakform import forward_form
+
+    if tsym is not None:
+        raise InputError(f"{where}: stabilisation='gibbs' needs time-independent coefficients (its weight is "
+                         "the stationary density); with a schedule use 'fct' or 'supg'")
+    try:
+        forward_form(sde, symmetrised=True)  # checks the zero flux D∇ρ = cρ (detailed balance)
+    except InputError as exc:
+        raise InputError(f"{where}: stabilisation='gibbs' is not available: {exc}") from exc
+    return gibbs_weight(rho, tuple(sde.state), msh.points, where)
 
 
 def peclet(mesh: NeutralMesh, c: sp.Matrix, D: sp.Matrix, state: tuple[sp.Symbol, ...],
@@ -109,27 +136,56 @@ class OperatorUpdate:
 
     Before step n, K is re-assembled at :math:`t_{n+1}` = n·dt and handed to the stepper with the
     previous :math:`K(t_n)` (Crank–Nicolson's explicit half); "upwind" gets the upwinded K and its
-    lumped mass. ``assemblies`` counts the assemblies of K (1 for the one at t = 0).
+    lumped mass; "supg" also moves its mass matrix (its test function carries c(t)) and is assembled
+    every step (its weight needs div c, div D). Otherwise the matrix is keyed by the coefficient values
+    at the quadrature points (:func:`~symfp.fem.skfem.lowering.coefficient_key`): a piecewise-constant
+    schedule's phase re-uses its K (at most ``cache`` kept, oldest dropped) and so its factorisation.
+    ``assemblies`` counts the assemblies of K (1 for the one at t = 0).
     """
 
     def __init__(self, terms: Any, basis: Any, state: tuple[sp.Symbol, ...], tsym: sp.Symbol | None,
-                 stepper: Any, M: Any, K: Any, dt: float, *, upwind: bool):
+                 stepper: Any, M: Any, K: Any, dt: float, *, method: str, supg: Any = None,
+                 cache: int = 8):
         self.terms, self.basis, self.state, self.tsym = terms, basis, state, tsym
-        self.stepper, self.M, self.K, self.dt, self.upwind = stepper, M, K, float(dt), upwind
+        self.stepper, self.M, self.K, self.dt, self.method = stepper, M, K, float(dt), method
+        self.M_galerkin = M if supg is None else supg[0]
+        self.supg = supg  # (M_galerkin, c, D, cell diameters) for "supg"
+        self.keyer = coefficient_key(terms, basis, state, tsym=tsym) if tsym is not None else None
+        self.assembled: dict[Any, Any] = {}
+        self.cache = int(cache)
         self.assemblies = 1
         self.seconds = 0.0
 
+    def _K(self, t: float) -> Any:
+        if self.method == "supg" or self.keyer is None:
+            self.assemblies += 1
+            return assemble_bilinear(self.terms, self.basis, self.state, tsym=self.tsym, t=t)
+        key = self.keyer(t)
+        K = self.assembled.get(key)
+        if K is None:
+            K = assemble_bilinear(self.terms, self.basis, self.state, tsym=self.tsym, t=t)
+            self.assembled[key] = K
+            self.assemblies += 1
+            if len(self.assembled) > self.cache:
+                self.assembled.pop(next(iter(self.assembled)))
+        return K
+
     def __call__(self, n: int) -> None:
         t0 = time.perf_counter()
-        K_new = assemble_bilinear(self.terms, self.basis, self.state, tsym=self.tsym, t=n * self.dt)
-        self.assemblies += 1
-        if self.upwind:
+        t = n * self.dt
+        K_new = self._K(t)
+        M_new = self.M
+        if self.method == "supg":
+            M_g, c, D, h = self.supg
+            Sm, Sk = supg_forward(c, D, self.state, self.basis, h, tsym=self.tsym, t=t)
+            M_new, K_new = M_g + Sm, K_new + Sk
+        if self.method == "upwind":
             from ..fct import discrete_upwind_scipy
 
             self.stepper.set_operators(self.stepper.M, discrete_upwind_scipy(K_new))
         else:
-            self.stepper.set_operators(self.M, K_new, self.K)
-        self.K = K_new
+            self.stepper.set_operators(M_new, K_new, self.K, self.M if self.method == "supg" else None)
+        self.K, self.M = K_new, M_new
         self.seconds += time.perf_counter() - t0
 
 
@@ -149,7 +205,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     Raises:
         MeshError, InputError, SolverError: as the dolfinx backend; InputError under several MPI ranks.
     """
-    from ...symbolic.weakform import forward_form
+    from ...symbolic.weakform import Term, forward_form
     from ..domain import estimate
 
     where = "solve"
@@ -192,22 +248,36 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
         rho = fp.stationary_density()
     except Exception:  # noqa: BLE001 - a closed form is optional
         rho = None
-    if stabilisation in ("gibbs", "supg"):
-        raise InputError(f"{where}: stabilisation={stabilisation!r} is available on backend='dolfinx' only; "
-                         f"backend='skfem' has {', '.join(SKFEM_METHODS)} (and 'auto')")
+    gibbs = _gibbs(sde, rho, tsym, msh, where) if stabilisation == "gibbs" else None
     method, why = choose(stabilisation, report, rho is not None)
     if scheme is None:
-        scheme = "euler" if method == "upwind" else ("cn" if method == "fct" else "bdf2")
+        scheme = "euler" if method in ("upwind", "gibbs") else ("cn" if method == "fct" else "bdf2")
 
     basis = sk.basis(1)
     t0 = time.perf_counter()
     M = mass_matrix(basis)
-    K = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=0.0)
-    ml = np.asarray(M.sum(axis=1)).ravel()
+    ml_plain = np.asarray(M.sum(axis=1)).ravel()
+    gb = basis  # the Gibbs weight varies by decades across a cell: a higher-order rule (UFL's estimate)
+    if gibbs is not None:  # p = ρu: lumped ∫wφ_i and ∫w(D∇u)·∇v, w = ρ/max ρ (skfem.stabilise)
+        import scipy.sparse as sps
+
+        gb = require_skfem(where).Basis(sk.mesh, sk.element(1), intorder=GIBBS_INTORDER)
+        ml = assemble_weighted(gibbs[0], gb, state)
+        M = sps.diags(ml).tocsr()
+        K = assemble_bilinear([Term("diffusion", sp.ImmutableMatrix(gibbs[0] * D))], gb, state)
+    else:
+        K = assemble_bilinear(wf.bilinear, basis, state, tsym=tsym, t=0.0)
+        ml = ml_plain
+    M_galerkin = M
+    if method == "supg":
+        Sm, Sk = supg_forward(c, D, state, basis, msh.cell_diameters(), tsym=tsym, t=0.0)
+        M, K = M + Sm, K + Sk
     assemble_s = time.perf_counter() - t0
     bc = msh.boundary_vertices(parts) if parts else np.zeros(0, dtype=np.int64)
 
-    solver = nd_splu_solver(msh.points)  # P1 dofs are the vertices
+    # P1 dofs are the vertices; each distinct step matrix is factorised once (a repeating schedule
+    # reuses its factorisations: skfem.factorisations)
+    solver = FactorisationCache(nd_splu_solver(msh.points))
     if method == "fct":
         stepper: Any = FCTStepper(scheme, M, K, ml, dt, bc_rows=bc, passes=fct_kw["passes"],
                                   tol=fct_kw["tol"], solver=solver)
@@ -221,14 +291,21 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     else:
         stepper = GalerkinStepper(scheme, M, K, dt, bc_rows=bc, solver=solver)
 
-    update = OperatorUpdate(wf.bilinear, basis, state, tsym, stepper, M, K, dt, upwind=method == "upwind")
+    update = OperatorUpdate(wf.bilinear, basis, state, tsym, stepper, M, K, dt, method=method,
+                            supg=(M_galerkin, c, D, msh.cell_diameters()) if method == "supg" else None)
+
+    def weighted(g: Any, b: Any = None) -> np.ndarray:
+        """∫ g φ_i; for the Gibbs form ∫ w g φ_i / w_i (its dot with p_i = w_i u_i is Σ u_i ∫ w g φ_i)."""
+        if gibbs is None:
+            return assemble_weighted(g, basis if b is None else b, state)
+        return assemble_weighted(sp.sympify(g) * gibbs[0], gb if b is None else b, state) / gibbs[1]
 
     # observables: weight vectors ∫ g φ_i assembled once
-    vectors = {"mass": ml}
+    vectors = {"mass": ml if gibbs is None else ml / gibbs[1]}
     for i in range(d):
-        vectors[f"x{i}"] = assemble_weighted(state[i], basis, state)
+        vectors[f"x{i}"] = weighted(state[i])
         for j in range(i, d):
-            vectors[f"x{i}x{j}"] = assemble_weighted(state[i] * state[j], basis, state)
+            vectors[f"x{i}x{j}"] = weighted(state[i] * state[j])
     expectations = dict(expectations or {})
     for name, expr in expectations.items():
         e = sp.sympify(expr)
@@ -236,11 +313,12 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
         if extra:
             raise InputError(f"{where}: expectation {name!r} = {e} has symbols {sorted(map(str, extra))} "
                              "that are not state variables")
-        vectors[f"E[{name}]"] = assemble_weighted(e, basis, state)
+        vectors[f"E[{name}]"] = weighted(e)
     skfem = require_skfem(where)
     for name in msh.region_names:
-        rb = skfem.Basis(sk.mesh, sk.element(1), elements=msh.region_cells(name), intorder=3)
-        vectors[f"region:{name}"] = assemble_weighted(1, rb, state)
+        rb = skfem.Basis(sk.mesh, sk.element(1), elements=msh.region_cells(name),
+                         intorder=3 if gibbs is None else GIBBS_INTORDER)
+        vectors[f"region:{name}"] = weighted(1, rb)
     log_nodes = None
     if rho is not None:
         log_rho = sp.expand_log(sp.log(sp.sympify(rho)), force=True)
@@ -248,10 +326,14 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
             lv = np.asarray(lambdify(log_rho, state)(np.ascontiguousarray(msh.points.T)), dtype=float)
         if np.all(np.isfinite(lv)):
             log_nodes = lv - lv.max()
-    recorder = NodalObservables(vectors, d, ml, expectations=list(expectations), regions=msh.region_names,
+    recorder = NodalObservables(vectors, d, vectors["mass"], expectations=list(expectations),
+                                regions=msh.region_names,
                                 log_stationary=log_nodes)
 
-    u0 = initial_nodal(p0, msh, state, ml)
+    u0 = initial_nodal(p0, msh, state, ml_plain)
+    if gibbs is not None:  # the unknown u = p/w, at unit mass of the density actually evolved (Σ ml_i u_i)
+        u0 = u0 / gibbs[1]
+        u0 = u0 / float(ml @ u0)
     wall = np.setdiff1d(msh.boundary_vertices(None), bc)
     obs_tr = ObservableTracker(recorder, every=output_every)
     wall_tr = WallTracker(wall, tol=wall_tol, every=output_every)
@@ -265,7 +347,9 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     timings: dict[str, Any] = {}
     t_loop = time.perf_counter()
     u = run(stepper, u0, n_steps=n_steps, dt=dt, trackers=trackers,
-            before_step=update if tsym is not None else None, timings=timings)
+            before_step=update if tsym is not None else None, timings=timings,
+            density=None if gibbs is None else (lambda v: v * gibbs[1]))
+    density = u if gibbs is None else u * gibbs[1]
     loop_s = time.perf_counter() - t_loop
     observables = recorder.arrays()
     observables["wall"] = np.array(wall_tr.ratios)
@@ -275,11 +359,14 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
         assemble_seconds=assemble_s + update.seconds, time_dependent=tsym is not None,
         assemblies=update.assemblies, loop_seconds=loop_s, setup_seconds=setup_s, dofs=len(msh.points),
         absorbing=parts, ranks=1)
-    info["factorisations"] = stepper.factorisations
+    info["factorisations"] = solver.factorisations
+    info["factorisation_requests"] = stepper.factorisations
+    info["factorisation_cache_hits"] = solver.hits
     if method == "fct":
         info["fct_mean_alpha"] = stepper.mean_alpha()
         info["fct_cn_fallback_steps"] = stepper.fallback_steps
-    return Solution(times=np.array(obs_tr.times), observables=observables, mesh=msh, sde=sde, density=u,
+    return Solution(times=np.array(obs_tr.times), observables=observables, mesh=msh, sde=sde,
+                    density=density,
                     snapshots=snap_tr.snapshots, info=info,
                     timings={"setup": setup_s, "assemble": assemble_s, "step": timings.get("step"),
                              "output": timings.get("output")})

@@ -129,8 +129,9 @@ def supg_exit_time(wf: Any, sde: Any, basis: Any, h: np.ndarray) -> tuple[Any, n
     r"""SUPG terms of the exit-time problem: :math:`\sum_K\int_K\delta_K (a\cdot\nabla v)R(\tau)`.
 
     :math:`a` is the ``transport`` coefficient, :math:`R(\tau) = -b\cdot\nabla\tau - D:\nabla^2\tau - 1`
-    (P1: the Hessian term vanishes on affine cells; degree ≥ 2 is refused by the caller, scikit-fem's
-    Lagrange elements carry no Hessians), :math:`\delta_K` :func:`symfp.fem.stabilisation.supg_weight`
+    (the first-order part only: the D:∇²τ part, zero for P1 on affine cells, is added for degree ≥ 2 by
+    :func:`symfp.fem.skfem.stabilise.hessian_supg`, scikit-fem's Lagrange elements carrying no Hessians),
+    :math:`\delta_K` :func:`symfp.fem.stabilisation.supg_weight`
     with ``h`` (cells,) the cell size over the degree. Returns (matrix, right-hand side).
     """
     from ..stabilisation import supg_weight
@@ -210,3 +211,31 @@ def assemble_parts(fp_or_weakform: Any, mesh: Any, *, degree: int = 1, t: float 
     out["ml"] = np.asarray(out["M"].sum(axis=1)).ravel()
     out["points"] = np.asarray(basis.doflocs.T)
     return out
+
+
+def coefficient_key(terms: Iterable[Any], basis: Any, state: Sequence[sp.Symbol], *,
+                    tsym: sp.Symbol | None = None) -> Callable[[float], str]:
+    """``key(t)``: a digest of the terms' coefficient values at the basis' quadrature points at time t.
+
+    Two times with the same digest assemble to the same matrix (the integrands are these values times
+    the basis functions), so a piecewise-constant schedule can reuse its assembled operator. The
+    coefficients are lambdified once, here.
+    """
+    import hashlib
+
+    X = np.asarray(basis.mapping.F(basis.X))
+    # a coefficient without t cannot change between times: only the time-dependent ones are evaluated
+    funcs = [(term.kind, lambdify(term.coefficient, state, tsym)) for term in terms
+             if tsym is not None and tsym in sp.sympify(term.coefficient).free_symbols]
+
+    def key(t: float) -> str:
+        h = hashlib.blake2b(digest_size=20)
+        for kind, f in funcs:
+            a = np.asarray(f(X, t), dtype=np.float64)
+            h.update(kind.encode() + np.asarray(a.shape, dtype=np.int64).tobytes())
+            lo, hi = a.min(initial=np.inf), a.max(initial=-np.inf)
+            # a constant (often a broadcast scalar) by its value; else every value
+            h.update(np.float64(lo).tobytes() if lo == hi else np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    return key

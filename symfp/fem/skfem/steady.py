@@ -5,7 +5,8 @@ All three lower their weak form (:mod:`symfp.symbolic.weakform`) through
 
 - :func:`mean_exit_time`: :math:`-\mathcal L\tau = 1`, τ = 0 on the absorbing parts (identity rows),
   with the SUPG term of :func:`symfp.fem.skfem.lowering.supg_exit_time` by default (the same weight
-  as the dolfinx backend, :func:`symfp.fem.stabilisation.supg_weight`);
+  as the dolfinx backend, :func:`symfp.fem.stabilisation.supg_weight`; for P2 the residual's D:∇²τ term
+  with the exact P2 Hessians, :func:`symfp.fem.skfem.stabilise.hessian_supg`);
 - :func:`stationary_density`: :math:`Kp = 0` with one row replaced by :math:`p_r = 1` at a dof where
   the density is not negligible (first where :math:`|c|` is smallest, then at the maximum of p if the
   first pin held less than 1e-3 of it), normalised to unit mass;
@@ -92,23 +93,15 @@ def mean_exit_time(sde: Any, mesh: Any, absorbing: str | Iterable[str] | None = 
     (adv,) = wf.terms("transport")
     used = stabilization
     if stabilization == "supg" and any(sp.sympify(e) != 0 for e in adv.coefficient):
-        if degree == 1:
-            S, s = supg_exit_time(wf, sde, basis, sk.neutral.cell_diameters())
-            A, b = A + S, b + s
-        else:
-            # the Hessian term of the SUPG residual needs second derivatives of the P2 basis, which
-            # scikit-fem's Lagrange elements do not provide: Galerkin where it is monotone (Pe ≤ 1)
-            from ..stabilisation import peclet_of_cells
+        # h = h_K / degree, as the dolfinx backend (symfp.fem.stabilisation.supg_weight); for degree ≥ 2 the
+        # residual's D:∇²τ term is assembled with the cells' exact P2 Hessians (skfem.stabilise)
+        h = sk.neutral.cell_diameters() / degree
+        S, s = supg_exit_time(wf, sde, basis, h)
+        A, b = A + S, b + s
+        if degree >= 2:
+            from .stabilise import hessian_supg
 
-            nm = sk.neutral
-            pe, degenerate = peclet_of_cells(nm.points[nm.cells],
-                                             sp.lambdify(wf.state, sp.Matrix(adv.coefficient).tolist()),
-                                             sp.lambdify(wf.state, sp.Matrix(sde.diffusion).tolist()), sk.dim)
-            if pe / degree > 1 or degenerate:
-                raise InputError(f"{where}: cell Péclet number {pe / degree:.3g} > 1 with degree={degree}: "
-                                 "SUPG with P2 needs Hessians of the basis, not available on "
-                                 "backend='skfem'; use degree=1 (SUPG), a finer mesh, or backend='dolfinx'")
-            used = None
+            A = A + hessian_supg(sp.Matrix(adv.coefficient), sp.Matrix(sde.diffusion), wf.state, basis, h)
     A = _with_rows(A, dofs, 1.0)
     b = b.copy()
     b[dofs] = 0.0
