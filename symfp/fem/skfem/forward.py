@@ -295,13 +295,14 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
                             supg=(M_galerkin, c, D, msh.cell_diameters()) if method == "supg" else None)
 
     def weighted(g: Any, b: Any = None) -> np.ndarray:
-        """∫ g φ_i; for the Gibbs form ∫ w g φ_i / w_i (its dot with p_i = w_i u_i is Σ u_i ∫ w g φ_i)."""
+        """∫ g φ_i; for the Gibbs form ∫ w g φ_i (the recorder dots it with the unknown u, p = w u)."""
         if gibbs is None:
             return assemble_weighted(g, basis if b is None else b, state)
-        return assemble_weighted(sp.sympify(g) * gibbs[0], gb if b is None else b, state) / gibbs[1]
+        return assemble_weighted(sp.sympify(g) * gibbs[0], gb if b is None else b, state)
 
-    # observables: weight vectors ∫ g φ_i assembled once
-    vectors = {"mass": ml if gibbs is None else ml / gibbs[1]}
+    # observables: weight vectors ∫ g φ_i assembled once (dotted with u); the entropies' vertex
+    # weights m_i = ∫ w φ_i / w_i act on the nodal density p
+    vectors = {"mass": ml}
     for i in range(d):
         vectors[f"x{i}"] = weighted(state[i])
         for j in range(i, d):
@@ -326,7 +327,8 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
             lv = np.asarray(lambdify(log_rho, state)(np.ascontiguousarray(msh.points.T)), dtype=float)
         if np.all(np.isfinite(lv)):
             log_nodes = lv - lv.max()
-    recorder = NodalObservables(vectors, d, vectors["mass"], expectations=list(expectations),
+    recorder = NodalObservables(vectors, d, ml if gibbs is None else ml / gibbs[1],
+                                expectations=list(expectations),
                                 regions=msh.region_names,
                                 log_stationary=log_nodes)
 

@@ -55,13 +55,13 @@ def _integrand(kind: str, coef: Callable[..., np.ndarray]) -> Callable[..., Any]
     if kind == "diffusion":
         return lambda u, v, X, t: np.einsum("ij...,j...,i...->...", coef(X, t), u.grad, v.grad)
     if kind == "advection":
-        return lambda u, v, X, t: u.value * np.einsum("i...,i...->...", coef(X, t)[:, 0], v.grad)
+        return lambda u, v, X, t: np.asarray(u) * np.einsum("i...,i...->...", coef(X, t)[:, 0], v.grad)
     if kind == "transport":
-        return lambda u, v, X, t: np.einsum("i...,i...->...", coef(X, t)[:, 0], u.grad) * v.value
+        return lambda u, v, X, t: np.einsum("i...,i...->...", coef(X, t)[:, 0], u.grad) * np.asarray(v)
     if kind == "reaction":
-        return lambda u, v, X, t: coef(X, t) * u.value * v.value
+        return lambda u, v, X, t: coef(X, t) * np.asarray(u) * np.asarray(v)
     if kind == "source":
-        return lambda u, v, X, t: coef(X, t) * v.value
+        return lambda u, v, X, t: coef(X, t) * np.asarray(v)
     raise InputError(f"lowering: unknown weak-form term kind {kind!r}")
 
 
