@@ -234,12 +234,13 @@ class FCTStepper:
         scheme: target scheme "cn", "euler" or "bdf2".
         M: consistent mass (scipy.sparse). K: Galerkin operator. ml: lumped mass (row sums of M).
         dt: time step. bc_rows: Dirichlet rows (u = 0). solver: factory ``A -> solve``.
-        passes, tol: the limiter controls (:class:`symfp.fem.fct.FCTLimiter`).
+        passes, tol, method: the limiter controls (:class:`symfp.fem.fct.FCTLimiter`: ``max_iterations``,
+            ``tol``, ``method``; default limiting from the target).
     """
 
     def __init__(self, scheme: str, M: Any, K: Any, ml: np.ndarray, dt: float, *,
                  bc_rows: Sequence[int] = (), solver: SolverFactory = splu_solver, passes: int = 50,
-                 tol: float = 1e-3):
+                 tol: float = 1e-3, method: str = "target"):
         import scipy.sparse as sps
 
         self.scheme = check_scheme(scheme)
@@ -256,7 +257,7 @@ class FCTStepper:
         Kc = csr_pair_scipy(K)
         self._pattern = Kc
         self.limiter = FCTLimiter(Kc, csr_pair_scipy(self.M, pattern=Kc), self.ml, Kc.ja, self.bc,
-                                  max_iterations=passes, tol=tol)
+                                  max_iterations=passes, tol=tol, method=method)
         self._set(K, K)
 
     def _factor(self, A: Any) -> Solve:
@@ -265,8 +266,9 @@ class FCTStepper:
 
     def _set(self, K_new: Any, K_old: Any) -> None:
         dt, th = self.dt, self.theta
-        KL = discrete_upwind_scipy(K_new)
-        self._low = self._factor(self.ML + dt * KL)
+        # the predictor is Zalesak's only: "redistribute" limits the target itself
+        KL = discrete_upwind_scipy(K_new) if self.limiter.method == "zalesak" else None
+        self._low = self._factor(self.ML + dt * KL) if KL is not None else None
         self._high = self._factor(self.M + th * dt * K_new)
         self._rhs_high = None if th == 1 else self.M - (1 - th) * dt * K_old
         self._low2 = self._high2 = self._cn = None
@@ -284,6 +286,16 @@ class FCTStepper:
 
     def step(self, u: np.ndarray, u_prev: np.ndarray | None, n: int) -> np.ndarray:
         """One flux-corrected step (BDF2 target: backward-Euler FCT on the first step)."""
+        if self.limiter.method == "redistribute":
+            if self.scheme == "bdf2" and u_prev is not None:
+                if self._high2 is None:
+                    self._high2 = self._factor(1.5 * self.M + self.dt * self._K)
+                uH, its = self._high2(self._zero_bc(self.M @ (2.0 * u - 0.5 * u_prev)), u)
+            else:
+                b = self.M @ u if self._rhs_high is None else self._rhs_high @ u
+                uH, its = self._high(self._zero_bc(b), u)
+            self.iterations += its
+            return self.limiter.redistribute(uH, u)
         if self.scheme == "bdf2" and u_prev is not None:
             r = 2.0 * u - 0.5 * u_prev
             if r.min() < -1e-10 * max(float(r.max()), 0.0):
