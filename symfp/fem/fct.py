@@ -6,7 +6,7 @@ Semi-discrete Galerkin P1 (high order): :math:`M_C\dot u + K u = 0` with the con
 Kuzmin's discrete upwinding :math:`\mathcal D_{ij} = -d_{ij}`, :math:`d_{ij} = \max(0, k_{ij}, k_{ji})`
 (zero row and column sums). :math:`M_L + \Delta t K_L` is an M-matrix: backward Euler keeps u ≥ 0.
 
-**One step** :math:`u^n \mapsto u^{n+1}`:
+**One step** :math:`u^n \mapsto u^{n+1}` (steps 1 and 3 are Zalesak's only):
 
 1. low-order predictor :math:`(M_L + \Delta t K_L)u^L = M_L u^n`;
 2. high-order target :math:`(M_C + \theta\Delta t K)u^H = (M_C - (1-\theta)\Delta t K)u^n`
@@ -15,61 +15,53 @@ Kuzmin's discrete upwinding :math:`\mathcal D_{ij} = -d_{ij}`, :math:`d_{ij} = \
    (1-\theta)u^n)`: :math:`f_{ij} = m_{ij}(\Delta_i - \Delta_j) + \Delta t\,d_{ij}(u^L_i - u^L_j) +
    \Delta t(k_{ij}w_j - k_{ji}w_i) = -f_{ji}`, so that :math:`\sum_j f_{ij} = m_i(u^H_i - u^L_i)`
    exactly (the zero column sums of K);
-4. the limiter (below) chooses symmetric :math:`\alpha_{ij} = \alpha_{ji} \in [0, 1]` against the local
-   bounds :math:`u^{\max}_i = \max_{j\in N(i)\cup\{i\}}\max(u^L_j, u^n_j)`, :math:`u^{\min}_i` likewise;
-5. :math:`u^{n+1}_i = u^L_i + m_i^{-1}\sum_j \alpha_{ij}f_{ij}`.
+4. a limiter makes :math:`u^{n+1}` positive and keeps :math:`\sum_i m_i u^{n+1}_i` exactly.
 
-Every choice of symmetric α keeps the lumped mass exactly (:math:`\alpha_{ij}f_{ij} = -\alpha_{ji}f_{ji}`);
-α ≡ 1 gives the Galerkin target :math:`u^H`, α ≡ 0 the positive predictor :math:`u^L`.
+**The default limiter, ``method="redistribute"``** (positivity-preserving redistribution of the
+target; no predictor, so step 1 is skipped). With the target :math:`v = u^H` (absorbing nodes 0),
+:math:`w = \max(v, 0)`, the clipped mass :math:`d_i = m_i(w_i - v_i) \ge 0` and the mass of each
+stencil :math:`S_i = \sum_{j \in N(i)\cup\{i\}} m_j w_j`, every node that was clipped takes the
+fraction :math:`\varphi_i = \min(1, d_i/S_i)` of the mass of its stencil:
 
-**The default limiter, ``method="target"`` (limiting from the target).** Start from α ≡ 1 (the target)
-and remove flux only at nodes whose value leaves its bounds. With the applied fluxes
-:math:`a_{ij} = \alpha_{ij}f_{ij}`, :math:`u_i = u^L_i + m_i^{-1}\sum_j a_{ij}`, the excess
-:math:`E^+_i = m_i(u_i - u^{\max}_i) > 0` or deficit :math:`E^-_i = m_i(u_i - u^{\min}_i) < 0`, and
-:math:`P^\pm_i = \sum_j \max/\min(0, a_{ij})`, one sweep sets
+.. math:: \tilde u_j = w_j\Bigl(1 - \min\bigl(1, \sum_{i \in N(j)\cup\{j\}} \varphi_i\bigr)\Bigr), \qquad
+          u^{n+1} = c\,\tilde u,\quad c = \frac{\sum_i m_i v_i}{\sum_i m_i \tilde u_i}.
 
-.. math:: g^\pm_i = \min(1, E^\pm_i / P^\pm_i) \ (0 \text{ at nodes within their bounds}), \qquad
-          a_{ij} \leftarrow (1 - c_{ij})\,a_{ij},\quad c_{ij} = \begin{cases}\max(g^+_i, g^-_j) & a_{ij} > 0\\
-          \max(g^-_i, g^+_j) & a_{ij} < 0\end{cases}
+Where the stencils of clipped nodes do not overlap and hold enough mass, node i receives exactly
+:math:`\varphi_i S_i = d_i` from its own neighbours and c = 1; the global factor c settles only what
+overlapping or empty stencils could not (a relative 1e-6 … 1e-4 on the valley below). So
+:math:`u^{n+1} \ge 0`, :math:`\sum_i m_i u^{n+1}_i = \sum_i m_i u^H_i` (= the mass of :math:`u^n`, up
+to round-off), and :math:`u^{n+1} = u^H` wherever the target and its neighbours are positive: the
+scheme is the second-order Galerkin scheme with its negative undershoots moved into the adjacent
+positive mass. Cost: one Galerkin solve and O(nnz) vector work (two stencil sums), against two solves
+and 5–20 limiter passes for Zalesak. It does not enforce local extremum bounds (a positive
+oscillation of the target stays; the density is what must stay ≥ 0).
 
-(:math:`c_{ij} = c_{ji}`: α stays symmetric). :math:`g^+_i` is the fraction of the flux *into* i that
-removes exactly its excess, :math:`g^-_j` that of the flux *out of* j that removes its deficit; both
-ask to cut the same edges (an edge into an overfull node leaves a neighbour, which it raises), so
-the cuts never conflict and α only decreases. Sweeps repeat until no node is outside its bounds
-(beyond :math:`10^{-14}(|u^{\max}_i| + m_i^{-1}\sum_j|f_{ij}|)`, the round-off of the sum). The
-limit is feasible: at a fixed point a node above its bound has no flux into it left, so
-:math:`u_i = u^L_i + m_i^{-1}\sum_{a_{ij}<0} a_{ij} \le u^L_i \le u^{\max}_i`, a contradiction (and
-likewise below). After ``max_iterations`` sweeps the cuts are over-relaxed (:math:`g^\pm` doubled each
-further sweep, so within ≈ 50 more every violating node has the offending flux removed): the loop
-ends in the bounds.
+*Why this and not Zalesak (measured, linear-network SME of issue 12 at t = 5, dt = 0.05, CN, E q
+against the Galerkin reference 3.234148 Richardson-extrapolated from 96²/192², its own error ≈ 4e-5;
+scikit-fem backend).* The upwind predictor's smearing of an oblique rank-1 D is O(|D|), not O(h) (the
+low-order scheme is inconsistent there), so the antidiffusive fluxes must carry mass across several
+cells, and against local bounds (Zalesak's :math:`u^{\max/\min}` of :math:`u^L, u^n`) every
+limiter that corrects locally needs O(1/h) passes: Zalesak's default passes (10.6 / 21.3 per step on
+48² / 96²) stop with part of the smearing kept, |error| 6.2e-3 / 8.6e-3 (growing); cutting flux from
+the target at the nodes outside those bounds (failsafe-type sweeps) needed 89 / 110 sweeps per step and
+was worse (1.0e-1 / 3.8e-1), since the bounds in the far tails leave no room and each cut travels one
+ring per sweep. With the bound p ≥ 0 instead, the mass of an undershoot is next to it:
+|error| 1.01e-2 / 3.40e-3 / 1.08e-3 / 1.15e-4 on 24² / 48² / 96² / 192² (rates 1.6, 1.7, 3.2; the
+Galerkin errors are 6.6e-4 / 1.6e-4 on 48² / 96²). Adding the upper bound :math:`\max_{N(i)} u^n`
+(redistributing the excess into the neighbours' room) clipped the growing peak: 1.06e-3 on 192².
+Monolithic convex limiting (bar states) was not taken: with implicit steps it is a nonlinear system
+per step (several solves), over the 3× budget; Kuzmin's prelimiting destroys the oblique diffusion
+(E q off by 0.6, ``docs/internals.md``).
 
-*Why this and not Zalesak.* Zalesak's :math:`R^+_i = \min(1, Q^+_i/P^+_i)` bounds the worst case that
-only the fluxes into i are applied. In a thin valley oblique to the mesh (rank-1 D) the raw fluxes are
-O(|D|) and of both signs at every node (they undo the predictor's O(|D|) discrete-upwind smearing,
-which is not O(h): the low-order scheme is inconsistent there), so :math:`P^\pm_i \gg |\sum_j f_{ij}|`
-and Zalesak cuts even where the target lies inside the bounds; iterated passes move a shrinking
-fraction of the rest and stall with ≈ 1 % of the flux unapplied, i.e. with part of the O(|D|)
-smearing, an error that does not fall under refinement (issue 12: E q 2.4328 / 2.4356 / 2.4627 on
-48² / 96² / 192² against ≈ 2.419). Limiting from the target returns :math:`u^H` wherever it is within
-the bounds (it is *target preserving*), so the scheme is the second-order Galerkin scheme except at
-the nodes where Galerkin leaves the bounds (its undershoots in the tails, clipped peaks), where the
-excess is moved to the neighbours that have room. It has the admissible set, positivity and mass
-exactness of one Zalesak pass with the same bounds, costs one bounds gather plus one O(nnz) sweep per
-round of violations (a step whose target is within bounds costs one check), and it is the
-closed-form, local counterpart of optimisation-based flux correction (find the symmetric α closest to
-1 within the bounds; Kuzmin et al., arXiv:2110.09912, show that it beats worst-case closed-form
-limiting on anisotropic diffusion) and of Kuzmin, Möller, Shadid & Shashkov's failsafe limiting
-(J. Comput. Phys. 229, 2010: reduce α at nodes that violate the bounds, starting here from α ≡ 1).
-Monolithic convex limiting (bar states) was not taken: for anisotropic diffusion with implicit steps
-it is a nonlinear system per step (several solves), over the 3× budget; Kuzmin's prelimiting
-(:math:`f_{ij} \to 0` where it runs down the gradient) destroys the oblique diffusion itself (E q
-3.05 on the valley, ``docs/internals.md``).
-
-``method="zalesak"`` keeps the previous limiter: Zalesak's :math:`R^\pm_i = \min(1, Q^\pm_i/P^\pm_i)`,
-:math:`Q^\pm_i = m_i(u^{\max/\min}_i - u^L_i)`, :math:`\alpha_{ij} = \min(R^+_i, R^-_j)` for
-:math:`f_{ij} > 0`, else :math:`\min(R^-_i, R^+_j)`, the pass repeated on the remaining fluxes
+``method="zalesak"`` keeps the previous FEM-FCT: predictor :math:`u^L`, the raw fluxes of step 3 and
+Zalesak's :math:`R^\pm_i = \min(1, Q^\pm_i/P^\pm_i)`, :math:`P^\pm_i = \sum_j \max/\min(0, f_{ij})`,
+:math:`Q^\pm_i = m_i(u^{\max/\min}_i - u^L_i)` with the local bounds :math:`u^{\max}_i =
+\max_{j\in N(i)\cup\{i\}}\max(u^L_j, u^n_j)` (:math:`u^{\min}_i` likewise), :math:`\alpha_{ij} =
+\min(R^+_i, R^-_j)` for :math:`f_{ij} > 0`, else :math:`\min(R^-_i, R^+_j)`, :math:`u^{n+1}_i = u^L_i +
+m_i^{-1}\sum_j \alpha_{ij}f_{ij}`, the pass repeated on the remaining fluxes
 :math:`(1-\alpha_{ij})f_{ij}` (bounds from the corrected iterate) until a pass moves, or leaves, less
-than ``tol`` × :math:`\sum|f_{ij}|` (at most ``max_iterations``).
+than ``tol`` × :math:`\sum|f_{ij}|` (at most ``max_iterations``). It keeps local bounds, at the cost
+above.
 
 The solves of steps 1–2 and the exchange of values at off-process columns are the backend's: a
 backend passes ``with_ghosts`` (owned values → owned + off-process column values; the identity in
@@ -179,8 +171,6 @@ def _serial_sum(values: np.ndarray) -> np.ndarray:
 
 
 METHODS = ("redistribute", "zalesak")
-#: a node counts as outside its bounds beyond this × (|u_max| + Σ_j |f_ij| / m_i): the round-off of the sum
-BOUND_EPS = 1e-14
 
 
 class FCTLimiter:
@@ -195,11 +185,10 @@ class FCTLimiter:
         bc_local: owned local rows with p = 0 (absorbing).
         with_ghosts: owned values → owned + off-process column values (collective; default serial).
         allsum: global sum of a small array (collective; default serial).
-        max_iterations: ``"target"``: sweeps with exact cuts before the over-relaxed ones (the loop
-            always ends within the bounds); ``"zalesak"``: most passes per step.
-        tol: ``"zalesak"`` only: stop when a pass moves, or leaves, less than ``tol`` × the raw flux
-            :math:`\sum|f_{ij}|` (``"target"`` stops when every node is within its bounds).
-        method: ``"target"`` (default: limiting from the target) or ``"zalesak"`` (iterated Zalesak).
+        max_iterations, tol: ``"zalesak"`` only (``"redistribute"`` is one sweep): most passes per step,
+            and stop when a pass moves, or leaves, less than ``tol`` × the raw flux :math:`\sum|f_{ij}|`.
+        method: ``"redistribute"`` (default: the target made positive, its clipped mass taken from the
+            stencil, :meth:`redistribute`) or ``"zalesak"`` (the iterated Zalesak FCT).
 
     Raises:
         InputError: unknown ``method``.
@@ -239,6 +228,8 @@ class FCTLimiter:
         self.bc_local = np.asarray(bc_local, dtype=np.int64)
         self._sum_af = 0.0
         self._sum_f = 0.0
+        #: largest |c - 1| of :meth:`redistribute`'s global settling factor so far (0: all local)
+        self.settle = 0.0
 
     def set_operator(self, K: CSRPair, keep_previous: bool = False) -> None:
         """The Galerkin K (same pattern); with ``keep_previous`` the old one is :math:`K(t_n)`."""
@@ -321,6 +312,7 @@ class FCTLimiter:
         u = w * (1.0 - give)
         mass1 = self.allsum(np.array([float(ml @ u)]))[0]
         if mass1 > 0:
+            self.settle = max(self.settle, abs(mass0 / mass1 - 1.0))
             u *= mass0 / mass1
         return u
 

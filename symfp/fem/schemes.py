@@ -235,12 +235,12 @@ class FCTStepper:
         M: consistent mass (scipy.sparse). K: Galerkin operator. ml: lumped mass (row sums of M).
         dt: time step. bc_rows: Dirichlet rows (u = 0). solver: factory ``A -> solve``.
         passes, tol, method: the limiter controls (:class:`symfp.fem.fct.FCTLimiter`: ``max_iterations``,
-            ``tol``, ``method``; default limiting from the target).
+            ``tol``, ``method``; default ``"redistribute"``).
     """
 
     def __init__(self, scheme: str, M: Any, K: Any, ml: np.ndarray, dt: float, *,
                  bc_rows: Sequence[int] = (), solver: SolverFactory = splu_solver, passes: int = 50,
-                 tol: float = 1e-3, method: str = "target"):
+                 tol: float = 1e-3, method: str = "redistribute"):
         import scipy.sparse as sps
 
         self.scheme = check_scheme(scheme)
