@@ -171,6 +171,8 @@ def _serial_sum(values: np.ndarray) -> np.ndarray:
 
 
 METHODS = ("redistribute", "zalesak")
+#: most rounds of :meth:`FCTLimiter.redistribute` (each takes the debt one stencil ring further)
+REDISTRIBUTE_ROUNDS = 4
 
 
 class FCTLimiter:
@@ -296,20 +298,37 @@ class FCTLimiter:
             v[bc] = 0.0
         w = np.maximum(v, 0.0)
         deficit = ml * (w - v)
-        avail = ml * w
         change = float(ml @ np.abs(v - np.asarray(un, dtype=float)[:n]))
         mass0, moved, total = self.allsum(np.array([float(ml @ v), float(deficit.sum()), change]))
-        self.iterations += 1
         self._sum_af += max(total - 2.0 * moved, 0.0)
         self._sum_f += total
         if moved == 0.0:
             return w
-        avail_all = np.add.reduceat(self.with_ghosts(avail)[col], starts)  # S_i
-        with np.errstate(divide="ignore", invalid="ignore"):
-            phi = np.where(deficit > 0, np.minimum(1.0, deficit / avail_all), 0.0)
-        phi[~np.isfinite(phi)] = 0.0
-        give = np.minimum(1.0, np.add.reduceat(self.with_ghosts(phi)[col], starts))
-        u = w * (1.0 - give)
+        u, debt, left = w, deficit, moved
+        S = np.add.reduceat(self.with_ghosts(ml * u)[col], starts)  # mass of the stencil of i
+        for _ in range(min(self.max_iterations, REDISTRIBUTE_ROUNDS)):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                phi = np.where((debt > 0) & (S > 0), np.minimum(1.0, debt / S), 0.0)
+            give = np.minimum(1.0, np.add.reduceat(self.with_ghosts(phi)[col], starts))
+            taken = give * ml * u
+            u = u * (1.0 - give)
+            asked = phi * S
+            got, want = self.allsum(np.array([float(taken.sum()), float(asked.sum())]))
+            # what each request got (the same share everywhere: a node asked by several gave at most all)
+            debt = np.maximum(debt - asked * (got / want if want > 0 else 0.0), 0.0)
+            left -= got
+            self.iterations += 1
+            if left <= self.tol * moved:
+                break
+            # the rest of the debt moves on to the neighbours in proportion to the mass of their
+            # stencils (towards the mass), to take from the next ring
+            S = np.add.reduceat(self.with_ghosts(ml * u)[col], starts)  # (also the next round's)
+            S_col = self.with_ghosts(S)[col]
+            near = np.add.reduceat(np.where(self.off, S_col, 0.0), starts)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                share = np.where((debt > 0) & (near > 0), debt / near, 0.0)
+            kept = np.where(near > 0, 0.0, debt)  # no mass around: the debt stays (and settles globally)
+            debt = S * np.add.reduceat(np.where(self.off, self.with_ghosts(share)[col], 0.0), starts) + kept
         mass1 = self.allsum(np.array([float(ml @ u)]))[0]
         if mass1 > 0:
             self.settle = max(self.settle, abs(mass0 / mass1 - 1.0))
