@@ -232,6 +232,7 @@ class FCTLimiter:
         self._sum_f = 0.0
         #: largest |c - 1| of :meth:`redistribute`'s global settling factor so far (0: all local)
         self.settle = 0.0
+        self._absorbing = bool(self.allsum(np.array([float(len(self.bc_local))]))[0] > 0)
 
     def set_operator(self, K: CSRPair, keep_previous: bool = False) -> None:
         """The Galerkin K (same pattern); with ``keep_previous`` the old one is :math:`K(t_n)`."""
@@ -298,12 +299,16 @@ class FCTLimiter:
             v[bc] = 0.0
         w = np.maximum(v, 0.0)
         deficit = ml * (w - v)
-        change = float(ml @ np.abs(v - np.asarray(un, dtype=float)[:n]))
-        mass0, moved, total = self.allsum(np.array([float(ml @ v), float(deficit.sum()), change]))
+        u_old = np.asarray(un, dtype=float)[:n]
+        sums = [float(ml @ v), float(deficit.sum()), float(ml @ np.abs(v - u_old)), float(ml @ u_old)]
+        mass_v, moved, total, mass_n = self.allsum(np.array(sums))
+        # without absorbing parts the exact mass is that of u^n (1ᵀK = 0); the target has it up to the
+        # residual of its (iterative) solve, which the final factor removes as well
+        mass0 = mass_v if self._absorbing else mass_n
         self._sum_af += max(total - 2.0 * moved, 0.0)
         self._sum_f += total
         if moved == 0.0:
-            return w
+            return w * (mass0 / mass_v) if mass_v > 0 else w
         u, debt, left = w, deficit, moved
         S = np.add.reduceat(self.with_ghosts(ml * u)[col], starts)  # mass of the stencil of i
         for _ in range(min(self.max_iterations, REDISTRIBUTE_ROUNDS)):

@@ -179,8 +179,11 @@ def test_fct_converges_under_refinement_in_the_thin_oblique_valley():
 
 def test_fct_valley_dolfinx_equals_skfem():
     # the limiter is shared: the dolfinx path (PETSc solves, its ghost layout) gives the scikit-fem number
-    # up to the solvers' round-off (GMRES rtol 1e-12 against SuperLU)
-    assert _valley_eq(24, backend="dolfinx") == pytest.approx(_valley_eq(24), abs=1e-9)
+    # as closely as the two backends' Galerkin solutions agree (they differ by 5.0e-7 on 24², the
+    # assembly of p0 and of the observables; FCT measured 3.9e-8)
+    d_gal = abs(_valley_eq(24, "none", backend="dolfinx") - _valley_eq(24, "none"))
+    d_fct = abs(_valley_eq(24, backend="dolfinx") - _valley_eq(24))
+    assert d_fct <= max(2.0 * d_gal, 1e-9) and d_fct < 1e-6, (d_fct, d_gal)
     with pytest.raises(symfp.InputError, match="fct_options"):
         _valley_eq(8, fct_options={"sweeps": 3})
 
