@@ -18,40 +18,45 @@ Kuzmin's discrete upwinding :math:`\mathcal D_{ij} = -d_{ij}`, :math:`d_{ij} = \
 4. a limiter makes :math:`u^{n+1}` positive and keeps :math:`\sum_i m_i u^{n+1}_i` exactly.
 
 **The default limiter, ``method="redistribute"``** (positivity-preserving redistribution of the
-target; no predictor, so step 1 is skipped). With the target :math:`v = u^H` (absorbing nodes 0),
-:math:`w = \max(v, 0)`, the clipped mass :math:`d_i = m_i(w_i - v_i) \ge 0` and the mass of each
-stencil :math:`S_i = \sum_{j \in N(i)\cup\{i\}} m_j w_j`, every node that was clipped takes the
-fraction :math:`\varphi_i = \min(1, d_i/S_i)` of the mass of its stencil:
+target; no predictor, so steps 1 and 3 are skipped). With the target :math:`v = u^H` (absorbing
+nodes 0), :math:`w = \max(v, 0)` and the clipped mass (the *debt*) :math:`d_i = m_i(w_i - v_i) \ge 0`,
+each round, with the mass of every stencil :math:`S_i = \sum_{j \in N(i)\cup\{i\}} m_j w_j`, lets a
+node in debt take the fraction :math:`\varphi_i = \min(1, d_i/S_i)` of the mass of its stencil:
 
-.. math:: \tilde u_j = w_j\Bigl(1 - \min\bigl(1, \sum_{i \in N(j)\cup\{j\}} \varphi_i\bigr)\Bigr), \qquad
-          u^{n+1} = c\,\tilde u,\quad c = \frac{\sum_i m_i v_i}{\sum_i m_i \tilde u_i}.
+.. math:: w_j \leftarrow w_j\Bigl(1 - \min\bigl(1, \textstyle\sum_{i \in N(j)\cup\{j\}} \varphi_i\bigr)\Bigr),
+          \qquad d_i \leftarrow d_i - \varphi_i S_i\,\frac{G}{A},
 
-Where the stencils of clipped nodes do not overlap and hold enough mass, node i receives exactly
-:math:`\varphi_i S_i = d_i` from its own neighbours and c = 1; the global factor c settles only what
-overlapping or empty stencils could not (a relative 1e-6 … 1e-4 on the valley below). So
-:math:`u^{n+1} \ge 0`, :math:`\sum_i m_i u^{n+1}_i = \sum_i m_i u^H_i` (= the mass of :math:`u^n`, up
-to round-off), and :math:`u^{n+1} = u^H` wherever the target and its neighbours are positive: the
-scheme is the second-order Galerkin scheme with its negative undershoots moved into the adjacent
-positive mass. Cost: one Galerkin solve and O(nnz) vector work (two stencil sums), against two solves
-and 5–20 limiter passes for Zalesak. It does not enforce local extremum bounds (a positive
-oscillation of the target stays; the density is what must stay ≥ 0).
+(G the mass taken, A = :math:`\sum_i \varphi_i S_i` the mass asked: a node asked by several gives at
+most all it has), and what is still owed moves on to the neighbours in proportion to the mass of
+their stencils, :math:`d_j \leftarrow S_j\sum_{i \in N(j)} d_i / \sum_{k \in N(i)} S_k`, to take from
+the next ring. After at most :data:`REDISTRIBUTE_ROUNDS` rounds (``max_iterations`` if smaller), or
+when the debt left is below ``tol`` × the clipped mass, :math:`u^{n+1} = c\,w` with the one factor
+:math:`c = \sum_i m_i u^n_i / \sum_i m_i w_i` (without absorbing parts, where :math:`\mathbf 1^\top K
+= 0` makes that the exact mass; else :math:`\sum_i m_i u^H_i`). So :math:`u^{n+1} \ge 0` exactly,
+the mass is exact to round-off whatever the solver's tolerance, and :math:`u^{n+1} = c\,u^H` beyond
+the few rings around the undershoots: the scheme is the second-order Galerkin scheme with its
+negative undershoots filled from the adjacent positive mass. c settles only what the rounds left
+(:math:`|c - 1| \le` 7e-7 / 6e-6 on the valley below at 48² / 96², against 2e-4 with one round).
+Cost: one Galerkin solve and a few O(nnz) rounds, against two solves and 5–20 Zalesak passes. It
+does not enforce local extremum bounds (a positive oscillation of the target stays): the density is
+what must stay ≥ 0.
 
 *Why this and not Zalesak (measured, linear-network SME of issue 12 at t = 5, dt = 0.05, CN, E q
 against the Galerkin reference 3.234148 Richardson-extrapolated from 96²/192², its own error ≈ 4e-5;
-scikit-fem backend).* The upwind predictor's smearing of an oblique rank-1 D is O(|D|), not O(h) (the
-low-order scheme is inconsistent there), so the antidiffusive fluxes must carry mass across several
-cells, and against local bounds (Zalesak's :math:`u^{\max/\min}` of :math:`u^L, u^n`) every
-limiter that corrects locally needs O(1/h) passes: Zalesak's default passes (10.6 / 21.3 per step on
-48² / 96²) stop with part of the smearing kept, |error| 6.2e-3 / 8.6e-3 (growing); cutting flux from
-the target at the nodes outside those bounds (failsafe-type sweeps) needed 89 / 110 sweeps per step and
-was worse (1.0e-1 / 3.8e-1), since the bounds in the far tails leave no room and each cut travels one
-ring per sweep. With the bound p ≥ 0 instead, the mass of an undershoot is next to it:
-|error| 1.01e-2 / 3.40e-3 / 1.08e-3 / 1.15e-4 on 24² / 48² / 96² / 192² (rates 1.6, 1.7, 3.2; the
-Galerkin errors are 6.6e-4 / 1.6e-4 on 48² / 96²). Adding the upper bound :math:`\max_{N(i)} u^n`
-(redistributing the excess into the neighbours' room) clipped the growing peak: 1.06e-3 on 192².
-Monolithic convex limiting (bar states) was not taken: with implicit steps it is a nonlinear system
-per step (several solves), over the 3× budget; Kuzmin's prelimiting destroys the oblique diffusion
-(E q off by 0.6, ``docs/internals.md``).
+scikit-fem backend, machine under load).* The upwind predictor's smearing of an oblique rank-1 D is
+O(|D|), not O(h) (the low-order scheme is inconsistent there), so the antidiffusive fluxes must carry
+mass across several cells, and against local bounds (Zalesak's :math:`u^{\max/\min}` of
+:math:`u^L, u^n`) a limiter that corrects locally needs O(1/h) passes: Zalesak's default passes
+(10.6 / 21.3 per step on 48² / 96²) stop with part of the smearing kept, |error| 6.2e-3 / 8.6e-3
+(growing); cutting flux from the target at the nodes outside those bounds (failsafe-type sweeps)
+needed 89 / 110 sweeps per step and was worse (1.0e-1 / 3.8e-1): the bounds in the far tails leave no
+room and each cut travels one ring per sweep. With the bound p ≥ 0 instead the mass of an undershoot
+is next to it: |error| 1.01e-2 / 3.15e-3 / 6.85e-4 / 7.1e-5 on 24² / 48² / 96² / 192² (rates 1.7,
+2.2, 3.3; Galerkin's own errors 6.6e-4 / 1.6e-4 on 48² / 96²). Adding the upper bound
+:math:`\max_{N(i)} u^n` (the excess moved into the neighbours' room) clipped the growing peak: 1.06e-3
+on 192². Monolithic convex limiting (bar states) was not taken: with implicit steps it is a nonlinear
+system per step (several solves), over the 3× budget; Kuzmin's prelimiting destroys the oblique
+diffusion (E q off by 0.6, ``docs/internals.md``).
 
 ``method="zalesak"`` keeps the previous FEM-FCT: predictor :math:`u^L`, the raw fluxes of step 3 and
 Zalesak's :math:`R^\pm_i = \min(1, Q^\pm_i/P^\pm_i)`, :math:`P^\pm_i = \sum_j \max/\min(0, f_{ij})`,
@@ -405,6 +410,10 @@ class FCTLimiter:
         return cur[:n].copy()
 
     def mean_alpha(self) -> float:
-        r"""Flux-weighted mean of :math:`\alpha_{ij}` over the run (1: no limiting; collective)."""
+        r"""How much of the high-order step was kept over the run (1: no limiting; collective).
+
+        ``"zalesak"``: the flux-weighted mean of :math:`\alpha_{ij}`; ``"redistribute"``: 1 − 2 × the clipped
+        mass / :math:`\sum_i m_i|u^H_i - u^n_i|` (the clipped mass is added once and taken once).
+        """
         s = self.allsum(np.array([self._sum_af, self._sum_f]))
         return float(s[0] / s[1]) if s[1] > 0 else 1.0

@@ -220,15 +220,18 @@ class GalerkinStepper:
 class FCTStepper:
     r"""Flux-corrected transport (:mod:`symfp.fem.fct`) with a Galerkin target of ``scheme``.
 
-    Predictor: lumped mass, discrete upwinding, backward Euler (θ-targets) or lumped BDF2 (BDF2 target);
-    target: consistent mass, Galerkin, the same scheme. Positive for the θ-targets (M-matrix
-    predictor). With the BDF2 target the predictor is lumped BDF2,
+    Default limiter (``method="redistribute"``): one solve of the Galerkin step of ``scheme`` (consistent
+    mass; BDF2 started by backward Euler), its negative values clipped and their mass taken from the
+    neighbouring positive mass (:meth:`symfp.fem.fct.FCTLimiter.redistribute`): positive and exactly
+    conservative for every target scheme, BDF2 included, and with time-dependent coefficients.
+
+    ``method="zalesak"``: predictor with lumped mass, discrete upwinding, backward Euler (θ-targets) or
+    lumped BDF2 (BDF2 target), and Zalesak's limiter. With the BDF2 target that predictor is
     :math:`(\tfrac32 M_L + \Delta t K_L)u^L = M_L(2u^n - \tfrac12 u^{n-1})` (the only low-order partner
     whose difference to the BDF2 target is a sum of edge fluxes, see
-    :meth:`symfp.fem.fct.FCTLimiter.fluxes_bdf2`); it is positive when :math:`2u^n - u^{n-1}/2 \ge 0`,
-    i.e. where no nodal value fell by more than 4× in one step. A step where that right-hand side is
-    negative beyond ``1e-10`` × its maximum is taken with the Crank–Nicolson target instead (positive,
-    also second order); ``fallback_steps`` counts them.
+    :meth:`symfp.fem.fct.FCTLimiter.fluxes_bdf2`); it is positive when :math:`2u^n - u^{n-1}/2 \ge 0`;
+    a step where that right-hand side is negative beyond ``1e-10`` × its maximum is taken with the
+    Crank–Nicolson target instead; ``fallback_steps`` counts them.
 
     Args:
         scheme: target scheme "cn", "euler" or "bdf2".

@@ -11,7 +11,9 @@ upwinding (:func:`symfp.fem.dolfinx.stabilise.discrete_upwind`): :math:`\mathcal
 :math:`d_{ij} = \max(0, k_{ij}, k_{ji})`, zero row and column sums. :math:`M_L + \Delta t K_L` is an
 M-matrix, so backward Euler on the low-order system keeps :math:`u \ge 0`.
 
-**One step** :math:`u^n \mapsto u^{n+1}` (nonlinear FCT with the high-order solution as target):
+**One step** :math:`u^n \mapsto u^{n+1}` (nonlinear FCT with the high-order solution as target; the
+default limiter, ``method="redistribute"``, needs only step 2 and its own step 4, so the predictor's
+KSP is not used):
 
 1. low-order predictor (backward Euler): :math:`(M_L + \Delta t K_L)\,u^L = M_L u^n`
    (:math:`u^L \ge 0`, :math:`\sum_i m_i u^L_i = \sum_i m_i u^n_i`);
