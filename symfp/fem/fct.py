@@ -238,6 +238,14 @@ class FCTLimiter:
         #: largest |c - 1| of :meth:`redistribute`'s global settling factor so far (0: all local)
         self.settle = 0.0
         self._absorbing = bool(self.allsum(np.array([float(len(self.bc_local))]))[0] > 0)
+        # the stencil as sparse 0/1 matrices (owned rows × ghosted columns): stencil sums are one SpMV
+        import scipy.sparse as sps
+
+        ng = int(self.col.max()) + 1 if len(self.col) else n
+        ones = np.ones(len(self.col))
+        self._adj = sps.csr_matrix((ones, self.col, K.ia.astype(np.int64)), shape=(n, ng))
+        self._adj_off = sps.csr_matrix((np.where(self.off, 1.0, 0.0), self.col, K.ia.astype(np.int64)),
+                                       shape=(n, ng))
 
     def set_operator(self, K: CSRPair, keep_previous: bool = False) -> None:
         """The Galerkin K (same pattern); with ``keep_previous`` the old one is :math:`K(t_n)`."""
@@ -297,7 +305,7 @@ class FCTLimiter:
         Returns:
             The owned values of :math:`u^{n+1}` (≥ 0, :math:`\sum_i m_i u^{n+1}_i = \sum_i m_i u^H_i`).
         """
-        n, ml, starts, col = self.n_owned, self.ml, self.starts, self.col
+        n, ml = self.n_owned, self.ml
         v = np.array(uH[:n], dtype=float, copy=True)
         bc = self.bc_local
         if len(bc):
@@ -315,11 +323,12 @@ class FCTLimiter:
         if moved == 0.0:
             return w * (mass0 / mass_v) if mass_v > 0 else w
         u, debt, left = w, deficit, moved
-        S = np.add.reduceat(self.with_ghosts(ml * u)[col], starts)  # mass of the stencil of i
+        A, A_off, ghosts = self._adj, self._adj_off, self.with_ghosts
+        S = A @ ghosts(ml * u)  # mass of the stencil of i
         for _ in range(min(self.max_iterations, REDISTRIBUTE_ROUNDS)):
             with np.errstate(divide="ignore", invalid="ignore"):
                 phi = np.where((debt > 0) & (S > 0), np.minimum(1.0, debt / S), 0.0)
-            give = np.minimum(1.0, np.add.reduceat(self.with_ghosts(phi)[col], starts))
+            give = np.minimum(1.0, A @ ghosts(phi))
             taken = give * ml * u
             u = u * (1.0 - give)
             asked = phi * S
@@ -332,13 +341,12 @@ class FCTLimiter:
                 break
             # the rest of the debt moves on to the neighbours in proportion to the mass of their
             # stencils (towards the mass), to take from the next ring
-            S = np.add.reduceat(self.with_ghosts(ml * u)[col], starts)  # (also the next round's)
-            S_col = self.with_ghosts(S)[col]
-            near = np.add.reduceat(np.where(self.off, S_col, 0.0), starts)
+            S = A @ ghosts(ml * u)  # (also the next round's)
+            near = A_off @ ghosts(S)
             with np.errstate(divide="ignore", invalid="ignore"):
                 share = np.where((debt > 0) & (near > 0), debt / near, 0.0)
             kept = np.where(near > 0, 0.0, debt)  # no mass around: the debt stays (and settles globally)
-            debt = S * np.add.reduceat(np.where(self.off, self.with_ghosts(share)[col], 0.0), starts) + kept
+            debt = S * (A_off @ ghosts(share)) + kept
         mass1 = self.allsum(np.array([float(ml @ u)]))[0]
         if mass1 > 0:
             self.settle = max(self.settle, abs(mass0 / mass1 - 1.0))
