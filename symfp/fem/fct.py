@@ -36,8 +36,11 @@ when the debt left is below ``tol`` × the clipped mass, :math:`u^{n+1} = c\,w` 
 the mass is exact to round-off whatever the solver's tolerance, and :math:`u^{n+1} = c\,u^H` beyond
 the few rings around the undershoots: the scheme is the second-order Galerkin scheme with its
 negative undershoots filled from the adjacent positive mass. c settles only what the rounds left
-(:math:`|c - 1| \le` 7e-7 / 6e-6 on the valley below at 48² / 96², against 2e-4 with one round).
-Cost: one Galerkin solve and a few O(nnz) rounds, against two solves and 5–20 Zalesak passes. It
+(:math:`|c - 1| \le` 7e-7 / 7e-6 on the valley below at 48² / 96², against 2e-4 with one round).
+Cost: one Galerkin solve and ≤ 3 rounds of O(nnz) work (stencil sums as SpMVs with a 0/1 matrix),
+against two solves and 5–20 Zalesak passes: 1.3× / 1.6× the Galerkin CN step on the 96² valley
+(scikit-fem / dolfinx, ``benchmarks/bench_fct.py``, one run under load), 3.2× / 6.2× on 48² where a
+step costs ~1 ms and the rounds' fixed per-call overhead dominates. It
 does not enforce local extremum bounds (a positive oscillation of the target stays): the density is
 what must stay ≥ 0.
 
@@ -51,8 +54,9 @@ mass across several cells, and against local bounds (Zalesak's :math:`u^{\max/\m
 (growing); cutting flux from the target at the nodes outside those bounds (failsafe-type sweeps)
 needed 89 / 110 sweeps per step and was worse (1.0e-1 / 3.8e-1): the bounds in the far tails leave no
 room and each cut travels one ring per sweep. With the bound p ≥ 0 instead the mass of an undershoot
-is next to it: |error| 1.01e-2 / 3.15e-3 / 6.85e-4 / 7.1e-5 on 24² / 48² / 96² / 192² (rates 1.7,
-2.2, 3.3; Galerkin's own errors 6.6e-4 / 1.6e-4 on 48² / 96²). Adding the upper bound
+is next to it: |error| 1.01e-2 / 3.15e-3 / 6.87e-4 / 7.5e-5 on 24² / 48² / 96² / 192² (rates 1.7,
+2.2, 3.2; Galerkin's own errors 6.6e-4 / 1.6e-4 on 48² / 96²); 2 rounds instead of 3 gave 9.6e-5 on
+192², 4 rounds 7.1e-5. Adding the upper bound
 :math:`\max_{N(i)} u^n` (the excess moved into the neighbours' room) clipped the growing peak: 1.06e-3
 on 192². Monolithic convex limiting (bar states) was not taken: with implicit steps it is a nonlinear
 system per step (several solves), over the 3× budget; Kuzmin's prelimiting destroys the oblique
@@ -177,7 +181,7 @@ def _serial_sum(values: np.ndarray) -> np.ndarray:
 
 METHODS = ("redistribute", "zalesak")
 #: most rounds of :meth:`FCTLimiter.redistribute` (each takes the debt one stencil ring further)
-REDISTRIBUTE_ROUNDS = 4
+REDISTRIBUTE_ROUNDS = 3
 
 
 class FCTLimiter:
@@ -325,7 +329,8 @@ class FCTLimiter:
         u, debt, left = w, deficit, moved
         A, A_off, ghosts = self._adj, self._adj_off, self.with_ghosts
         S = A @ ghosts(ml * u)  # mass of the stencil of i
-        for _ in range(min(self.max_iterations, REDISTRIBUTE_ROUNDS)):
+        rounds = min(self.max_iterations, REDISTRIBUTE_ROUNDS)
+        for k in range(rounds):
             with np.errstate(divide="ignore", invalid="ignore"):
                 phi = np.where((debt > 0) & (S > 0), np.minimum(1.0, debt / S), 0.0)
             give = np.minimum(1.0, A @ ghosts(phi))
@@ -337,7 +342,7 @@ class FCTLimiter:
             debt = np.maximum(debt - asked * (got / want if want > 0 else 0.0), 0.0)
             left -= got
             self.iterations += 1
-            if left <= self.tol * moved:
+            if left <= self.tol * moved or k + 1 == rounds:
                 break
             # the rest of the debt moves on to the neighbours in proportion to the mass of their
             # stencils (towards the mass), to take from the next ring

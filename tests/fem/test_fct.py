@@ -162,7 +162,7 @@ def test_fct_converges_under_refinement_in_the_thin_oblique_valley():
     # issue 12: E q, q = w1² − w2², at t = 5 (dt = 0.05, CN target). Reference: Galerkin CN at the same dt
     # on 96² and 192², Richardson-extrapolated (O(h²)): 3.234148, its own error ≈ |G192 − G96|/3 ≈ 4e-5.
     # Measured |E q − ref| (scikit-fem; the dolfinx backend gives the same numbers, checked below):
-    #   default limiter (redistribute)   1.01e-2  3.15e-3  6.85e-4  (192²: 7.1e-5)   rates 1.7, 2.2 (3.3)
+    #   default limiter (redistribute)   1.01e-2  3.15e-3  6.87e-4  (192²: 7.5e-5)   rates 1.7, 2.2 (3.2)
     #   Zalesak's passes (old default)   2.7e-3 (24²: 1.08e-2)  6.2e-3  8.6e-3       growing
     # Expected: the Galerkin rate 2 (P1, smooth solution) once the clipped mass of the undershoots, which
     # falls like h² (1.6e-3 → 5e-4 of the mass per step, 48² → 96²) and is moved by O(h), is negligible;

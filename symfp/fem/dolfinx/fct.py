@@ -185,7 +185,12 @@ class FluxCorrectedStep:
         self.rhs_high = rhs_high
 
     def _allsum(self, values: np.ndarray) -> np.ndarray:
-        return self._comm.allreduce(np.asarray(values, dtype=float), op=self._MPI.SUM)
+        arr = np.ascontiguousarray(values, dtype=float)
+        if self._comm.size == 1:
+            return arr
+        out = np.empty_like(arr)
+        self._comm.Allreduce(arr, out, op=self._MPI.SUM)  # buffer form: no pickling per limiter round
+        return out
 
     def _with_ghosts(self, owned: np.ndarray) -> np.ndarray:
         """Owned values → owned + off-process column values (collective; a copy in serial)."""
