@@ -307,7 +307,8 @@ class FCTLimiter:
             un: the previous step's values, ghosted layout (for the statistics of :meth:`mean_alpha`).
 
         Returns:
-            The owned values of :math:`u^{n+1}` (≥ 0, :math:`\sum_i m_i u^{n+1}_i = \sum_i m_i u^H_i`).
+            The owned values of :math:`u^{n+1}`: ≥ 0, with the mass :math:`\sum_i m_i u^n_i` (absorbing
+            parts: :math:`\sum_i m_i u^H_i`).
         """
         n, ml = self.n_owned, self.ml
         v = np.array(uH[:n], dtype=float, copy=True)
