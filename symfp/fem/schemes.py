@@ -220,26 +220,30 @@ class GalerkinStepper:
 class FCTStepper:
     r"""Flux-corrected transport (:mod:`symfp.fem.fct`) with a Galerkin target of ``scheme``.
 
-    Predictor: lumped mass, discrete upwinding, backward Euler (θ-targets) or lumped BDF2 (BDF2 target);
-    target: consistent mass, Galerkin, the same scheme. Positive for the θ-targets (M-matrix
-    predictor). With the BDF2 target the predictor is lumped BDF2,
+    Default limiter (``method="redistribute"``): one solve of the Galerkin step of ``scheme`` (consistent
+    mass; BDF2 started by backward Euler), its negative values clipped and their mass taken from the
+    neighbouring positive mass (:meth:`symfp.fem.fct.FCTLimiter.redistribute`): positive and exactly
+    conservative for every target scheme, BDF2 included, and with time-dependent coefficients.
+
+    ``method="zalesak"``: predictor with lumped mass, discrete upwinding, backward Euler (θ-targets) or
+    lumped BDF2 (BDF2 target), and Zalesak's limiter. With the BDF2 target that predictor is
     :math:`(\tfrac32 M_L + \Delta t K_L)u^L = M_L(2u^n - \tfrac12 u^{n-1})` (the only low-order partner
     whose difference to the BDF2 target is a sum of edge fluxes, see
-    :meth:`symfp.fem.fct.FCTLimiter.fluxes_bdf2`); it is positive when :math:`2u^n - u^{n-1}/2 \ge 0`,
-    i.e. where no nodal value fell by more than 4× in one step. A step where that right-hand side is
-    negative beyond ``1e-10`` × its maximum is taken with the Crank–Nicolson target instead (positive,
-    also second order); ``fallback_steps`` counts them.
+    :meth:`symfp.fem.fct.FCTLimiter.fluxes_bdf2`); it is positive when :math:`2u^n - u^{n-1}/2 \ge 0`;
+    a step where that right-hand side is negative beyond ``1e-10`` × its maximum is taken with the
+    Crank–Nicolson target instead; ``fallback_steps`` counts them.
 
     Args:
         scheme: target scheme "cn", "euler" or "bdf2".
         M: consistent mass (scipy.sparse). K: Galerkin operator. ml: lumped mass (row sums of M).
         dt: time step. bc_rows: Dirichlet rows (u = 0). solver: factory ``A -> solve``.
-        passes, tol: the limiter controls (:class:`symfp.fem.fct.FCTLimiter`).
+        passes, tol, method: the limiter controls (:class:`symfp.fem.fct.FCTLimiter`: ``max_iterations``,
+            ``tol``, ``method``; default ``"redistribute"``).
     """
 
     def __init__(self, scheme: str, M: Any, K: Any, ml: np.ndarray, dt: float, *,
                  bc_rows: Sequence[int] = (), solver: SolverFactory = splu_solver, passes: int = 50,
-                 tol: float = 1e-3):
+                 tol: float = 1e-3, method: str = "redistribute"):
         import scipy.sparse as sps
 
         self.scheme = check_scheme(scheme)
@@ -256,7 +260,7 @@ class FCTStepper:
         Kc = csr_pair_scipy(K)
         self._pattern = Kc
         self.limiter = FCTLimiter(Kc, csr_pair_scipy(self.M, pattern=Kc), self.ml, Kc.ja, self.bc,
-                                  max_iterations=passes, tol=tol)
+                                  max_iterations=passes, tol=tol, method=method)
         self._set(K, K)
 
     def _factor(self, A: Any) -> Solve:
@@ -265,8 +269,9 @@ class FCTStepper:
 
     def _set(self, K_new: Any, K_old: Any) -> None:
         dt, th = self.dt, self.theta
-        KL = discrete_upwind_scipy(K_new)
-        self._low = self._factor(self.ML + dt * KL)
+        # the predictor is Zalesak's only: "redistribute" limits the target itself
+        KL = discrete_upwind_scipy(K_new) if self.limiter.method == "zalesak" else None
+        self._low = self._factor(self.ML + dt * KL) if KL is not None else None
         self._high = self._factor(self.M + th * dt * K_new)
         self._rhs_high = None if th == 1 else self.M - (1 - th) * dt * K_old
         self._low2 = self._high2 = self._cn = None
@@ -284,6 +289,16 @@ class FCTStepper:
 
     def step(self, u: np.ndarray, u_prev: np.ndarray | None, n: int) -> np.ndarray:
         """One flux-corrected step (BDF2 target: backward-Euler FCT on the first step)."""
+        if self.limiter.method == "redistribute":
+            if self.scheme == "bdf2" and u_prev is not None:
+                if self._high2 is None:
+                    self._high2 = self._factor(1.5 * self.M + self.dt * self._K)
+                uH, its = self._high2(self._zero_bc(self.M @ (2.0 * u - 0.5 * u_prev)), u)
+            else:
+                b = self.M @ u if self._rhs_high is None else self._rhs_high @ u
+                uH, its = self._high(self._zero_bc(b), u)
+            self.iterations += its
+            return self.limiter.redistribute(uH, u)
         if self.scheme == "bdf2" and u_prev is not None:
             r = 2.0 * u - 0.5 * u_prev
             if r.min() < -1e-10 * max(float(r.max()), 0.0):

@@ -11,7 +11,9 @@ upwinding (:func:`symfp.fem.dolfinx.stabilise.discrete_upwind`): :math:`\mathcal
 :math:`d_{ij} = \max(0, k_{ij}, k_{ji})`, zero row and column sums. :math:`M_L + \Delta t K_L` is an
 M-matrix, so backward Euler on the low-order system keeps :math:`u \ge 0`.
 
-**One step** :math:`u^n \mapsto u^{n+1}` (nonlinear FCT with the high-order solution as target):
+**One step** :math:`u^n \mapsto u^{n+1}` (nonlinear FCT with the high-order solution as target; the
+default limiter, ``method="redistribute"``, needs only step 2 and its own step 4, so the predictor's
+KSP is not used):
 
 1. low-order predictor (backward Euler): :math:`(M_L + \Delta t K_L)\,u^L = M_L u^n`
    (:math:`u^L \ge 0`, :math:`\sum_i m_i u^L_i = \sum_i m_i u^n_i`);
@@ -28,41 +30,27 @@ M-matrix, so backward Euler on the low-order system keeps :math:`u \ge 0`.
    the zero column sums of K, :math:`(Kw)_i = \sum_{j\ne i}(k_{ij}w_j - k_{ji}w_i)`, one checks
    :math:`\sum_j f_{ij} = m_i(u^H_i - u^L_i)` **exactly**: the fluxes are the local, antisymmetric
    decomposition of the difference between the two solutions;
-4. Zalesak's limiter against local bounds: :math:`u_i^{\max} = \max_{j \in N(i)\cup\{i\}}
-   \max(u^L_j, u^n_j)`, :math:`u_i^{\min}` likewise (Zalesak's bounds, from the positive predictor
-   and the positive old solution), :math:`P_i^\pm = \sum_j \max/\min(0, f_{ij})`,
-   :math:`Q_i^\pm = m_i(u_i^{\max/\min} - u^L_i)`, :math:`R_i^\pm = \min(1, Q_i^\pm / P_i^\pm)`
-   (1 where :math:`P_i^\pm = 0`) and :math:`\alpha_{ij} = \min(R_i^+, R_j^-)` if :math:`f_{ij} > 0`,
-   :math:`\min(R_i^-, R_j^+)` otherwise (so :math:`\alpha_{ij} = \alpha_{ji}`);
+4. the limiter of :mod:`symfp.fem.fct` chooses symmetric :math:`\alpha_{ij} \in [0, 1]` against the
+   local bounds :math:`u_i^{\max} = \max_{j \in N(i)\cup\{i\}} \max(u^L_j, u^n_j)`, :math:`u_i^{\min}`
+   likewise; by default *limiting from the target* (start from α ≡ 1 and cut flux only at nodes that
+   leave their bounds, see that module for the maths and why Zalesak's worst-case limiter stalled in
+   thin oblique valleys), or Zalesak's iterated passes (``method="zalesak"``);
 5. correction: :math:`u^{n+1}_i = u^L_i + \frac1{m_i}\sum_j \alpha_{ij} f_{ij}`.
-
-**Iterated passes and their stopping rule.** Step 4 is repeated on the remaining fluxes
-:math:`(1-\alpha_{ij})f_{ij}` (bounds from the corrected solution) until a pass moves, or leaves, less
-than ``tol`` × :math:`\sum|f_{ij}|` (default 1e-3, at most ``max_iterations`` = 50 passes; both set by
-``fct_options`` of :func:`.forward.solve`). Where the raw fluxes are large and of both signs at
-the same node (a thin valley oblique to the mesh: the fluxes undo the predictor's O(|D|) smearing
-across :math:`\ker D`), Zalesak's :math:`R^\pm` (which see only :math:`P^+` or :math:`P^-`) make
-each pass move a small fraction of what is left and the default rule stops at ≈ 7–11 passes with ≈ 1 %
-of the flux unapplied: part of the first-order predictor survives and the error does **not** fall
-under refinement (linear-network SME, η = 0.1, t = 15, E q: 2.4328 / 2.4356 / 2.4627 on 48² / 96² /
-192² at dt = 0.05; Galerkin 2.4211 / 2.4208; SDE particles ≈ 2.419). Iterated to convergence
-(``{"passes": 100, "tol": 0}``): 2.4282 / 2.4235 / 2.4306 (192² then still short of convergence in
-100 passes), at 2–5× the limiter's cost; ``docs/internals.md`` records the variants tried.
 
 Properties: :math:`u^{\min}_i \le u^{n+1}_i \le u^{\max}_i` (so :math:`u^{n+1} \ge 0` whenever
 :math:`u^n \ge 0`, up to round-off and the KSP residual of step 1); :math:`\sum_i m_i u^{n+1}_i =
 \sum_i m_i u^L_i` exactly (the limited fluxes stay antisymmetric: every :math:`m_{ij}`,
-:math:`d_{ij}`, :math:`k_{ij}` and :math:`R^\pm` is the same number on both sides of an edge);
-where the limiter is inactive (:math:`\alpha \equiv 1`, smooth regions) :math:`u^{n+1} = u^H`, the
-second-order Galerkin solution. Cost: two KSP solves and O(nnz) vector work per step.
+:math:`d_{ij}`, :math:`k_{ij}` and cut is the same number on both sides of an edge); where the target
+is within the bounds :math:`u^{n+1} = u^H`, the second-order Galerkin solution. Cost: two KSP solves
+and O(nnz) vector work per step (one sweep per round of bound violations).
 
 **MPI.** Everything is row-wise over the locally owned rows of the PETSc matrices: the CSR of K,
 :math:`M_C` and of their transposes (for :math:`k_{ji}`, :math:`m_{ji}` of rows owned elsewhere) is
-read once; values at off-process columns (of :math:`u^L, u^n, u^H`, the iterate and :math:`R^\pm`)
+read once; values at off-process columns (of :math:`u^L, u^n, u^H`, the iterate and the cut fractions)
 come through a PETSc ghosted Vec over exactly those columns (not the dolfinx ghost layer: with
 ``shared_facet`` ghosting a cell that shares only a vertex with the partition is not ghosted, yet its
 dofs are in the row). Besides the two KSP solves the collectives are these ghost updates and one
-reduction per limiter pass; the result equals the serial one up to the KSP round-off.
+reduction per limiter sweep; the result equals the serial one up to the KSP round-off.
 """
 
 from __future__ import annotations
@@ -119,13 +107,14 @@ class FluxCorrectedStep:
         solve_high: ``solve_high(b, x)`` solves :math:`(M_C + \theta\Delta t K)x = b`.
         rhs_high: PETSc Mat :math:`M_C - (1-\theta)\Delta t K` (None for θ = 1: :math:`M_C`).
         bc_rows: owned global rows with p = 0 (absorbing): set to 0 after the correction.
-        max_iterations: limiter passes per step (see step 4 of the module docstring).
-        tol: stop the passes when one moves less than ``tol`` × the raw flux :math:`\sum|f_{ij}|`.
+        max_iterations, tol, method: the limiter controls of :class:`symfp.fem.fct.FCTLimiter` (default:
+            limiting from the target; ``method="zalesak"`` the iterated Zalesak passes).
     """
 
     def __init__(self, V: Any, M: Any, K: Any, ml: Any, dt: float, theta: float,
                  solve_low: Callable[[Any, Any], int], solve_high: Callable[[Any, Any], int],
-                 rhs_high: Any, bc_rows: np.ndarray, max_iterations: int = 50, tol: float = 1e-3):
+                 rhs_high: Any, bc_rows: np.ndarray, max_iterations: int = 50, tol: float = 1e-3,
+                 method: str = "redistribute"):
         mods = compat.dolfinx_modules()
         fem = mods.fem
         self._MPI = mods.MPI
@@ -155,7 +144,8 @@ class FluxCorrectedStep:
         self._serial = self._comm.allreduce(len(needed), op=self._MPI.SUM) == 0
         self.limiter = FCTLimiter(Kc, Mc, ml.array[: self.n_owned], loc,
                                   np.asarray(bc_rows, dtype=np.int64) - r0, with_ghosts=self._with_ghosts,
-                                  allsum=self._allsum, max_iterations=max_iterations, tol=tol)
+                                  allsum=self._allsum, max_iterations=max_iterations, tol=tol,
+                                  method=method)
         # work vectors of the two solves
         self._template = fem.Function(V)  # kept alive: on 0.9 its PETSc Vec dies with it
         self._vec_L = compat.petsc_vec(self._template).duplicate()
@@ -195,7 +185,12 @@ class FluxCorrectedStep:
         self.rhs_high = rhs_high
 
     def _allsum(self, values: np.ndarray) -> np.ndarray:
-        return self._comm.allreduce(np.asarray(values, dtype=float), op=self._MPI.SUM)
+        arr = np.ascontiguousarray(values, dtype=float)
+        if self._comm.size == 1:
+            return arr
+        out = np.empty_like(arr)
+        self._comm.Allreduce(arr, out, op=self._MPI.SUM)  # buffer form: no pickling per limiter round
+        return out
 
     def _with_ghosts(self, owned: np.ndarray) -> np.ndarray:
         """Owned values → owned + off-process column values (collective; a copy in serial)."""
@@ -246,8 +241,31 @@ class FluxCorrectedStep:
         u.x.scatter_forward()
         return its
 
+    def _step_redistribute(self, u: Any, u_vec: Any) -> int:
+        """The target solve (no predictor) and the positivity redistribution of :mod:`symfp.fem.fct`."""
+        n = self.n_owned
+        cur = u_vec.array[:n].copy()
+        b = self._b
+        prev, self._u_prev = self._u_prev, cur
+        if self._bdf2 is not None and prev is not None:
+            rv = self._vec_H  # r = 2u^n - u^{n-1}/2 as a Vec for M_C r (then the target's unknown)
+            rv.array[:] = 2.0 * cur - 0.5 * prev
+            self.M.mult(rv, b)
+            solve = self._bdf2[1]
+        else:
+            (self.M if self.rhs_high is None else self.rhs_high).mult(u_vec, b)
+            solve = self.solve_high
+        self._vec_H.array[:] = cur
+        its = solve(b, self._vec_H)
+        u_vec.array[:] = self.limiter.redistribute(self._with_ghosts(self._vec_H.array),
+                                                   self._with_ghosts(cur))
+        u.x.scatter_forward()
+        return its
+
     def step(self, u: Any, u_vec: Any) -> int:
         """Advance ``u`` (a dolfinx Function whose PETSc Vec is ``u_vec``) by one step; returns KSP its."""
+        if self.limiter.method == "redistribute":
+            return self._step_redistribute(u, u_vec)
         if self._bdf2 is not None:
             its = self._step_bdf2(u, u_vec)
             if its is not None:
