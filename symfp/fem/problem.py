@@ -8,7 +8,8 @@ from typing import Any
 
 from ..errors import InputError, MeshError
 
-FCT_DEFAULTS = {"passes": 50, "tol": 1e-3}
+FCT_DEFAULTS = {"passes": 50, "tol": 1e-3, "method": "redistribute"}
+FCT_METHODS = ("redistribute", "zalesak")
 
 
 def as_fokker_planck(fp: Any, where: str = "solve") -> Any:
@@ -53,12 +54,22 @@ def absorbing_parts(absorbing: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def fct_options(options: Mapping[str, Any] | None, where: str = "solve") -> dict[str, Any]:
-    """The limiter controls ``passes`` (int ≥ 1) and ``tol`` (≥ 0) with their defaults."""
+    """The limiter controls ``method`` (:data:`FCT_METHODS`), ``passes`` (int ≥ 1) and ``tol`` (≥ 0).
+
+    ``method="redistribute"`` (default, :class:`symfp.fem.fct.FCTLimiter`): the Galerkin target with its
+    negative values clipped and their mass taken from the neighbouring positive mass (at most
+    ``passes`` rounds, default capped by the limiter); ``"zalesak"``: Kuzmin's FEM-FCT with the lumped
+    upwind predictor and iterated Zalesak passes (local extremum bounds; stagnates on degenerate
+    oblique diffusion).
+    """
     kw = dict(FCT_DEFAULTS)
     unknown = set(options or {}) - set(kw)
     if unknown:
-        raise InputError(f"{where}: fct_options has unknown keys {sorted(unknown)} (known: passes, tol)")
+        raise InputError(f"{where}: fct_options has unknown keys {sorted(unknown)} (known: method, passes, "
+                         "tol)")
     kw.update(options or {})
+    if kw["method"] not in FCT_METHODS:
+        raise InputError(f"{where}: fct_options method={kw['method']!r} is not one of {FCT_METHODS}")
     if not (isinstance(kw["passes"], int) and kw["passes"] >= 1 and is_number(kw["tol"])
             and float(kw["tol"]) >= 0):
         raise InputError(f"{where}: fct_options={dict(options or {})!r}: passes must be an int ≥ 1 and "

@@ -51,7 +51,8 @@ def _solve(dt, scheme, stabilisation="none", sde=None):
 
 
 @pytest.mark.parametrize(("scheme", "stabilisation", "order"), [
-    ("euler", "none", 1), ("cn", "none", 2), ("bdf2", "none", 2), ("cn", "fct", 2), ("euler", "fct", 1)])
+    ("euler", "none", 1), ("cn", "none", 2), ("bdf2", "none", 2), ("cn", "fct", 2), ("euler", "fct", 1),
+    ("bdf2", "fct", 2)])
 def test_time_dependent_ou_against_exact_gaussian_at_the_scheme_order(scheme, stabilisation, order):
     sols = [_solve(dt, scheme, stabilisation) for dt in (0.1, 0.05)]
     errs = [_error(s) for s in sols]
@@ -101,3 +102,14 @@ def test_steady_solvers_refuse_a_time_dependent_sde():
     for solver in (mean_exit_time, stationary_density, spectrum):
         with pytest.raises(InputError, match=r"depend explicitly on time t .*fp\.solve"):
             solver(_sde(), mesh)
+
+
+def test_zalesak_fct_with_a_bdf2_target_still_needs_autonomous_coefficients():
+    # its lumped BDF2 predictor is assembled once; the default limiter (target + redistribution) is not
+    with pytest.raises(InputError, match=r"method='zalesak' with scheme='bdf2' needs time-independent"):
+        _sde().fokker_planck().solve(symfp.mesh.box([(-3, 3)], cells=60), P0, t_end=0.2, dt=0.1,
+                                     scheme="bdf2", stabilisation="fct", progress=False,
+                                     fct_options={"method": "zalesak"})
+    with pytest.raises(InputError, match=r"method='upwind2' is not one of"):
+        _sde().fokker_planck().solve(symfp.mesh.box([(-3, 3)], cells=60), P0, t_end=0.2, dt=0.1,
+                                     stabilisation="fct", progress=False, fct_options={"method": "upwind2"})

@@ -197,9 +197,9 @@ def solve(
         dt: time step (> 0).
         scheme: "bdf2" (default), "cn" or "euler"; with the "upwind" and "gibbs" stabilisations
             (lumped mass) the default is "euler", the only one of the three that keeps p ≥ 0. With
-            "fct" the scheme is that of the high-order target: "cn" (default) or "euler" (the
-            low-order predictor is backward Euler), or "bdf2" (lumped BDF2 predictor and BDF2 target,
-            :meth:`symfp.fem.fct.FCTLimiter.fluxes_bdf2`; time-independent coefficients).
+            "fct" the scheme is that of the Galerkin target: "cn" (default), "euler" or "bdf2" (with
+            ``fct_options={"method": "zalesak"}`` its lumped BDF2 predictor,
+            :meth:`symfp.fem.fct.FCTLimiter.fluxes_bdf2`, needs time-independent coefficients).
         absorbing: boundary part name(s) where p = 0 (the process is killed); the rest reflects.
         petsc_options: PETSc options for the time-step KSP, merged over the strategy that
             :func:`symfp.fem.dolfinx.solvers.ksp_options` chooses by ranks, size and dimension.
@@ -220,11 +220,13 @@ def solve(
             a Gaussian ≈ 5.3 σ from its mean: the mass beyond the wall is then ≲ 1e-7.)
         domain_options: options of :func:`symfp.fem.domain.estimate` for the automatic box
             (``mass_tol``, ``min_std``, ``cells_per_std``, ``min_cells``, ``max_dofs``).
-        fct_options: limiter controls of ``"fct"`` (:class:`symfp.fem.dolfinx.fct.FluxCorrectedStep`):
-            ``passes`` (most Zalesak passes per step, default 50) and ``tol`` (stop when a pass moves,
-            or leaves, less than ``tol`` × the raw flux; default 1e-3). ``{"passes": 100, "tol": 0}``
-            runs the iterated limiter to (near) convergence: more accurate where the passes stagnate
-            (thin oblique valleys, see ``docs/internals.md``), several times the limiter's cost.
+        fct_options: limiter controls of ``"fct"`` (:class:`symfp.fem.dolfinx.fct.FluxCorrectedStep`,
+            :func:`symfp.fem.problem.fct_options`): ``method`` — ``"redistribute"`` (default: the
+            Galerkin target, its negative values clipped and their mass taken from the neighbouring
+            positive mass; exact mass, p ≥ 0, converges under refinement, one solve per step) or
+            ``"zalesak"`` (lumped upwind predictor and iterated Zalesak passes: local extremum bounds,
+            but the passes stagnate on degenerate oblique diffusion and the error grows under
+            refinement, see :mod:`symfp.fem.fct`); ``passes`` and ``tol`` bound the limiter's rounds.
 
     Returns:
         :class:`symfp.fem.dolfinx.solution.Solution`.
@@ -270,9 +272,10 @@ def solve(
         # lumped M-matrix systems keep p ≥ 0 under backward Euler only (BDF2's 2p^n - p^{n-1}/2 and
         # CN's explicit half step can undershoot): the positivity-preserving methods default to it
         scheme = "euler" if method in ("upwind", "gibbs") else ("cn" if method == "fct" else "bdf2")
-    if method == "fct" and scheme == "bdf2" and tsym is not None:
-        raise InputError("solve: stabilisation='fct' with scheme='bdf2' needs time-independent coefficients; "
-                         "with a schedule use scheme='cn' (the default for FCT) or 'euler'")
+    if method == "fct" and scheme == "bdf2" and tsym is not None and fct_kw["method"] == "zalesak":
+        raise InputError("solve: fct_options method='zalesak' with scheme='bdf2' needs time-independent "
+                         "coefficients (its lumped BDF2 predictor); with a schedule use the default "
+                         "method='redistribute', or scheme='cn' or 'euler'")
     forms = _forward_forms(sde, wf, V, msh, choice, tsym)
     ops = _assemble_operators(forms, method, V)
     bc_rows = _absorbing_rows(msh, V, parts)
@@ -538,7 +541,8 @@ def _run(fp: Any, msh: Mesh, V: Any, p0: Any, choice: MethodChoice, forms: Forwa
     template = compat.petsc_vec(uh)
     if method == "fct":
         stepper: Any = FCTStepper(scheme, V, ops.M, ops.ml, ops.M_consistent, ops.K_galerkin, dt,
-                                  systems=systems, passes=fct_kw["passes"], tol=fct_kw["tol"])
+                                  systems=systems, passes=fct_kw["passes"], tol=fct_kw["tol"],
+                                  method=fct_kw["method"])
     else:
         stepper = GalerkinStepper(scheme, ops.M, ops.K, dt, systems=systems, template=template)
     update = OperatorUpdate(forms, ops, method, stepper, dt) if forms.time is not None else None

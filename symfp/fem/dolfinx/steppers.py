@@ -263,7 +263,7 @@ class FCTStepper:
     """
 
     def __init__(self, scheme: str, V: Any, ML: Any, ml: Any, M: Any, K: Any, dt: float, *,
-                 systems: StepSystems, passes: int, tol: float):
+                 systems: StepSystems, passes: int, tol: float, method: str = "redistribute"):
         from .fct import FluxCorrectedStep
 
         self.scheme = check_scheme(scheme)
@@ -271,21 +271,30 @@ class FCTStepper:
         self.theta = 0.5 if scheme == "cn" else 1.0
         self.systems = systems
         self.ML, self.M = ML, M
+        self.method = method
         S = systems
         self._uh = compat.dolfinx_modules().fem.Function(V)  # the Function FluxCorrectedStep advances
         self._u_vec = compat.petsc_vec(self._uh)
         A_low, A_high, B_high = self._systems(K, K)
-        self._ksp_low, self._ksp_high = S.ksp(A_low), S.ksp(A_high)
-        self.fct = FluxCorrectedStep(V, M, K, ml, dt, self.theta, KspSolve(S, self._ksp_low),
+        # the lumped upwind predictor is Zalesak's only ("redistribute" limits the target itself)
+        self._ksp_low = S.ksp(A_low) if A_low is not None else None
+        self._ksp_high = S.ksp(A_high)
+        self.fct = FluxCorrectedStep(V, M, K, ml, dt, self.theta,
+                                     KspSolve(S, self._ksp_low) if self._ksp_low is not None else None,
                                      KspSolve(S, self._ksp_high), B_high, S.bc_rows,
-                                     max_iterations=passes, tol=tol)
+                                     max_iterations=passes, tol=tol, method=method)
+        self._ksp_bdf2: list[Any] = []
         if scheme == "bdf2":
-            KL = discrete_upwind(K)
             B_cn = M.copy()
             B_cn.axpy(-0.5 * dt, K)
-            ksps = [S.ksp(S.combine(ML, 1.5, KL, dt)), S.ksp(S.combine(M, 1.5, K, dt)),
-                    S.ksp(S.combine(M, 1.0, K, 0.5 * dt))]
-            self.fct.set_bdf2(*(KspSolve(S, k) for k in ksps), B_cn)
+            if method == "zalesak":
+                self._ksp_bdf2 = [S.ksp(S.combine(ML, 1.5, discrete_upwind(K), dt)),
+                                  S.ksp(S.combine(M, 1.5, K, dt)), S.ksp(S.combine(M, 1.0, K, 0.5 * dt))]
+                self.fct.set_bdf2(*(KspSolve(S, k) for k in self._ksp_bdf2), B_cn)
+            else:  # only the BDF2 target 1.5 M + Δt K is solved (after the first, backward-Euler step)
+                self._ksp_bdf2 = [S.ksp(S.combine(M, 1.5, K, dt))]
+                target = KspSolve(S, self._ksp_bdf2[0])
+                self.fct.set_bdf2(None, target, None, B_cn)
 
     def _systems(self, K_new: Any, K_old: Any) -> tuple[Any, Any, Any]:
         r"""Predictor :math:`M_L + \Delta t K_L`, target :math:`M_C + \theta\Delta t K^{n+1}`, and the
@@ -295,7 +304,7 @@ class FCTStepper:
         if th < 1:
             B_high = self.M.copy()
             B_high.axpy(-(1 - th) * dt, K_old)
-        A_low = S.combine(self.ML, 1.0, discrete_upwind(K_new), dt)
+        A_low = S.combine(self.ML, 1.0, discrete_upwind(K_new), dt) if self.method == "zalesak" else None
         return A_low, S.combine(self.M, 1.0, K_new, th * dt), B_high
 
     @property
@@ -315,8 +324,11 @@ class FCTStepper:
     def set_operators(self, M: Any, K_new: Any, K_old: Any | None = None, M_old: Any | None = None) -> None:
         r"""Time-dependent coefficients: the Galerkin :math:`K(t_{n+1})` (same pattern) and :math:`K(t_n)`."""
         A_low, A_high, B_high = self._systems(K_new, K_new if K_old is None else K_old)
-        self._ksp_low.setOperators(A_low)
+        if self._ksp_low is not None:
+            self._ksp_low.setOperators(A_low)
         self._ksp_high.setOperators(A_high)
+        if self.scheme == "bdf2" and self.method != "zalesak":  # the BDF2 target at t_{n+1}
+            self._ksp_bdf2[0].setOperators(self.systems.combine(self.M, 1.5, K_new, self.dt))
         self.fct.set_operators(K_new, B_high)
 
     def step(self, u: np.ndarray, u_prev: np.ndarray | None, n: int) -> np.ndarray:

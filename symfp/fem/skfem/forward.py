@@ -280,7 +280,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     solver = FactorisationCache(nd_splu_solver(msh.points))
     if method == "fct":
         stepper: Any = FCTStepper(scheme, M, K, ml, dt, bc_rows=bc, passes=fct_kw["passes"],
-                                  tol=fct_kw["tol"], solver=solver)
+                                  tol=fct_kw["tol"], method=fct_kw["method"], solver=solver)
     elif method == "upwind":
         import scipy.sparse as sps
 
