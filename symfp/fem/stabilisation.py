@@ -22,6 +22,10 @@ from ..errors import InputError
 
 CHOICES = ("auto", "none", "gibbs", "fct", "afc", "upwind", "fitted", "supg")
 
+#: smallest min ρ / max ρ on the mesh for which the Gibbs-symmetrised form p = ρu is used (both
+#: backends): below it ρ spans more than double precision and an explicit "gibbs" is refused
+GIBBS_MIN_RATIO = 1e-250
+
 
 @dataclass(frozen=True)
 class PecletReport:

@@ -64,6 +64,7 @@ from ..problem import (
 from ..problem import fct_options as check_fct_options
 from ..schemes import SCHEMES, check_scheme
 from ..solution import solve_info
+from ..stabilisation import GIBBS_MIN_RATIO
 from ..trackers import (
     MassTracker,
     ObservableTracker,
@@ -130,8 +131,6 @@ def _peclet(msh: Any, c: sp.Matrix, D: sp.Matrix, state: tuple[sp.Symbol, ...], 
     return PecletReport(max(r.max_peclet for r in reports), any(r.degenerate for r in reports))
 
 
-#: smallest min ρ / max ρ on the mesh for which the Gibbs-symmetrised form is used (see gibbs_log_range)
-GIBBS_MIN_RATIO = 1e-250
 GIBBS_MIN_LOG_RATIO = math.log(GIBBS_MIN_RATIO)
 
 

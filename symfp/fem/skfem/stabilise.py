@@ -29,12 +29,9 @@ import numpy as np
 import sympy as sp
 
 from ...errors import InputError
-from ..stabilisation import supg_weight
+from ..stabilisation import GIBBS_MIN_RATIO, supg_weight
 from . import require_skfem
 from .coefficients import lambdify
-
-#: smallest min ρ / max ρ on the mesh for which the Gibbs-symmetrised form is used (as the dolfinx backend)
-GIBBS_MIN_RATIO = 1e-250
 
 
 def _coords(w: Any) -> np.ndarray:
