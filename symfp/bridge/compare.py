@@ -519,30 +519,12 @@ def _check_pair(solution: Any, cloud: Any, check_model: bool = True) -> None:
 
 
 def _check_recursion_model(sde: Any, info: dict[str, Any]) -> None:
-    """A recursion cloud must come from the model the SME was derived from: by model hash, else by lr."""
+    """A recursion cloud must come from the model the SME was derived from: its lr first (the most
+    common mix-up, named in the message), then the whole model by hash."""
     from ..symbolic.sde import numeric_source
 
     src = numeric_source(sde)
     if src is None:
-        return
-    numeric = not (getattr(src, "parameters", set()) or getattr(getattr(src, "recursion", src), "parameters",
-                                                                    set()))
-    cid = info.get("model_hash")
-    if cid is not None and numeric and hasattr(getattr(src, "recursion", src), "update"):
-        from ..symbolic.model_hash import model_hash
-
-        fid = model_hash(src)
-        if fid != str(cid):
-            lr = getattr(src, "lr", None)
-            same_lr = (lr is not None and getattr(lr, "is_number", False) and info.get("dt") is not None
-                       and abs(float(lr) - float(info["dt"])) <= 1e-9 * max(1.0, abs(float(lr))))
-            raise InputError(
-                f"compare: the particles ran another recursion (model hash {cid}) than the one the FE "
-                f"solution's {getattr(sde, 'origin', 'SDE')} was derived from (model hash {fid})"
-                + ("; the learning rates agree, so the loss, data, batch size, momentum, weight decay or "
-                   "noise differ" if same_lr else "")
-                + ". Simulate the same model (model.simulate of the SGD whose .sme() was solved)"
-            )
         return
     lr = getattr(src, "lr", None)
     dt = info.get("dt")
@@ -552,6 +534,20 @@ def _check_recursion_model(sde: Any, info: dict[str, Any]) -> None:
                 f"compare: the particles ran the recursion with step lr = {float(dt):g}, but the FE "
                 f"solution solves the {getattr(sde, 'origin', 'SDE')} with lr = {float(lr):g}; "
                 "compare the same model"
+            )
+    numeric = not (getattr(src, "parameters", set()) or getattr(getattr(src, "recursion", src), "parameters",
+                                                                    set()))
+    cid = info.get("model_hash")
+    if cid is not None and numeric and hasattr(getattr(src, "recursion", src), "update"):
+        from ..symbolic.model_hash import model_hash
+
+        fid = model_hash(src)
+        if fid != str(cid):
+            raise InputError(
+                f"compare: the particles ran another recursion (model hash {cid}) than the one the FE "
+                f"solution's {getattr(sde, 'origin', 'SDE')} was derived from (model hash {fid}); the "
+                "learning rates agree, so the loss, data, batch size, momentum, weight decay or noise "
+                "differ. Simulate the same model (model.simulate of the SGD whose .sme() was solved)"
             )
 
 
