@@ -159,6 +159,7 @@ def _valley_eq(n, stab="fct", backend="skfem", **kw):
 
 
 def test_fct_converges_under_refinement_in_the_thin_oblique_valley():
+    pytest.importorskip("skfem")  # the study runs on scikit-fem (SuperLU once per run); dolfinx roots lack it
     # issue 12: E q, q = w1² − w2², at t = 5 (dt = 0.05, CN target). Reference: Galerkin CN at the same dt
     # on 96² and 192², Richardson-extrapolated (O(h²)): 3.234148, its own error ≈ |G192 − G96|/3 ≈ 4e-5.
     # Measured |E q − ref| (scikit-fem; the dolfinx backend gives the same numbers, checked below):
@@ -178,6 +179,7 @@ def test_fct_converges_under_refinement_in_the_thin_oblique_valley():
 
 
 def test_fct_valley_dolfinx_equals_skfem():
+    pytest.importorskip("skfem")
     # the limiter is shared: the dolfinx path (PETSc solves, its ghost layout) gives the scikit-fem number
     # as closely as the two backends' Galerkin solutions agree (they differ by 5.0e-7 on 24², the
     # assembly of p0 and of the observables; FCT measured 3.9e-8)

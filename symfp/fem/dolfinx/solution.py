@@ -15,6 +15,7 @@ backend-neutral class's; this subclass holds only what needs dolfinx:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,10 @@ class Solution(NodalSolution):
         try:
             import meshio  # noqa: F401
         except ImportError:
+            if self.density.function_space.mesh.comm.rank == 0:
+                warnings.warn(f"Solution.write: {NODAL_COPY} (the nodal copy that Solution.load evaluates) "
+                              "was not written: meshio is not installed (pip install meshio); the folder "
+                              "holds the observables and dolfinx's density.xdmf/.h5 only", stacklevel=3)
             return
         from ..solution import write_xdmf
 
@@ -112,9 +117,12 @@ class Solution(NodalSolution):
         """
         try:
             return NodalSolution.load(directory)
-        except ImportError:  # meshio missing: the observables alone
+        except ImportError:  # meshio missing: the observables alone, and say so
             from ..output import read_observables
 
+            warnings.warn(f"Solution.load: {os.fspath(directory)!r} read without its densities: meshio is "
+                          "not installed (pip install meshio); .eval and the density plots need it",
+                          stacklevel=2)
             obs, info = read_observables(os.fspath(directory))
             return NodalSolution(times=obs["t"], observables=obs, info=info)
 
