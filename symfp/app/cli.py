@@ -222,7 +222,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         cloud, p_out = simulate(spec, order=args.order, n=args.particles, method=args.method,
                                 progress=_rank() == 0)
     with timed("validate: compare"):
-        _, c_out = compare(sol, cloud)
+        _, c_out = compare(sol, cloud, sme_particles=True, spec=spec)  # exact SGD: SME particles beside
     data = {
         "spec": str(spec.path),
         "passed": c_out["passed"],

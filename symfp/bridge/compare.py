@@ -566,8 +566,8 @@ def expected_gap(solution: Any, cloud: Any) -> str:
             return (
                 f"the FE side solves the order-{p} SME and the particles run the exact recursion: they "
                 f"differ by the SME's weak error O(η^{p}){eta} besides the noise, so a small z needs η^{p} "
-                "below the noise level; compare(..., sme_particles=True) adds the SME's own particles to "
-                "separate the SME's weak error (SME vs SGD particles) from the FE error (FE vs SME particles)"
+                "below the noise level; the SME's own particles (sme_particles=True) separate the SME's "
+                "weak error (SME vs SGD particles) from the FE error (FE vs SME particles)"
             )
         return (
             "both sides are the same SDE (the SME): only the FE discretisation error, the time-stepping "
