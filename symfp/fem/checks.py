@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,9 +34,15 @@ class StabilityWarning(SymfpWarning):
     """The SGD modelled by an SME is linearly unstable on part of the domain (η·λ_max(∇²f) ≥ 2)."""
 
 
-def mesh_points(mesh: Any, d: int) -> tuple[np.ndarray, Any]:
-    """This rank's vertex coordinates (n, d) of ``mesh`` and its MPI communicator (or None)."""
+def mesh_points(mesh: Any, d: int, points: Any = None) -> tuple[np.ndarray, Any]:
+    """This rank's vertex coordinates (n, d) of ``mesh`` and its MPI communicator (or None).
+
+    ``points``: this rank's points to check instead (e.g. the P1 dofs, the vertices in the order the
+    FE coefficients are evaluated in, so that data-mean values are shared with them).
+    """
     m = getattr(mesh, "mesh", mesh)
+    if points is not None:
+        return np.asarray(points, dtype=float).reshape(-1, d), getattr(m, "comm", None)
     geo = getattr(m, "geometry", None)
     if geo is not None and hasattr(geo, "x"):
         x = np.asarray(geo.x)[:, :d]
@@ -50,7 +57,8 @@ def _gather(comm: Any, value: Any) -> list:
     return comm.allgather(value) if comm is not None and comm.size > 1 else [value]
 
 
-def check_diffusion_on_mesh(sde: Any, mesh: Any, where: str, *, t_end: Any = None) -> None:
+def check_diffusion_on_mesh(sde: Any, mesh: Any, where: str, *, t_end: Any = None,
+                            points: Any = None) -> None:
     """Refuse (on every rank) an SDE whose D is not PSD at some vertex of the mesh.
 
     Args:
@@ -66,7 +74,7 @@ def check_diffusion_on_mesh(sde: Any, mesh: Any, where: str, *, t_end: Any = Non
     from ..symbolic.sde import check_diffusion
 
     state = tuple(sde.state)
-    pts, comm = mesh_points(mesh, len(state))
+    pts, comm = mesh_points(mesh, len(state), points)
     msg = None
     try:
         check_diffusion(sde, pts, where, region="the mesh vertices" + (" of this rank" if comm is not None
@@ -93,7 +101,14 @@ def _sgd_source(sde: Any) -> Any:
     return src
 
 
-def check_sme_stability(sde: Any, mesh: Any, where: str, *, refuse: bool = True) -> float | None:
+def _stability_hessian(src: Any) -> sp.Matrix:
+    """∇²f + λI of the SGD's objective (the matrix whose largest eigenvalue times η must stay < 2)."""
+    params = tuple(src.params)
+    return sp.hessian(src.objective, params) + src.weight_decay * sp.eye(len(params))
+
+
+def check_sme_stability(sde: Any, mesh: Any, where: str, *, refuse: bool = True,
+                        points: Any = None) -> float | None:
     r"""Check :math:`\eta\,\lambda_{\max}(\nabla^2 f + \lambda I) < 2` on the mesh for the SME of SGD.
 
     Gradient descent :math:`\theta \mapsto \theta - \eta\nabla f(\theta)` is linearly stable at θ
@@ -116,10 +131,10 @@ def check_sme_stability(sde: Any, mesh: Any, where: str, *, refuse: bool = True)
     if src is None:
         return None
     params = tuple(src.params)
-    pts, comm = mesh_points(mesh, len(params))
+    pts, comm = mesh_points(mesh, len(params), points)
     n, d = len(pts), len(params)
     try:  # the Hessian of the objective at the vertices (skipped if it has no numeric form)
-        H = sp.hessian(src.objective, params) + src.weight_decay * sp.eye(len(params))
+        H = _stability_hessian(src)
         if H.free_symbols - set(params):
             raise ValueError("free symbols")
         fn = numpy_function(H, params)  # data-means too
@@ -160,14 +175,32 @@ def check_sme_stability(sde: Any, mesh: Any, where: str, *, refuse: bool = True)
     return valid
 
 
-def check_fe_problem(sde: Any, mesh: Any, where: str, *, t_end: Any = None) -> None:
+def check_fe_problem(sde: Any, mesh: Any, where: str, *, t_end: Any = None, points: Any = None,
+                     prefetch: Sequence[Any] = ()) -> None:
     """The checks every FE entry point runs before assembling: D ⪰ 0 and the SME's stability.
 
     ``t_end``: the forward solve's end time, so that a time-dependent D is checked over [0, t_end]
-    (steady problems and callers that do not pass it check t = 0).
+    (steady problems and callers that do not pass it check t = 0). ``points``: this rank's points to
+    check (default the mesh vertices). ``prefetch``: further expressions of the state (the forms'
+    coefficients) whose data-means are evaluated at ``points`` in the same pass over the data as D's
+    and the Hessian's (:func:`symfp.fem.coefficients.prefetch`: one reduction, memoised per point set,
+    instead of one per check and one for the coefficients).
     """
-    check_diffusion_on_mesh(sde, mesh, where, t_end=t_end)
-    check_sme_stability(sde, mesh, where)
+    if points is not None and getattr(sde, "time", None) is None:
+        from ..symbolic.datamean import has_data_nodes
+        from .coefficients import prefetch as prefetch_nodes
+
+        exprs = [*sp.Matrix(sde.diffusion), *prefetch]
+        src = _sgd_source(sde)
+        if src is not None and tuple(src.params) == tuple(sde.state):
+            try:
+                exprs += list(_stability_hessian(src))
+            except Exception:  # noqa: BLE001 - no numeric Hessian: the check skips it too
+                pass
+        if any(has_data_nodes(e) for e in exprs):
+            prefetch_nodes(exprs, tuple(sde.state), np.asarray(points, dtype=float))
+    check_diffusion_on_mesh(sde, mesh, where, t_end=t_end, points=points)
+    check_sme_stability(sde, mesh, where, points=points)
 
 
 def check_cells(cells: Any, where: str = "mesh.box") -> Any:

@@ -82,7 +82,7 @@ from .observables import observable_recorder
 from .solution import Solution
 from .stabilise import PecletReport, cell_peclet, choose, discrete_upwind
 from .steppers import FCTStepper, GalerkinStepper, StepSystems
-from .translate import cell_mean_functions, prefetch_data_coefficients, to_ufl
+from .translate import cell_mean_functions, p1_dof_points, prefetch_data_coefficients, to_ufl
 
 __all__ = ["GIBBS_MIN_RATIO", "SCHEMES", "gibbs_log_range", "solve"]
 
@@ -248,7 +248,16 @@ def solve(
     msh: Mesh = as_mesh(mesh)
     check_mesh_dimension(msh.dim, state, "solve")
     t_end, dt, n_steps = check_times(t_end, dt)
-    check_fe_problem(sde, msh, "solve", t_end=t_end)  # a time-dependent D is checked over [0, t_end]
+    check_points, coefficient_exprs = None, []
+    if sde.time is None and has_data_nodes(sp.Matrix([*sde.drift, *sde.diffusion])):
+        # data-mean coefficients: the checks, the Péclet number and the forms evaluate them at the P1
+        # dofs, in one shared pass over the data (the drift's and ∇·D's nodes with D's and ∇²f's)
+        check_points = p1_dof_points(msh.mesh, len(state))
+        Dm = sp.Matrix(sde.diffusion)
+        coefficient_exprs = [*sde.drift, *(sum(sp.diff(Dm[i, j], state[j]) for j in range(len(state)))
+                                           for i in range(len(state)))]
+    # a time-dependent D is checked over [0, t_end]
+    check_fe_problem(sde, msh, "solve", t_end=t_end, points=check_points, prefetch=coefficient_exprs)
     fct_kw = check_fct_options(fct_options)
     if scheme is not None:
         check_scheme(scheme)

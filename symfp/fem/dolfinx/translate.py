@@ -119,6 +119,19 @@ def _data_coefficient(e: sp.Expr, state: tuple[sp.Symbol, ...], x: Any,
     return _VALUES[(key, e)]
 
 
+def p1_dof_points(msh: Any, d: int) -> np.ndarray:
+    """This rank's P1 dof coordinates (n, d) of a dolfinx mesh: the points where data-mean coefficients
+    are evaluated (the same array for the pre-solve checks, the Péclet number and the forms, so that
+    the memoised data-mean values are shared)."""
+    from .. import coefficients
+    from . import compat
+
+    key = id(msh.ufl_domain())
+    if key not in _SPACES:
+        _SPACES[key] = compat.function_space(msh, *coefficients.SPACE)
+    return _SPACES[key].tabulate_dof_coordinates()[:, :d]
+
+
 def prefetch_data_coefficients(exprs: Any, state: tuple[sp.Symbol, ...], x: Any) -> int:
     """Evaluate the data-means of all coefficient entries at the P1 dofs in one shared pass.
 
