@@ -30,7 +30,7 @@ import sympy as sp
 from ..errors import InputError, require
 from .datamean import has_data_nodes, lambdify_datamean
 from .shapes import sde_parts
-from .stage import Stage
+from .stage import Stage, latex_broken_sum
 from .weakform import (
     WeakForm,
     divergence,
@@ -133,19 +133,6 @@ def _is_singular(D: sp.Matrix) -> bool:
     if not sp.sympify(det).has(sp.Float):
         return _is_zero(det)
     return bool(numeric)
-
-
-def _broken(expr: Any, per_line: int = 3) -> str:
-    """LaTeX of a sum broken every ``per_line`` terms (inside an ``aligned`` row)."""
-    expr = sp.sympify(expr)
-    if not isinstance(expr, sp.Add) or len(expr.args) <= per_line:
-        return sp.latex(expr)
-    terms = [sp.latex(t) for t in sp.Add.make_args(expr)]
-    out = terms[0]
-    for k, t in enumerate(terms[1:], start=1):
-        sep = " \\\\\n&\\quad " if k % per_line == 0 else " "
-        out += sep + (t if t.startswith("-") else f"+ {t}")
-    return out
 
 
 def _exp_of_minus(phi: sp.Expr, state: Sequence[sp.Symbol]) -> sp.Expr:
@@ -657,10 +644,10 @@ class FokkerPlanck(Stage):
             return rf"{head},\qquad b = {bl},\quad D = {Dl},\quad \nabla\cdot D = {dl}"
         names = [sp.latex(s) for s in self._state]
         rows = [(r"\partial_t p", head[len(r"\partial_t p = "):])]
-        rows += [(f"b_{{{names[i]}}}", _broken(b[i])) for i in range(self.dim)]
-        rows += [(f"D_{{{names[i]} {names[j]}}}", _broken(D[i, j]))
+        rows += [(f"b_{{{names[i]}}}", latex_broken_sum(b[i])) for i in range(self.dim)]
+        rows += [(f"D_{{{names[i]} {names[j]}}}", latex_broken_sum(D[i, j]))
                  for i in range(self.dim) for j in range(i, self.dim)]
-        rows += [(rf"(\nabla\cdot D)_{{{names[i]}}}", _broken(divD[i])) for i in range(self.dim)]
+        rows += [(rf"(\nabla\cdot D)_{{{names[i]}}}", latex_broken_sum(divD[i])) for i in range(self.dim)]
         body = " \\\\\n".join(f"{lhs} &= {rhs}" for lhs, rhs in rows)
         return "\\begin{aligned}\n" + body + "\n\\end{aligned}"
 

@@ -26,7 +26,7 @@ import sympy.stats as st
 from ..errors import InputError
 from .datamean import settle_rationals
 from .randomness import BatchMean, StandardNormal, random_symbols
-from .stage import Stage, sympify_mapping
+from .stage import Stage, latex_broken_sum, sympify_mapping
 
 __all__ = ["OneStepMoments", "expect_inputs", "one_step_moments"]
 
@@ -142,20 +142,7 @@ class OneStepMoments(Stage):
             for i in range(len(names)) for j in range(i, len(names))
         ]
         # exact data moments are shown as 15-digit floats (display only)
-        return " \\\\\n".join(f"{lhs} &= {_broken(settle_rationals(e))}" for lhs, e in rows)
-
-
-def _broken(expr: Any, per_line: int = 3) -> str:
-    """LaTeX of a sum broken every ``per_line`` terms (for an ``aligned`` row)."""
-    expr = sp.sympify(expr)
-    if not isinstance(expr, sp.Add) or len(expr.args) <= per_line:
-        return sp.latex(expr)
-    terms = [sp.latex(t) for t in sp.Add.make_args(expr)]
-    out = terms[0]
-    for k, t in enumerate(terms[1:], start=1):
-        sep = " \\\\\n&\\quad " if k % per_line == 0 else " "
-        out += sep + (t if t.startswith("-") else f"+ {t}")
-    return out
+        return " \\\\\n".join(f"{lhs} &= {latex_broken_sum(settle_rationals(e))}" for lhs, e in rows)
 
 
 def one_step_moments(rec: Any) -> OneStepMoments:

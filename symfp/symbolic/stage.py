@@ -17,6 +17,18 @@ import sympy as sp
 from ..errors import InputError
 
 
+def latex_broken_sum(expr: Any, per_line: int = 3) -> str:
+    """LaTeX of a sum broken every ``per_line`` terms (for a row of an ``aligned`` environment)."""
+    expr = sp.sympify(expr)
+    if not isinstance(expr, sp.Add) or len(expr.args) <= per_line:
+        return sp.latex(expr)
+    terms = [sp.latex(t) for t in sp.Add.make_args(expr)]
+    out = terms[0]
+    for k, t in enumerate(terms[1:], start=1):
+        sep = " \\\\\n&\\quad " if k % per_line == 0 else " "
+        out += sep + (t if t.startswith("-") else f"+ {t}")
+    return out
+
 def sympify_mapping(
     mapping: Mapping[Any, Any] | None, where: str, symbols: Any = ()
 ) -> dict[sp.Basic, sp.Basic]:
