@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import MeshError
+from ..mesh import check_box
 from . import compat
 
 _FACE_NAMES = ("xmin", "xmax", "ymin", "ymax", "zmin", "zmax")
@@ -170,18 +171,8 @@ def box(bounds: Sequence[Sequence[float]], cells: int | Sequence[int] = 32, comm
     Returns:
         A :class:`Mesh` with facet tags 1 … 2d for the faces in the order above.
     """
-    try:
-        b = np.asarray(bounds, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise MeshError(f"box: bounds {bounds!r} are not a list of (min, max) pairs") from exc
-    if b.ndim != 2 or b.shape[1] != 2 or not 1 <= b.shape[0] <= 3:
-        raise MeshError(f"box: bounds must be 1 to 3 pairs (min, max); got {bounds!r}")
-    if not np.all(np.isfinite(b)) or np.any(b[:, 1] <= b[:, 0]):
-        raise MeshError(f"box: each pair must be finite with min < max; got {bounds!r}")
+    b, n = check_box(bounds, cells)
     d = b.shape[0]
-    n = [int(cells)] * d if np.isscalar(cells) else [int(c) for c in cells]
-    if len(n) != d or min(n) < 1:
-        raise MeshError(f"box: cells must be a positive int or {d} positive ints; got {cells!r}")
     m = compat.dolfinx_modules()
     comm = _comm(comm)
     CT = m.mesh.CellType
