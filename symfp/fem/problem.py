@@ -77,6 +77,9 @@ def fct_options(options: Mapping[str, Any] | None, where: str = "solve") -> dict
     return kw
 
 
+_check_fct_options = fct_options  # for check_forward_options, whose keyword shadows the name
+
+
 def check_output(output_every: Any, keep: Any, where: str = "solve") -> None:
     """InputError unless output_every is a positive int and keep is 'final' or 'all'."""
     if not isinstance(output_every, int) or output_every < 1:
@@ -109,3 +112,33 @@ def check_steady_sde(sde: Any, where: str) -> None:
             f"steady problem is defined for a time-homogeneous SDE only; build the SDE with {sde.time} "
             "replaced by a number (a frozen schedule), or solve the time-dependent forward equation "
             "with fp.solve")
+
+
+def check_forward_options(sde: Any, mesh: Any, *, scheme: Any, output_every: Any, keep: Any,
+                          absorbing: str | Sequence[str] | None, fct_options: Mapping[str, Any] | None,
+                          where: str = "solve") -> tuple[dict[str, Any], tuple[str, ...], Any, Any]:
+    """The option checks of a forward solve (both backends), after the times and the pre-solve checks.
+
+    Validates the FCT options, the scheme, the output options and the absorbing part names (``mesh``
+    answers ``boundary_facets(name)`` with a MeshError listing its parts), builds the weak form and
+    refuses free parameters in it.
+
+    Returns:
+        ``(fct_kw, parts, wf, tsym)``: the checked FCT options, the absorbing part names, the weak form
+        (:func:`symfp.symbolic.weakform.forward_form`) and its time symbol (None when autonomous).
+    """
+    from ..symbolic.weakform import forward_form
+    from .schemes import check_scheme
+
+    fct_kw = _check_fct_options(fct_options, where)
+    if scheme is not None:
+        check_scheme(scheme, where)
+    check_output(output_every, keep, where)
+    parts = absorbing_parts(absorbing)
+    for name in parts:
+        mesh.boundary_facets(name)  # raises MeshError listing the names it has
+    wf = forward_form(sde)
+    if wf.parameters:
+        raise InputError(f"{where}: the Fokker–Planck equation still has free parameters "
+                         f"{sorted(map(str, wf.parameters))}; substitute numbers with .subs({{...}}) first")
+    return fct_kw, parts, wf, (None if wf.is_autonomous else wf.time)

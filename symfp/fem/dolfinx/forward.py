@@ -54,15 +54,13 @@ from ...symbolic.datamean import has_data_nodes
 from ..checks import check_fe_problem
 from ..domain import auto_domain, boundary_dofs
 from ..problem import (
-    absorbing_parts,
     as_fokker_planck,
+    check_forward_options,
     check_mesh_dimension,
-    check_output,
     check_times,
     is_number,
 )
-from ..problem import fct_options as check_fct_options
-from ..schemes import SCHEMES, check_scheme
+from ..schemes import SCHEMES
 from ..solution import solve_info
 from ..stabilisation import GIBBS_MIN_RATIO
 from ..trackers import (
@@ -235,7 +233,7 @@ def solve(
         InputError: dt ≤ 0, t_end < dt, unknown scheme/stabilisation, bad p0, free parameters.
         SolverError: KSP divergence (PETSc's reason), mass loss or negativity beyond tolerance (step).
     """
-    from ...symbolic.weakform import forward_form
+    from ...symbolic.weakform import row_divergence
 
     fp = as_fokker_planck(fp)
     sde = fp.sde
@@ -253,24 +251,12 @@ def solve(
         # data-mean coefficients: the checks, the Péclet number and the forms evaluate them at the P1
         # dofs, in one shared pass over the data (the drift's and ∇·D's nodes with D's and ∇²f's)
         check_points = p1_dof_points(msh.mesh, len(state))
-        Dm = sp.Matrix(sde.diffusion)
-        coefficient_exprs = [*sde.drift, *(sum(sp.diff(Dm[i, j], state[j]) for j in range(len(state)))
-                                           for i in range(len(state)))]
+        coefficient_exprs = [*sde.drift, *row_divergence(sp.Matrix(sde.diffusion), state)]
     # a time-dependent D is checked over [0, t_end]
     check_fe_problem(sde, msh, "solve", t_end=t_end, points=check_points, prefetch=coefficient_exprs)
-    fct_kw = check_fct_options(fct_options)
-    if scheme is not None:
-        check_scheme(scheme)
-    check_output(output_every, keep)
-    parts = absorbing_parts(absorbing)
-    for name in parts:
-        msh.boundary_facets(name)  # raises MeshError listing the names it has
-    wf = forward_form(sde)
-    if wf.parameters:
-        raise InputError(f"solve: the Fokker–Planck equation still has free parameters "
-                         f"{sorted(map(str, wf.parameters))}; substitute numbers with .subs({{...}}) first")
-    # explicit time dependence (schedules): the time symbol becomes a dolfinx Constant set at every step
-    tsym = None if wf.is_autonomous else wf.time
+    # tsym: explicit time dependence (schedules), a dolfinx Constant set at every step
+    fct_kw, parts, wf, tsym = check_forward_options(sde, msh, scheme=scheme, output_every=output_every,
+                                                    keep=keep, absorbing=absorbing, fct_options=fct_options)
 
     t_setup = time.perf_counter()
     V = compat.function_space(msh.mesh)

@@ -41,15 +41,13 @@ from ..initial import density_callable, is_point
 from ..mesh import NeutralMesh, box
 from ..observables import NodalObservables
 from ..problem import (
-    absorbing_parts,
     as_fokker_planck,
+    check_forward_options,
     check_mesh_dimension,
-    check_output,
     check_times,
     is_number,
 )
-from ..problem import fct_options as check_fct_options
-from ..schemes import FCTStepper, GalerkinStepper, check_scheme, nd_splu_solver
+from ..schemes import FCTStepper, GalerkinStepper, nd_splu_solver
 from ..solution import Solution, solve_info
 from ..stabilisation import PecletReport, choose, peclet_of_cells
 from ..trackers import (
@@ -205,7 +203,7 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     Raises:
         MeshError, InputError, SolverError: as the dolfinx backend; InputError under several MPI ranks.
     """
-    from ...symbolic.weakform import Term, forward_form
+    from ...symbolic.weakform import Term
     from ..domain import estimate
 
     where = "solve"
@@ -228,18 +226,9 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
     check_mesh_dimension(msh.dim, state, where)
     t_end, dt, n_steps = check_times(t_end, dt)
     check_fe_problem(sde, sk, where, t_end=t_end)  # D ⪰ 0 on the mesh over [0, t_end], the SME's stability
-    fct_kw = check_fct_options(fct_options)
-    if scheme is not None:
-        check_scheme(scheme)
-    check_output(output_every, keep)
-    parts = absorbing_parts(absorbing)
-    for name in parts:
-        msh.boundary_facets(name)  # raises MeshError listing the names it has
-    wf = forward_form(sde)
-    if wf.parameters:
-        raise InputError(f"{where}: the Fokker–Planck equation still has free parameters "
-                         f"{sorted(map(str, wf.parameters))}; substitute numbers with .subs({{...}}) first")
-    tsym = None if wf.is_autonomous else wf.time
+    fct_kw, parts, wf, tsym = check_forward_options(sde, msh, scheme=scheme, output_every=output_every,
+                                                    keep=keep, absorbing=absorbing, fct_options=fct_options,
+                                                    where=where)
     t_setup = time.perf_counter()
     D = sp.Matrix(sde.diffusion)
     c = -sp.Matrix(wf.terms("advection")[0].coefficient)
