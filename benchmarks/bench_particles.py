@@ -5,8 +5,9 @@ Timings are wall-clock on whatever device ``device="auto"`` picks, best of 3 for
 never asserted in tests. The SDE rows give the eager step and the ``compile=True`` one (warm: the
 compiled kernel reused) with the first call's compile time. Further sections: like-for-like ratios
 (eager and compiled against torchsde and a naive loop, same dtype, RNG precision and threads),
-exact SGD on the logistic loss at N = 10⁵ (eager vs the fused compiled step), a profile of where a
-particle-step's time goes (RNG, gather, arithmetic, the rest), and grid tabulation of a data-mean SME.
+exact SGD on the logistic loss at N = 10⁵ (eager vs the C kernel vs the inductor-fused step), a
+profile of where a particle-step's time goes (RNG, gather, arithmetic, the rest), and grid
+tabulation of a data-mean SME.
 
 Allocator: glibc serves each allocation above its mmap threshold (128 KiB by default, adapted upward
 only after frees) with a fresh ``mmap``, so a loop that allocates ~50 MB temporaries per step (the
@@ -276,7 +277,8 @@ def like_for_like_rows(quick: bool, dev, reps: int = 5) -> list[dict]:
                  "value": best["naive"] / best["symfp"], "unit": "x", "note": "aim >= 5; one run"},
                 {"benchmark": "like-for-like exact SGD", "case": f"symfp compile=True {dtype}",
                  "value": n * steps / best["symfp compiled"], "unit": "particle-steps/s",
-                 "note": "fused gather + gradient + mean + update (inductor), indices from the slab streams"},
+                 "note": "CPU: the C kernel (draw + gather + gradient + mean + update per slab); "
+                         "other devices: the inductor-fused step"},
                 {"benchmark": "like-for-like exact SGD",
                  "case": f"speed-up vs naive loop, {dtype}, compile=True",
                  "value": best["naive"] / best["symfp compiled"], "unit": "x", "note": "aim >= 5; one run"},
@@ -300,38 +302,60 @@ def _logistic_sgd(N: int, B: int = 32):
 
 
 def logistic_rows(quick: bool, dev) -> list[dict]:
-    """Exact SGD on the logistic loss at N = 10⁵, B = 32, d = 2: eager against the fused compiled step.
+    """Exact SGD on the logistic loss at N = 10⁵, B = 32, d = 2: eager, the C kernel, inductor.
 
-    The compiled step (``compile=True``) gathers the hoisted features (x₁y, x₂y) at the batch indices,
-    evaluates the sigmoid of the margin, averages and updates in one inductor loop over the particles
-    (OpenMP on ``threads``); the indices come from the slabs' numpy SFC64 streams, drawn in the slab
-    pool. Best of 3 each, warm (the first compiled call is timed separately).
+    ``compile=True`` on CPU takes the C kernel (:mod:`symfp.particles.native`): per slab it draws the
+    indices from the slab's SFC64 stream (numpy's algorithm), gathers the hoisted features (x₁y, x₂y),
+    evaluates the sigmoid of the margin (vector ``exp``), averages and updates, one slab per thread
+    of the pool. With ``SYMFP_NATIVE=0`` the inductor-fused step runs instead (indices drawn in the
+    slab pool, one OpenMP kernel for the block). Best of 3 each, warm; the first calls (a cold build
+    in an empty kernel cache, inductor's compile) are timed separately.
     """
+    import os
+    import tempfile
+
     from symfp.particles.streams import available_cores
 
     n, steps = (20_000, 5) if quick else (200_000, 20)
     model = _logistic_sgd(100_000)
     kw = dict(init=[0.3, -0.2], outputs=2, device=dev)
     model.simulate(1000, 1, **kw, compile=False)
-    t0 = time.perf_counter()
-    first = model.simulate(n, 2, **kw, compile=True)
-    t_first = time.perf_counter() - t0
-    ok = first.info.get("compiled", False)
-    auto = available_cores()
-    rows = []
-    note = f"N=100000, B=32, d=2, {n} particles, {steps} steps, {dev}, float64"
-    for label, opts in ((f"eager, threads=auto={auto}", {"compile": False}),
-                        (f"compile=True (warm), threads=auto={auto}", {"compile": True}),
-                        ("eager, threads=1", {"compile": False, "threads": 1}),
-                        ("compile=True (warm), threads=1", {"compile": True, "threads": 1})):
-        t = _timed(lambda o=opts: model.simulate(n, steps, **kw, **o), repeat=3)
-        aim = "; aim >= 5e6" if "compile" in label and "auto" in label else ""
-        bad = "" if ok or not opts["compile"] else f"; not compiled: {first.info.get('compile_error')}"
-        rows.append({"benchmark": "exact SGD, logistic", "case": label, "value": n * steps / t,
-                     "unit": "particle-steps/s", "note": note + aim + bad})
-    rows.append({"benchmark": "exact SGD, logistic", "case": "compile=True: first call",
-                 "value": first.info.get("compile_time") or float("nan"), "unit": "s",
-                 "note": f"compilation included (2 steps; whole call {t_first:.2f} s)"})
+    old = {k: os.environ.get(k) for k in ("SYMFP_CACHE_DIR", "SYMFP_NATIVE")}
+    firsts = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["SYMFP_CACHE_DIR"] = tmp
+            for kernel, env in (("C kernel", "1"), ("inductor", "0")):
+                os.environ["SYMFP_NATIVE"] = env
+                t0 = time.perf_counter()
+                first = model.simulate(n, 2, **kw, compile=True)
+                firsts[kernel] = (first, time.perf_counter() - t0)
+        auto = available_cores()
+        rows = []
+        note = f"N=100000, B=32, d=2, {n} particles, {steps} steps, {dev}, float64"
+        for threads in (None, 1):
+            tl = f"threads=auto={auto}" if threads is None else "threads=1"
+            for label, comp, env in (("eager", False, "1"), ("compile=True: C kernel", True, "1"),
+                                     ("compile=True: inductor (SYMFP_NATIVE=0)", True, "0")):
+                os.environ["SYMFP_NATIVE"] = env
+                opts = {"compile": comp, **({} if threads is None else {"threads": threads})}
+                t = _timed(lambda o=opts: model.simulate(n, steps, **kw, **o), repeat=3)
+                info = model.simulate(1000, 1, **kw, **opts).info
+                aim = "; aim >= 5e6" if "C kernel" in label and threads is None else ""
+                bad = ("" if info.get("compiled") or not comp
+                       else f"; not compiled: {info.get('compile_error')}")
+                rows.append({"benchmark": "exact SGD, logistic", "case": f"{label}, {tl}",
+                             "value": n * steps / t, "unit": "particle-steps/s", "note": note + aim + bad})
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    for kernel, (first, t_first) in firsts.items():
+        rows.append({"benchmark": "exact SGD, logistic", "case": f"compile=True, {kernel}: first call",
+                     "value": first.info.get("compile_time") or float("nan"), "unit": "s",
+                     "note": f"build/compile included, empty cache (2 steps; whole call {t_first:.2f} s)"})
     return rows
 
 
@@ -465,6 +489,12 @@ def profile_rows(quick: bool, dev) -> list[dict]:
         row(b, "fused kernel, compiled (gather + arithmetic + mean + update, given indices)",
             per(lambda: kern(theta, idx, table)),
             "compiled" if kern.ready else f"NOT compiled: {kern.failed}")
+        nat = rs.native_kernel()
+        if nat is not None:
+            gen_c = np.random.Generator(np.random.SFC64(5))
+            row(b, "C kernel (draw + gather + arithmetic + mean + update)",
+                per(lambda: nat.step(theta, table, gen_c, src.B)),
+                "symfp.particles.native, one slab, 1 thread; indices drawn inside (numpy's SFC64 algorithm)")
         steps = 5 if quick else 20
         for comp in (False, True):
             t = _timed(lambda c=comp: model.simulate(n, steps, init=[0.3, -0.2], outputs=2, device=dev,

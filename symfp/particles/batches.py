@@ -147,6 +147,8 @@ class BatchSource:
                 raise DataError(f"{where}: the data feature {fe} is not finite at sample {i} ({v[i]}); "
                                 "check the data columns there")
         self.feature_exprs = feats
+        self.feature_symbols = list(fsyms)  # the table's columns as symbols of ``per_sample``
+        self.per_sample = list(rew)  # the per-sample expression in θ and the features
         self.feature_columns = [torch.as_tensor(np.array(v, dtype=float), device=device, dtype=dtype)
                                 for v in table]
         self.feat_fn = torch_function(sp.Matrix(rew), (*self.state, *fsyms), f"{where} (features)")

@@ -31,6 +31,7 @@ import sympy as sp
 import torch
 
 from ..errors import ExpressionError
+from ..native.cprint import numeric_constants
 from ..symbolic.datamean import DataCov, DataMean, data_nodes, stable_forms
 
 TensorFn = Callable[..., torch.Tensor]
@@ -150,35 +151,6 @@ def _with_data_nodes(expr: Any, args: Sequence[sp.Symbol], where: str, pure: boo
     f.is_constant = False  # type: ignore[attr-defined]
     f.data_nodes = len(nodes)  # type: ignore[attr-defined]
     return f
-
-
-def numeric_constants(expr: sp.Expr) -> sp.Expr:
-    """Replace every maximal numeric, non-integer sub-expression of ``expr`` by a Float.
-
-    Args:
-        expr: a SymPy expression.
-
-    Returns:
-        The same expression with e.g. ``sqrt(5)/50`` → ``0.0447213595499958``, ``pi`` → ``3.14159…``;
-        Integers (and so integer powers) are kept.
-
-    Raises:
-        ExpressionError: a numeric sub-expression is not real (e.g. ``sqrt(-1)``).
-    """
-    expr = sp.sympify(expr)
-    if expr.is_Integer or expr.is_Float:
-        return expr
-    if expr.is_number:
-        val = sp.N(expr, 17)
-        if not val.is_real:
-            raise ExpressionError(f"the constant {expr} = {val} is not a real number")
-        return sp.Float(val, 17)
-    if not expr.args:
-        return expr
-    new = [numeric_constants(a) for a in expr.args]
-    if all(a is b for a, b in zip(new, expr.args, strict=True)):
-        return expr
-    return expr.func(*new)
 
 
 def _entries(expr: Any) -> tuple[list[sp.Expr], tuple[int, ...]]:

@@ -24,6 +24,8 @@ everywhere η enters the update (the gradient step, the momentum step, the injec
 from __future__ import annotations
 
 import copy
+import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,7 @@ from .cache import cached
 from .cloud import ParticleCloud
 from .compiled import Compiled, compiled_info, want_compile
 from .lambdify import time_tensor, torch_function
+from .native import NativeError, NativeStep, compiler, kernel_source
 from .noise import Noise
 from .runner import RunOptions, run
 from .samplers import sampler
@@ -124,6 +127,11 @@ def _batch_sizes(rec: Any, schedule: Any, steps: Any, where: str) -> np.ndarray:
     return vals
 
 
+#: ``compile="auto"`` builds the C kernel for runs of AUTO_MIN_WORK / NATIVE_AUTO_SCALE = 10⁶
+#: particle-steps or more (≈0.5 s eager; a cold build is ≈0.2 s of gcc, a cached one milliseconds;
+#: inductor's compile takes seconds)
+NATIVE_AUTO_SCALE = 500.0
+
 ETA_K = sp.Symbol("_symfp_eta_k", positive=True)  # the per-step learning rate of a schedule
 
 
@@ -162,6 +170,7 @@ class RecursionStepper:
         lr_symbol: sp.Symbol | None = None,
     ):
         self.state = tuple(rec.state)
+        self.dtype = dtype
         lr = getattr(rec, "lr", None)
         self.dt = float(lr) if lr is not None and sp.sympify(lr).is_number else 1.0
         self.lr_symbol = lr_symbol
@@ -208,10 +217,24 @@ class RecursionStepper:
         self.last_core: Compiled | None = None
         if self.fusable:
             self._update_pure = torch_function(update, (*self.state, *syms), f"{where} (update)", pure=True)
+        # the C kernel (symfp.particles.native): the same single mini-batch input, any lr/B schedule
+        self.native_spec: dict | None = None
+        self._native: NativeStep | None = None
+        self.native_error: str | None = None
+        if len(self.inputs) == 1 and len(self.batches) == 1 and self.batches[0].fusable:
+            src, (means, (kind, _)) = self.batches[0], self.inputs[0]
+            if kind == "monomials":  # the table holds the data monomials: average them, then C(θ)·m̄
+                feats = [sp.Dummy(f"q{j}") for j in range(len(src.monos))]
+                spec = {"features": feats, "per_sample": feats}
+            else:
+                spec = {"features": src.feature_symbols, "per_sample": src.per_sample}
+            self.native_spec = {"state": self.state, "means": list(means), "update": list(update),
+                                "lr": lr_symbol, **spec}
+        if self.fusable or self.native_spec is not None:
             self._table = self.batches[0].table()
 
     def start(self, nz: Noise, schedule: np.ndarray | None = None,
-              batch_sizes: np.ndarray | None = None, compile: bool = False) -> dict:
+              batch_sizes: np.ndarray | None = None, compile: bool = False, native: bool = False) -> dict:
         """Per-block context: the batch sources' state, the schedule's η_k and B_k (or None).
 
         With a batch-size schedule each block gets shallow copies of the batch sources (sharing the
@@ -221,7 +244,27 @@ class RecursionStepper:
         sources = self.batches if batch_sizes is None else [copy.copy(b) for b in self.batches]
         fused = bool(compile) and self.fused_ok(schedule is not None, batch_sizes is not None, nz.antithetic)
         return {"batches": [b.start(nz) for b in self.batches], "schedule": schedule,
-                "batch_sizes": batch_sizes, "sources": sources, "fused": fused}
+                "batch_sizes": batch_sizes, "sources": sources, "fused": fused,
+                "native": self._native if native and nz.np_gen is not None else None}
+
+    # ------------------------------------------------------------------ the C kernel
+    def native_ok(self, device: torch.device, antithetic: bool) -> bool:
+        """Whether a run can take the C kernel: one mini-batch input over a finite Dataset with
+        replacement (lr and batch-size schedules allowed), CPU, no antithetic pairs, and native
+        kernels not switched off (``SYMFP_NATIVE=0``)."""
+        return (self.native_spec is not None and device.type == "cpu" and not antithetic
+                and os.environ.get("SYMFP_NATIVE", "1") != "0")
+
+    def native_kernel(self) -> NativeStep | None:
+        """The built C kernel (built on the first call; None, with one warning, when it cannot be)."""
+        if self._native is None and self.native_error is None:
+            try:
+                self._native = NativeStep(kernel_source(**self.native_spec, dtype=self.dtype), self.dtype)
+            except NativeError as exc:
+                self.native_error = str(exc)
+                warnings.warn(f"simulate_recursion: the C kernel of the exact-SGD step is not available "
+                              f"({exc}); continuing with the torch step", RuntimeWarning, stacklevel=3)
+        return self._native
 
     # ------------------------------------------------------------------ the fused (compiled) step
     def fused_ok(self, schedule: bool, batch_schedule: bool, antithetic: bool) -> bool:
@@ -258,6 +301,13 @@ class RecursionStepper:
         return self.last_core(theta, bufs[0], self._table)
 
     def step(self, theta: torch.Tensor, nz: Noise, k: int, ctx: dict) -> torch.Tensor:
+        kern = ctx.get("native")
+        if kern is not None:  # draw, gather, gradient, mean and update in C, from the slab's stream
+            sizes, etas = ctx.get("batch_sizes"), ctx["schedule"]
+            if etas is None and self.lr_symbol is not None:
+                raise InputError("simulate_recursion: this stepper needs an lr_schedule")
+            B = int(sizes[k]) if sizes is not None else self.batches[0].B
+            return kern.step(theta, self._table, nz.np_gen, B, float(etas[k]) if etas is not None else 0.0)
         vals: list[torch.Tensor] = []
         if ctx["schedule"] is not None:
             tail = [time_tensor(float(ctx["schedule"][k]), theta)]
@@ -328,17 +378,19 @@ def simulate_recursion(
         batch_schedule: batch sizes per step (a callable k ↦ B_k, a SymPy expression in the step k, or a
             sequence), whole numbers ≥ 1 (≤ N without replacement); step k averages the gradient over
             B_k samples instead of the model's B.
-        compile: fuse the step with ``torch.compile`` (inductor): the gather of the mini-batch's data
-            features, the per-sample gradient, its mean and the update become one loop over the
-            particles, run on ``threads`` threads (OpenMP inside the kernel), while each slab still
-            draws its indices from its own stream in the slab pool (the same indices as the eager
-            step: same law, same seed reproducibility, up to the rounding of fused arithmetic). Used
-            when the only random input is one mini-batch over a finite Dataset drawn with
-            replacement (no reshuffle, antithetic, lr or batch schedule); ``"auto"`` compiles runs of
-            at least ``AUTO_MIN_WORK`` particle-steps or reuses a compiled step (see
-            :mod:`symfp.particles.compiled`), for non-polynomial losses only (for a polynomial loss
-            the eager gather-and-sum of data monomials was measured faster). ``info["compiled"]``
-            says whether it was used.
+        compile: fuse the step. On CPU, when the only random input is one mini-batch over a finite
+            Dataset drawn with replacement (no reshuffle or antithetic pairs; lr and batch-size
+            schedules allowed), the step becomes a C kernel printed by SymPy's C printer and built
+            with the system compiler (:mod:`symfp.particles.native`): per slab and thread it draws
+            the indices from the slab's own stream (numpy's algorithm: the eager step's indices),
+            gathers the data features, evaluates the per-sample gradient, averages and updates, so
+            a seeded run equals the eager one up to rounding. Where that kernel is switched off
+            (``SYMFP_NATIVE=0``) or on other devices, the same fusion by ``torch.compile``
+            (inductor; no schedules). ``"auto"`` builds the C kernel for runs of at least 10⁶
+            particle-steps (inductor: ``AUTO_MIN_WORK``, non-polynomial losses only), or reuses a
+            built one (see :mod:`symfp.particles.compiled`). ``info["compiled"]`` says whether a
+            fused step ran, ``info["kernel"]`` is ``"c"`` for the C kernel, ``info["compile_time"]``
+            its build time; without a C compiler the torch step runs, with one warning.
 
     Returns:
         A :class:`ParticleCloud`.
@@ -380,6 +432,12 @@ def simulate_recursion(
         work = float(n_particles) * float(steps)
     except (TypeError, ValueError):
         work = 0.0  # the runner reports the bad count
+    native = None
+    if stepper.native_ok(dev, bool(antithetic)) and want_compile(
+            compile, work * NATIVE_AUTO_SCALE, stepper._native is not None, where):
+        native = stepper.native_kernel()  # None (and a warning) when it cannot be built
+    if native is not None or (dev.type == "cpu" and stepper.native_error is not None and compiler() is None):
+        can_fuse = False  # the C kernel runs, or there is no C compiler (inductor needs one too)
     use = can_fuse and want_compile(compile, work, stepper.ready, where)
     if use and compile == "auto" and stepper.batches[0].poly:
         # measured (1 thread, CPU time, 2e5 particles, B = 32): the eager monomial path 2.9e6 vs
@@ -408,11 +466,16 @@ def simulate_recursion(
         info={"source": "recursion", "model_hash": model_hash(model), "reshuffle": reshuffle,
               "lr_schedule": lr_schedule is not None,
               "batch_schedule": batch_schedule is not None},
-        start_kw={"schedule": etas, "compile": use,
+        start_kw={"schedule": etas, "compile": use, "native": native is not None,
                   **({} if batch_sizes is None else {"batch_sizes": batch_sizes})},
         times=times,
     )
     stepper.last_core = None
     cloud = run(stepper, opt, where)
     compiled_info(cloud, stepper.last_core if use else None)
+    if native is not None:
+        cloud.info.update(compiled=True, kernel="c", compile_time=native.build_time,
+                          kernel_cached=native.cached)
+    elif stepper.native_error is not None and compile is not False:
+        cloud.info["compile_error"] = stepper.native_error
     return cloud

@@ -869,19 +869,20 @@ def _eval_inner(
     return out
 
 
-_JOINT_CACHE: dict[tuple, tuple[Callable, list[np.ndarray]]] = {}
+_JOINT_CACHE: dict[tuple, tuple[Callable, list[np.ndarray], list, list]] = {}
 #: point × sample values per chunk of the numpy reductions (with all inner expressions: ~L2-sized)
 FE_CHUNK_ELEMENTS = 1 << 17
 
 
 def _joint_function(inners: Sequence[sp.Expr], args: tuple[sp.Symbol, ...], syms: tuple[sp.Symbol, ...],
-                    ds: Any) -> tuple[Callable, list[np.ndarray]]:
+                    ds: Any) -> tuple[Callable, list[np.ndarray], list, list]:
     """All inner expressions of a data set's nodes as one numpy function of (points, data features).
 
     The state-free parts are hoisted into per-sample features (:func:`data_features`, evaluated once
     over the N samples) and the rewritten expressions lowered together with common sub-expressions
     eliminated, so one pass over (points × samples) serves every node (b, D, ∇·D alike). Falls back to
-    the raw data columns when a feature is not finite.
+    the raw data columns when a feature is not finite. Returns the numpy function, the feature
+    columns (1, N) each, their symbols and the rewritten expressions (for the C kernel).
     """
     stable = [stable_forms(e) for e in inners]
     feats, fsyms, rew = data_features(stable, args, syms)
@@ -897,7 +898,9 @@ def _joint_function(inners: Sequence[sp.Expr], args: tuple[sp.Symbol, ...], syms
         fsyms, rew = list(syms), stable
         cols = [np.asarray(ds.arrays[s], dtype=float)[None, :] for s in syms]
     f = lambdify([*args, *fsyms], rew, modules=["numpy"], cse=True)
-    return f, cols
+    return f, cols, list(fsyms), list(rew)
+
+
 _MEMO: dict[tuple, np.ndarray] = {}
 
 
@@ -919,37 +922,84 @@ def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals:
         key = (tuple(inners), args, syms, id(ds))
         if key not in _JOINT_CACHE:
             _JOINT_CACHE[key] = _joint_function(inners, args, syms, ds)
-        f, cols = _JOINT_CACHE[key]
-        n = ds.n
-        # L2-sized chunks: every temporary of the joint expression stays in cache
-        step = max(1, min(chunk_elements, FE_CHUNK_ELEMENTS) // (max(n, 1) * len(inners)))
-        outs = [np.empty(P) for _ in todo]
-        for lo in range(0, P, step):
-            hi = min(P, lo + step)
-            pts = [np.asarray(v, dtype=float)[lo:hi, None] for v in vals]
-            with np.errstate(all="ignore"):
-                res = [np.broadcast_to(np.asarray(r, dtype=float), (hi - lo, n)) for r in f(*pts, *cols)]
-            res = [r if np.all(np.isfinite(r)) else _eval_inner(todo[0], inners[k], args, vals, lo, hi)
-                   for k, r in enumerate(res)]  # overflow: the careful per-expression path
-            wts = getattr(ds, "weights", None)  # quadrature data sets carry weights (sum 1)
-
-            def avg(r: np.ndarray, wts: np.ndarray | None = wts) -> np.ndarray:
-                return r.mean(axis=1) if wts is None else r @ wts
-
-            means = [avg(r) for r in res]
-            for k, nd in enumerate(todo):
-                if isinstance(nd, DataMean):
-                    outs[k][lo:hi] = means[pos[nd.expr]]
-                else:
-                    a, b = (pos[e] for e in nd.exprs)
-                    ca = res[a] - means[a][:, None]
-                    cb = ca if a == b else res[b] - means[b][:, None]
-                    outs[k][lo:hi] = avg(ca * cb)
+        f, cols, fsyms, rew = _JOINT_CACHE[key]
+        pairs = [tuple(pos[e] for e in nd.exprs) for nd in todo if not isinstance(nd, DataMean)]
+        outs = _native_values(todo, pos, pairs, (key, tuple(pairs)), args, fsyms, rew, cols, vals, P, ds)
+        if outs is None:
+            outs = _numpy_values(todo, inners, pos, f, cols, args, vals, P, chunk_elements, ds)
         for nd, o in zip(todo, outs, strict=True):
             _MEMO[(nd, pkey)] = o
         while len(_MEMO) > 512:
             _MEMO.pop(next(iter(_MEMO)))
     return [_MEMO[(nd, pkey)] for nd in nodes]
+
+
+def _numpy_values(todo: Sequence[_DataNode], inners: list, pos: dict, f: Callable, cols: list, args: tuple,
+                  vals: list[np.ndarray], P: int, chunk_elements: int, ds: Any) -> list[np.ndarray]:
+    """The nodes at P points by chunked numpy reductions (and the careful path where one overflows)."""
+    n = ds.n
+    # L2-sized chunks: every temporary of the joint expression stays in cache
+    step = max(1, min(chunk_elements, FE_CHUNK_ELEMENTS) // (max(n, 1) * len(inners)))
+    outs = [np.empty(P) for _ in todo]
+    wts = getattr(ds, "weights", None)  # quadrature data sets carry weights (sum 1)
+
+    def avg(r: np.ndarray) -> np.ndarray:
+        return r.mean(axis=1) if wts is None else r @ wts
+
+    for lo in range(0, P, step):
+        hi = min(P, lo + step)
+        pts = [np.asarray(v, dtype=float)[lo:hi, None] for v in vals]
+        with np.errstate(all="ignore"):
+            res = [np.broadcast_to(np.asarray(r, dtype=float), (hi - lo, n)) for r in f(*pts, *cols)]
+        res = [r if np.all(np.isfinite(r)) else _eval_inner(todo[0], inners[k], args, vals, lo, hi)
+               for k, r in enumerate(res)]  # overflow: the careful per-expression path
+        means = [avg(r) for r in res]
+        for k, nd in enumerate(todo):
+            if isinstance(nd, DataMean):
+                outs[k][lo:hi] = means[pos[nd.expr]]
+            else:
+                a, b = (pos[e] for e in nd.exprs)
+                ca = res[a] - means[a][:, None]
+                cb = ca if a == b else res[b] - means[b][:, None]
+                outs[k][lo:hi] = avg(ca * cb)
+    return outs
+
+
+def _native_values(todo: Sequence[_DataNode], pos: dict, pairs: list, key: Any, args: tuple, fsyms: list,
+                   rew: list, cols: list, vals: list[np.ndarray], P: int, ds: Any) -> list[np.ndarray] | None:
+    """The nodes at P points by the C reduction (:mod:`symfp.native.datamean`), or None when it is not
+    available. Points where a value is not finite are redone by :func:`_numpy_values` (which
+    evaluates an overflowing expression carefully or names the sample)."""
+    from ..native.datamean import reduction
+
+    red = reduction(key, args=args, features=fsyms, inners=rew, pairs=pairs)
+    if red is None:
+        return None
+    n = ds.n
+    wts = getattr(ds, "weights", None)
+    w = np.full(n, 1.0 / n) if wts is None else np.asarray(wts, dtype=float)
+    feat = np.stack([np.broadcast_to(np.asarray(c, dtype=float).reshape(-1), (n,)) for c in cols]) \
+        if cols else np.zeros((0, n))
+    pts = np.stack([np.broadcast_to(np.asarray(v, dtype=float).reshape(-1), (P,)) for v in vals], axis=1) \
+        if vals else np.zeros((P, 0))
+    means, covs = red(pts, feat, w)
+    outs, q = [], 0
+    for nd in todo:
+        if isinstance(nd, DataMean):
+            outs.append(means[:, pos[nd.expr]].copy())
+        else:
+            outs.append(covs[:, q].copy())
+            q += 1
+    bad = ~(np.all(np.isfinite(means), axis=1) & np.all(np.isfinite(covs), axis=1))
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        inners = list(pos)
+        f = _JOINT_CACHE[key[0]][0]
+        redo = _numpy_values(todo, inners, pos, f, cols, args, [np.asarray(v)[idx] for v in vals], len(idx),
+                             FE_CHUNK_ELEMENTS, ds)
+        for o, r in zip(outs, redo, strict=True):
+            o[idx] = r
+    return outs
 
 
 def lambdify_datamean(

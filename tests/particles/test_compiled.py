@@ -121,12 +121,15 @@ def _logistic_sgd(replacement=True, N=300, B=8):
     return symfp.SGD(loss, [w1, w2], data, lr=sp.Rational(1, 2), batch_size=B, replacement=replacement), X, Y
 
 
-def test_fused_exact_sgd_step_equals_eager_and_has_the_law():
-    r"""The compiled exact-SGD step (gather of the hoisted features x₁y, x₂y at the indices, sigmoid of the
-    margin, batch mean and update in one kernel, on 2 threads) against the eager step on 1 thread with
-    the same seed: the same indices (each slab's own stream), so the same particles up to rounding;
-    and one step's law against numpy: E θ₁ = θ₀ − η ḡ within 4 standard errors and Var θ₁ = η²Var_i[g_i]/B
-    within 4 % (the relative standard error of a sample variance of 40000 draws is ≈ 0.7 %)."""
+def test_fused_exact_sgd_step_equals_eager_and_has_the_law(monkeypatch):
+    r"""The inductor-compiled exact-SGD step (gather of the hoisted features x₁y, x₂y at the indices,
+    sigmoid of the margin, batch mean and update in one kernel, on 2 threads) against the eager step on
+    1 thread with the same seed: the same indices (each slab's own stream), so the same particles up to
+    rounding; and one step's law against numpy: E θ₁ = θ₀ − η ḡ within 4 standard errors and
+    Var θ₁ = η²Var_i[g_i]/B within 4 % (the relative standard error of a sample variance of 40000 draws
+    is ≈ 0.7 %). The C kernel (``tests/particles/test_native.py``) is switched off, so the inductor
+    path (GPUs, no-C fallback) runs."""
+    monkeypatch.setenv("SYMFP_NATIVE", "0")
     cache.clear()
     model, X, Y = _logistic_sgd()
     th0, eta, B, n = np.array([0.3, -0.2]), 0.5, 8, 40_000  # > one slab (32768 rows): two slabs' streams
@@ -154,6 +157,7 @@ def test_fused_polynomial_sgd_equals_eager(monkeypatch):
 
     monkeypatch.setattr(streams, "ROWS", 1000)
     monkeypatch.setattr(runner, "FUSED_ROWS", 2000)
+    monkeypatch.setenv("SYMFP_NATIVE", "0")
     cache.clear()
     w, xi = sp.symbols("w xi", real=True)
     data = symfp.Dataset({xi: np.random.default_rng(2).normal(size=500)})
@@ -166,8 +170,9 @@ def test_fused_polynomial_sgd_equals_eager(monkeypatch):
     np.testing.assert_allclose(comp.trajectory["mean"], eager.trajectory["mean"], rtol=0, atol=1e-12)
 
 
-def test_fused_step_only_where_indices_are_the_only_randomness():
+def test_fused_step_only_where_indices_are_the_only_randomness(monkeypatch):
     # without replacement (Floyd's rule), antithetic pairs or a schedule the eager step runs (no compile)
+    monkeypatch.setenv("SYMFP_NATIVE", "0")
     cache.clear()
     model, _, _ = _logistic_sgd(replacement=False)
     kw = dict(n_particles=200, steps=2, init=(0.3, -0.2), seed=1, outputs=2, compile=True)
