@@ -16,6 +16,11 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == __import__("symfp").__version__
+    # the native kernels' build/print layer and the FE coefficient pass are torch-free too
+    code = ("import sys, symfp.native.datamean, symfp.native.cprint, symfp.fem.coefficients; "
+            "assert 'torch' not in sys.modules and 'dolfinx' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def test_cli_version_and_help():

@@ -2,9 +2,10 @@ r"""Backend-neutral numerical evaluation of SymPy coefficients (drift, diffusion
 
 A coefficient that holds data-means (:class:`~symfp.symbolic.datamean.DataMean`,
 :class:`~symfp.symbolic.datamean.DataCov`) has no closed form a form compiler could inline: it is
-evaluated here, at the nodes of a finite-element space, as a vectorised numpy reduction over the
-samples (chunked, :func:`~symfp.symbolic.datamean.lambdify_datamean`), and a backend brings the values
-into its forms as a finite-element function.
+evaluated here, at the nodes of a finite-element space, as a reduction over the samples
+(:func:`~symfp.symbolic.datamean.lambdify_datamean`: a C kernel printed from the inner expressions,
+:mod:`symfp.native.datamean`, or chunked numpy where no C compiler is found), and a backend brings
+the values into its forms as a finite-element function; ``info["coefficient_kernel"]`` says which.
 
 **Space and positivity.** The values are meant for the continuous P1 (piecewise-linear Lagrange)
 space: its basis functions are non-negative and sum to one, so the interpolant of a positive
@@ -44,11 +45,18 @@ class CoefficientTimer:
     evaluations: int = 0
     points: int = 0
     entries: list[str] = field(default_factory=list)
+    _seen: dict[str, int] = field(default_factory=dict)
 
     def take(self) -> dict[str, Any]:
         """The totals since the last call, then reset."""
+        from ..symbolic.datamean import REDUCTIONS
+
         out = {"coefficient_seconds": self.seconds, "coefficient_evaluations": self.evaluations,
                "coefficient_points": self.points}
+        ran = {k: v - self._seen.get(k, 0) for k, v in REDUCTIONS.items()}
+        if ran["c"] or ran["numpy"]:  # which reduction evaluated the data-means (symfp.native.datamean)
+            out["coefficient_kernel"] = "c" if not ran["numpy"] else ("numpy" if not ran["c"] else "c+numpy")
+        self._seen = dict(REDUCTIONS)
         self.seconds, self.evaluations, self.points, self.entries = 0.0, 0, 0, []
         return out
 

@@ -21,7 +21,7 @@ careful path that names the sample.
 from __future__ import annotations
 
 import ctypes
-import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +32,7 @@ import sympy as sp
 
 from .build import NativeError, enabled, load
 from .cprint import Printer, c_names, check_symbols, cse_block, prelude
+from .threads import available_cores
 
 _KERNEL = r"""
 void symfp_dmean(int64_t P, int64_t N, const double *restrict pts, const double *restrict feat,
@@ -118,13 +119,6 @@ def reduction_source(*, args: Sequence[sp.Symbol], features: Sequence[sp.Symbol]
 _POOL: ThreadPoolExecutor | None = None
 
 
-def _threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 class Reduction:
     """A built reduction kernel: ``(pts (P, d), feat (K, N), w (N,)) -> (means (P, M), covs (P, C))``.
 
@@ -160,7 +154,9 @@ class Reduction:
             self._fn(hi - lo, N, pts[lo:].ctypes.data, feat.ctypes.data, w.ctypes.data,
                      means[lo:].ctypes.data, covs[lo:].ctypes.data)
 
-        T = min(_threads(), max(1, P // 64))
+        # split the points over the cores, unless called from a worker thread (the particle slab pool)
+        main = threading.current_thread() is threading.main_thread()
+        T = min(available_cores(), max(1, P // 64)) if main else 1
         if T <= 1:
             part(0, P)
         else:

@@ -307,7 +307,9 @@ class RecursionStepper:
             if etas is None and self.lr_symbol is not None:
                 raise InputError("simulate_recursion: this stepper needs an lr_schedule")
             B = int(sizes[k]) if sizes is not None else self.batches[0].B
-            return kern.step(theta, self._table, nz.np_gen, B, float(etas[k]) if etas is not None else 0.0)
+            ctx["native_out"] = kern.step(theta, self._table, nz.np_gen, B,
+                                          float(etas[k]) if etas is not None else 0.0, ctx.get("native_out"))
+            return ctx["native_out"]
         vals: list[torch.Tensor] = []
         if ctx["schedule"] is not None:
             tail = [time_tensor(float(ctx["schedule"][k]), theta)]

@@ -21,7 +21,6 @@ int32 against ≈1.8 ns for ``torch.randint``, measured.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -30,18 +29,14 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..native.threads import available_cores
+
+__all__ = ["available_cores", "parallel_map", "pool", "resolve_threads", "slab_generators", "slab_seed",
+           "slabs"]
 
 ROWS = 32768  # particles per slab on CPU: the unit of parallel work and of the random streams
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity: one per rank under a binding ``mpirun``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def resolve_threads(threads: Any, where: str) -> int:

@@ -902,6 +902,8 @@ def _joint_function(inners: Sequence[sp.Expr], args: tuple[sp.Symbol, ...], syms
 
 
 _MEMO: dict[tuple, np.ndarray] = {}
+#: how many node reductions ran as the C kernel and as numpy (read by the FE coefficient timer)
+REDUCTIONS = {"c": 0, "numpy": 0}
 
 
 def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals: list[np.ndarray], P: int,
@@ -909,22 +911,13 @@ def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals:
     """Nodes over one data set at P points: their inner expressions lowered together (shared
     sub-expressions computed once per chunk), chunked over the points, memoised per point set."""
     ds = nodes[0].dataset
-    syms = tuple(ds.symbols)
     pkey = (args, P, hash(b"".join(np.ascontiguousarray(v, dtype=float).tobytes() for v in vals)))
     todo = [nd for nd in nodes if (nd, pkey) not in _MEMO]
     if todo:
-        inners: list[sp.Expr] = []
-        for nd in todo:
-            for e in nd.exprs:
-                if e not in inners:
-                    inners.append(e)
-        pos = {e: k for k, e in enumerate(inners)}
-        key = (tuple(inners), args, syms, id(ds))
-        if key not in _JOINT_CACHE:
-            _JOINT_CACHE[key] = _joint_function(inners, args, syms, ds)
+        inners, pos, key, pairs = _joint_setup(todo, args)
         f, cols, fsyms, rew = _JOINT_CACHE[key]
-        pairs = [tuple(pos[e] for e in nd.exprs) for nd in todo if not isinstance(nd, DataMean)]
         outs = _native_values(todo, pos, pairs, (key, tuple(pairs)), args, fsyms, rew, cols, vals, P, ds)
+        REDUCTIONS["c" if outs is not None else "numpy"] += 1
         if outs is None:
             outs = _numpy_values(todo, inners, pos, f, cols, args, vals, P, chunk_elements, ds)
         for nd, o in zip(todo, outs, strict=True):
@@ -932,6 +925,40 @@ def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals:
         while len(_MEMO) > 512:
             _MEMO.pop(next(iter(_MEMO)))
     return [_MEMO[(nd, pkey)] for nd in nodes]
+
+
+def _joint_setup(todo: Sequence[_DataNode], args: tuple[sp.Symbol, ...]) -> tuple[list, dict, tuple, list]:
+    """The distinct inner expressions of nodes over one data set, their positions, the joint-function
+    key (built into ``_JOINT_CACHE``) and the covariance index pairs."""
+    ds = todo[0].dataset
+    syms = tuple(ds.symbols)
+    inners: list[sp.Expr] = []
+    for nd in todo:
+        for e in nd.exprs:
+            if e not in inners:
+                inners.append(e)
+    pos = {e: k for k, e in enumerate(inners)}
+    key = (tuple(inners), args, syms, id(ds))
+    if key not in _JOINT_CACHE:
+        _JOINT_CACHE[key] = _joint_function(inners, args, syms, ds)
+    pairs = [tuple(pos[e] for e in nd.exprs) for nd in todo if not isinstance(nd, DataMean)]
+    return inners, pos, key, pairs
+
+
+def native_node_values(nodes: Sequence[_DataNode], args: Sequence[sp.Symbol],
+                       vals: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+    """Nodes over one data set at the points ``vals`` (one (P,) array per arg) by the C reduction,
+    without memoisation (e.g. particles, new points every step); None when the kernel is not available.
+
+    Points where a value is not finite are redone on the careful numpy path (which gives the number
+    or raises :class:`~symfp.errors.InputError` naming the sample).
+    """
+    args = tuple(args)
+    inners, pos, key, pairs = _joint_setup(nodes, args)
+    _, cols, fsyms, rew = _JOINT_CACHE[key]
+    vals = [np.asarray(v, dtype=float).reshape(-1) for v in vals]
+    return _native_values(nodes, pos, pairs, (key, tuple(pairs)), args, fsyms, rew, cols, vals,
+                          len(vals[0]) if vals else 1, nodes[0].dataset)
 
 
 def _numpy_values(todo: Sequence[_DataNode], inners: list, pos: dict, f: Callable, cols: list, args: tuple,

@@ -16,7 +16,9 @@ w1, w2, x, y = sp.symbols("w1 w2 x y", real=True)
 LOSS = sp.log(1 + sp.exp(-y * (w1 * x + w2)))
 
 
-def test_torch_reduction_matches_numpy_and_the_expanded_sum(monkeypatch):
+@pytest.mark.parametrize("native", ["1", "0"])  # the C reduction on CPU, and the torch one
+def test_torch_reduction_matches_numpy_and_the_expanded_sum(monkeypatch, native):
+    monkeypatch.setenv("SYMFP_NATIVE", native)
     d = Dataset({x: [0.5, -1.25, 2.0, 0.75, -0.3, 1.1, -2.2], y: [1, -1, 1, 1, -1, -1, 1]})
     f = d.expect(LOSS)
     expr = sp.Matrix([sp.diff(f, w1) * f + w2, DataCov(sp.diff(LOSS, w1), sp.diff(LOSS, w2), d)])
@@ -30,7 +32,9 @@ def test_torch_reduction_matches_numpy_and_the_expanded_sum(monkeypatch):
                                ref, rtol=1e-13)
 
 
-def test_torch_reduction_is_stable_where_exp_overflows():
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_torch_reduction_is_stable_where_exp_overflows(monkeypatch, native):
+    monkeypatch.setenv("SYMFP_NATIVE", native)
     d = Dataset({x: [800.0, -900.0, 1.0], y: [1.0, 1.0, -1.0]})
     gexpr = sp.diff(d.expect(LOSS), w1)
     g = lam.torch_function(gexpr, (w1, w2), "test")
