@@ -267,7 +267,11 @@ class Block:
         self._new[s] = x
         if blowup is None:
             return False
-        amax = x.abs().amax() if x.numel() else x.new_zeros(())
+        if x.numel():  # max |x| without an |x| temporary (a slab-sized allocation, so page faults, per step)
+            lo, hi = torch.aminmax(x)
+            amax = torch.maximum(hi, -lo)  # NaN propagates, and fails the check below
+        else:
+            amax = x.new_zeros(())
         self._amax[j] = float(amax)
         return not bool(amax <= blowup)  # NaN compares False
 
@@ -425,6 +429,10 @@ def local_count_of(n: int, rank: int, size: int, even: bool) -> int:
 
 
 def _diverged(theta: torch.Tensor, k: int, stepper: Any, blowup: float, t: float) -> str | None:
+    if theta.numel():  # the common case in one pass without temporaries: every |value| <= blowup
+        lo, hi = torch.aminmax(theta)
+        if bool(torch.maximum(hi, -lo) <= blowup):  # False for NaN
+            return None
     bad = ~torch.isfinite(theta) | (theta.abs() > blowup)
     if not bool(bad.any()):
         return None
