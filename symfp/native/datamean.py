@@ -40,33 +40,35 @@ void symfp_dmean(int64_t P, int64_t N, const double *restrict pts, const double 
     (void)covs;
     for (int64_t p = 0; p < P; p++) {
 %(load)s
-%(zero1)s
-#pragma omp simd reduction(+:%(acc1)s)
-        for (int64_t i = 0; i < N; i++) {
-            const real_t wi = w[i];
-%(feats)s
-%(code1)s
-%(sum1)s
-        }
-%(store1)s
-%(pass2)s
+%(passes)s
     }
 }
 """
 
-_PASS2 = r"""
-        {
-%(zero2)s
-#pragma omp simd reduction(+:%(acc2)s)
+# one pass over the samples: accumulators, a vectorised weighted sum, the stores (8-space indent)
+_PASS = r"""        {
+%(zero)s
+#pragma omp simd reduction(+:%(accs)s)
             for (int64_t i = 0; i < N; i++) {
                 const real_t wi = w[i];
 %(feats)s
-%(code2)s
-%(sum2)s
+%(code)s
+%(sums)s
             }
-%(store2)s
-        }
-"""
+%(store)s
+        }"""
+
+
+def _pass(accs: Sequence[str], feats: str, code: str, terms: Sequence[str], out: str) -> str:
+    """A pass ``acc_j = Σ_i w_i · term_j`` over the samples, stored to ``out[p·J + j]`` (a later pass
+    reads the means back from there)."""
+    J = len(accs)
+    return _PASS % {
+        "zero": "\n".join(f"            real_t {a} = 0;" for a in accs),
+        "accs": ", ".join(accs), "feats": feats, "code": code,
+        "sums": "\n".join(f"                {a} += wi * ({t});" for a, t in zip(accs, terms, strict=True)),
+        "store": "\n".join(f"            {out}[p * {J} + {j}] = {a};" for j, a in enumerate(accs)),
+    }
 
 
 def reduction_source(*, args: Sequence[sp.Symbol], features: Sequence[sp.Symbol],
@@ -87,33 +89,19 @@ def reduction_source(*, args: Sequence[sp.Symbol], features: Sequence[sp.Symbol]
     rs = [sp.sympify(e).xreplace(ren) for e in inners]
     check_symbols("data-mean", rs, set(ren.values()))
     d, K, M = len(args), len(features), len(rs)
-    code1, out1 = cse_block(printer, rs, "a", " " * 12)
-    feats = "\n".join(f"            const real_t f{k} = feat[{k} * N + i];" for k in range(K))
-    fill = {
-        "load": "\n".join(f"        const real_t t{j} = pts[p * {d} + {j}];" for j in range(d)),
-        "zero1": "\n".join(f"        real_t s{j} = 0;" for j in range(M)),
-        "acc1": ", ".join(f"s{j}" for j in range(M)),
-        "feats": feats,
-        "code1": code1,
-        "sum1": "\n".join(f"            s{j} += wi * ({c});" for j, c in enumerate(out1)),
-        "store1": "\n".join(f"        means[p * {M} + {j}] = s{j};" for j in range(M)),
-        "pass2": "",
-    }
+    feats = "\n".join(f"                const real_t f{k} = feat[{k} * N + i];" for k in range(K))
+    code1, out1 = cse_block(printer, rs, "a", " " * 16)
+    # pass 1: the means s_j, read back by pass 2 from means[] (the accumulators are block-local)
+    passes = [_pass([f"s{j}" for j in range(M)], feats, code1, out1, "means")]
     if pairs:
         need = sorted({k for ab in pairs for k in ab})
         code2, out2 = cse_block(printer, [rs[k] for k in need], "b", " " * 16)
         val = {k: f"({c})" for k, c in zip(need, out2, strict=True)}
-        C = len(pairs)
-        fill["pass2"] = _PASS2 % {
-            "zero2": "\n".join(f"            real_t c{q} = 0;" for q in range(C)),
-            "acc2": ", ".join(f"c{q}" for q in range(C)),
-            "feats": "\n".join("    " + ln for ln in feats.splitlines()),
-            "code2": code2,
-            "sum2": "\n".join(f"                c{q} += wi * ({val[a]} - s{a}) * ({val[b]} - s{b});"
-                              for q, (a, b) in enumerate(pairs)),
-            "store2": "\n".join(f"            covs[p * {C} + {q}] = c{q};" for q in range(C)),
-        }
-    return prelude(False) + _KERNEL % fill
+        mean = {k: f"means[p * {M} + {k}]" for k in need}
+        passes.append(_pass([f"c{q}" for q in range(len(pairs))], feats, code2,
+                            [f"({val[a]} - {mean[a]}) * ({val[b]} - {mean[b]})" for a, b in pairs], "covs"))
+    load = "\n".join(f"        const real_t t{j} = pts[p * {d} + {j}];" for j in range(d))
+    return prelude(False) + _KERNEL % {"load": load, "passes": "\n".join(passes)}
 
 
 _POOL: ThreadPoolExecutor | None = None

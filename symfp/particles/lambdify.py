@@ -32,7 +32,14 @@ import torch
 
 from ..errors import ExpressionError
 from ..native.cprint import numeric_constants
-from ..symbolic.datamean import DataCov, DataMean, data_nodes, native_node_values, stable_forms
+from ..symbolic.datamean import (
+    DataCov,
+    DataMean,
+    data_nodes,
+    distinct_inners,
+    native_node_values,
+    stable_forms,
+)
 
 TensorFn = Callable[..., torch.Tensor]
 
@@ -49,12 +56,7 @@ def _nodes_reduction(nodes: Sequence[Any], args: Sequence[sp.Symbol], where: str
     """
     ds = nodes[0].dataset
     syms = tuple(ds.symbols)
-    inners: list[sp.Expr] = []
-    for nd in nodes:
-        for e in nd.exprs:
-            if e not in inners:
-                inners.append(e)
-    pos = {e: k for k, e in enumerate(inners)}
+    inners, pos = distinct_inners(nodes)
     try:
         fn = sp.lambdify([*args, *syms], [numeric_constants(stable_forms(e)) for e in inners],
                          modules="torch", cse=True)

@@ -927,17 +927,22 @@ def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals:
     return [_MEMO[(nd, pkey)] for nd in nodes]
 
 
+def distinct_inners(nodes: Sequence[_DataNode]) -> tuple[list[sp.Expr], dict[sp.Expr, int]]:
+    """The distinct inner expressions of ``nodes`` in first-seen order, and each one's position."""
+    inners: list[sp.Expr] = []
+    for nd in nodes:
+        for e in nd.exprs:
+            if e not in inners:
+                inners.append(e)
+    return inners, {e: k for k, e in enumerate(inners)}
+
+
 def _joint_setup(todo: Sequence[_DataNode], args: tuple[sp.Symbol, ...]) -> tuple[list, dict, tuple, list]:
     """The distinct inner expressions of nodes over one data set, their positions, the joint-function
     key (built into ``_JOINT_CACHE``) and the covariance index pairs."""
     ds = todo[0].dataset
     syms = tuple(ds.symbols)
-    inners: list[sp.Expr] = []
-    for nd in todo:
-        for e in nd.exprs:
-            if e not in inners:
-                inners.append(e)
-    pos = {e: k for k, e in enumerate(inners)}
+    inners, pos = distinct_inners(todo)
     key = (tuple(inners), args, syms, id(ds))
     if key not in _JOINT_CACHE:
         _JOINT_CACHE[key] = _joint_function(inners, args, syms, ds)
