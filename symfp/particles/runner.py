@@ -155,10 +155,8 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
                 failure = _diverged(blk.theta, k, stepper, opt.blowup, opt.t(k, stepper.dt))
                 if failure:
                     break
-                if k == 0:  # later outputs are recorded by the step before them, slab by slab
-                    traj.add(out_index[k], blk.theta.double().cpu().numpy(), bl.start)
+                traj.add(out_index[k], blk.theta.double().cpu().numpy(), bl.start)
             check = (k + 1) % opt.check_every == 0 or k + 1 == steps
-            blk.record = (traj, out_index[k + 1], bl.start) if k + 1 in out_index else None
             if blk.step(k, workers, opt.blowup if check else None):
                 failure = _diverged(blk.theta, k + 1, stepper, opt.blowup, opt.t(k + 1, stepper.dt))
                 if failure:
@@ -170,8 +168,7 @@ def _run(stepper: Any, opt: RunOptions, where: str) -> ParticleCloud:
             bar.update(1)
         if failure:
             break
-        if steps == 0:
-            traj.add(out_index[0], blk.theta.double().cpu().numpy(), bl.start)
+        traj.add(out_index[steps], blk.theta.double().cpu().numpy(), bl.start)
         theta_out[bl] = blk.theta.cpu().numpy()
         if absorbing is not None:
             tau[bl] = blk.tau.cpu().numpy()
@@ -238,8 +235,6 @@ class Block:
         rows_max = max((g.stop - g.start for g, _ in self.groups), default=0)
         self._bufs = stepper.draw_buffers(rows_max, self.noises[0]) if self.fused else None
         self.alive = self.tau = None
-        #: (trajectory, output index, first row of the block) when the step being taken ends at an output
-        self.record: tuple[Any, int, int] | None = None
         if absorbing is not None:
             self.alive = ~absorbing.absorbed(self.theta)
             self.tau = torch.full((n,), opt.t(opt.steps, stepper.dt), dtype=torch.float64, device=dev)
@@ -270,9 +265,6 @@ class Block:
             live &= ~hit
             x = torch.where(live[:, None], x, x0)
         self._new[s] = x
-        if self.record is not None:  # the output after this step, from this thread while x is in cache
-            traj, k_out, row0 = self.record
-            traj.add(k_out, self._new[s], row0 + s.start)
         if blowup is None:
             return False
         if x.numel():  # max |x| without an |x| temporary (a slab-sized allocation, so page faults, per step)
