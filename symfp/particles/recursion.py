@@ -24,7 +24,6 @@ everywhere η enters the update (the gradient step, the momentum step, the injec
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from typing import Any
 
@@ -33,6 +32,7 @@ import sympy as sp
 import torch
 
 from ..errors import InputError
+from ..native.build import enabled as native_enabled
 from ..symbolic.model_hash import model_hash
 from .backend import resolve_device, resolve_dtype
 from .batches import BatchSource
@@ -253,7 +253,7 @@ class RecursionStepper:
         replacement (lr and batch-size schedules allowed), CPU, no antithetic pairs, and native
         kernels not switched off (``SYMFP_NATIVE=0``)."""
         return (self.native_spec is not None and device.type == "cpu" and not antithetic
-                and os.environ.get("SYMFP_NATIVE", "1") != "0")
+                and self.batches[0].N < 2**31 and native_enabled())  # the kernel draws int32 indices
 
     def native_kernel(self) -> NativeStep | None:
         """The built C kernel (built on the first call; None, with one warning, when it cannot be)."""
