@@ -17,7 +17,7 @@ products of an output, one for min/max and one for the entropies.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,33 @@ class Reductions:
 
 
 SERIAL = Reductions()
+
+
+def weight_vectors(mass: np.ndarray, weighted: Callable[[Any], np.ndarray], coords: Sequence[Any],
+                   expectations: Mapping[str, Any],
+                   regions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    r"""The weight vectors :class:`NodalObservables` reads, under the keys it reads them by.
+
+    Args:
+        mass: the mass vector (:math:`\int w\varphi_i`, or the lumped mass a lumped scheme conserves).
+        weighted: ``g ↦`` the assembled :math:`\int g\,w\varphi_i` of a backend's expression ``g``.
+        coords: the d coordinate expressions of the backend (UFL ``x[i]``, or the state symbols).
+        expectations: name → the backend's expression g of :math:`E[g]`.
+        regions: name → the region's assembled mass vector.
+
+    Returns:
+        ``"mass"``, ``"x{i}"``, ``"x{i}x{j}"`` (i ≤ j), ``"E[name]"`` and ``"region:{name}"``.
+    """
+    vectors: dict[str, np.ndarray] = {"mass": mass}
+    for i, xi in enumerate(coords):
+        vectors[f"x{i}"] = weighted(xi)
+        for j in range(i, len(coords)):
+            vectors[f"x{i}x{j}"] = weighted(xi * coords[j])
+    for name, g in expectations.items():
+        vectors[f"E[{name}]"] = weighted(g)
+    for name, vec in regions.items():
+        vectors[f"region:{name}"] = vec
+    return vectors
 
 
 class NodalObservables:

@@ -32,6 +32,7 @@ import sympy as sp
 import torch
 
 from ..errors import InputError
+from ..native.build import NativeError, compiler
 from ..native.build import enabled as native_enabled
 from ..symbolic.model_hash import model_hash
 from .backend import resolve_device, resolve_dtype
@@ -40,7 +41,7 @@ from .cache import cached
 from .cloud import ParticleCloud
 from .compiled import Compiled, compiled_info, want_compile
 from .lambdify import time_tensor, torch_function
-from .native import NativeError, NativeStep, compiler, kernel_source
+from .native import NativeStep, kernel_source
 from .noise import Noise
 from .runner import RunOptions, run
 from .samplers import sampler
@@ -255,6 +256,11 @@ class RecursionStepper:
         return (self.native_spec is not None and device.type == "cpu" and not antithetic
                 and self.batches[0].N < 2**31 and native_enabled())  # the kernel draws int32 indices
 
+    @property
+    def native_ready(self) -> bool:
+        """The C kernel was built in this process (no build cost left)."""
+        return self._native is not None
+
     def native_kernel(self) -> NativeStep | None:
         """The built C kernel (built on the first call; None, with one warning, when it cannot be)."""
         if self._native is None and self.native_error is None:
@@ -301,22 +307,18 @@ class RecursionStepper:
         return self.last_core(theta, bufs[0], self._table)
 
     def step(self, theta: torch.Tensor, nz: Noise, k: int, ctx: dict) -> torch.Tensor:
+        etas = ctx["schedule"]
+        if etas is None and self.lr_symbol is not None:
+            raise InputError("simulate_recursion: this stepper needs an lr_schedule")
         kern = ctx.get("native")
         if kern is not None:  # draw, gather, gradient, mean and update in C, from the slab's stream
-            sizes, etas = ctx.get("batch_sizes"), ctx["schedule"]
-            if etas is None and self.lr_symbol is not None:
-                raise InputError("simulate_recursion: this stepper needs an lr_schedule")
+            sizes = ctx.get("batch_sizes")
             B = int(sizes[k]) if sizes is not None else self.batches[0].B
             ctx["native_out"] = kern.step(theta, self._table, nz.np_gen, B,
                                           float(etas[k]) if etas is not None else 0.0, ctx.get("native_out"))
             return ctx["native_out"]
         vals: list[torch.Tensor] = []
-        if ctx["schedule"] is not None:
-            tail = [time_tensor(float(ctx["schedule"][k]), theta)]
-        elif self.lr_symbol is not None:
-            raise InputError("simulate_recursion: this stepper needs an lr_schedule")
-        else:
-            tail = []
+        tail = [time_tensor(float(etas[k]), theta)] if etas is not None else []
         batch_ctx = ctx["batches"]
         sources = ctx.get("sources", self.batches)
         if ctx.get("batch_sizes") is not None:
@@ -436,7 +438,7 @@ def simulate_recursion(
         work = 0.0  # the runner reports the bad count
     native = None
     if stepper.native_ok(dev, bool(antithetic)) and want_compile(
-            compile, work * NATIVE_AUTO_SCALE, stepper._native is not None, where):
+            compile, work * NATIVE_AUTO_SCALE, stepper.native_ready, where):
         native = stepper.native_kernel()  # None (and a warning) when it cannot be built
     if native is not None or (dev.type == "cpu" and stepper.native_error is not None and compiler() is None):
         can_fuse = False  # the C kernel runs, or there is no C compiler (inductor needs one too)

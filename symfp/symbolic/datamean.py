@@ -915,8 +915,8 @@ def _nodes_values(nodes: Sequence[_DataNode], args: tuple[sp.Symbol, ...], vals:
     todo = [nd for nd in nodes if (nd, pkey) not in _MEMO]
     if todo:
         inners, pos, key, pairs = _joint_setup(todo, args)
-        f, cols, fsyms, rew = _JOINT_CACHE[key]
-        outs = _native_values(todo, pos, pairs, (key, tuple(pairs)), args, fsyms, rew, cols, vals, P, ds)
+        f, cols, _, _ = _JOINT_CACHE[key]
+        outs = _native_values(todo, pos, pairs, key, args, vals, P)
         REDUCTIONS["c" if outs is not None else "numpy"] += 1
         if outs is None:
             outs = _numpy_values(todo, inners, pos, f, cols, args, vals, P, chunk_elements, ds)
@@ -959,11 +959,9 @@ def native_node_values(nodes: Sequence[_DataNode], args: Sequence[sp.Symbol],
     or raises :class:`~symfp.errors.InputError` naming the sample).
     """
     args = tuple(args)
-    inners, pos, key, pairs = _joint_setup(nodes, args)
-    _, cols, fsyms, rew = _JOINT_CACHE[key]
+    _, pos, key, pairs = _joint_setup(nodes, args)
     vals = [np.asarray(v, dtype=float).reshape(-1) for v in vals]
-    return _native_values(nodes, pos, pairs, (key, tuple(pairs)), args, fsyms, rew, cols, vals,
-                          len(vals[0]) if vals else 1, nodes[0].dataset)
+    return _native_values(nodes, pos, pairs, key, args, vals, len(vals[0]) if vals else 1)
 
 
 def _numpy_values(todo: Sequence[_DataNode], inners: list, pos: dict, f: Callable, cols: list, args: tuple,
@@ -997,21 +995,31 @@ def _numpy_values(todo: Sequence[_DataNode], inners: list, pos: dict, f: Callabl
     return outs
 
 
-def _native_values(todo: Sequence[_DataNode], pos: dict, pairs: list, key: Any, args: tuple, fsyms: list,
-                   rew: list, cols: list, vals: list[np.ndarray], P: int, ds: Any) -> list[np.ndarray] | None:
+#: per joint key: (its feature columns, the (K, N) table of them, the sample weights) for the C kernel
+_NATIVE_TABLES: dict[tuple, tuple[list, np.ndarray, np.ndarray]] = {}
+
+
+def _native_values(todo: Sequence[_DataNode], pos: dict, pairs: list, key: tuple, args: tuple,
+                   vals: list[np.ndarray], P: int) -> list[np.ndarray] | None:
     """The nodes at P points by the C reduction (:mod:`symfp.native.datamean`), or None when it is not
-    available. Points where a value is not finite are redone by :func:`_numpy_values` (which
-    evaluates an overflowing expression carefully or names the sample)."""
+    available. ``key`` is the joint function's (:func:`_joint_setup`); its (K, N) feature table and
+    sample weights are built once. Points where a value is not finite are redone by
+    :func:`_numpy_values` (which evaluates an overflowing expression carefully or names the sample)."""
     from ..native.datamean import reduction
 
-    red = reduction(key, args=args, features=fsyms, inners=rew, pairs=pairs)
+    f, cols, fsyms, rew = _JOINT_CACHE[key]
+    red = reduction((key, tuple(pairs)), args=args, features=fsyms, inners=rew, pairs=pairs)
     if red is None:
         return None
-    n = ds.n
-    wts = getattr(ds, "weights", None)
-    w = np.full(n, 1.0 / n) if wts is None else np.asarray(wts, dtype=float)
-    feat = np.stack([np.broadcast_to(np.asarray(c, dtype=float).reshape(-1), (n,)) for c in cols]) \
-        if cols else np.zeros((0, n))
+    ds = todo[0].dataset
+    if key not in _NATIVE_TABLES or _NATIVE_TABLES[key][0] is not cols:  # built for this joint entry
+        n, wts = ds.n, getattr(ds, "weights", None)
+        _NATIVE_TABLES[key] = (
+            cols,
+            np.stack([np.broadcast_to(np.asarray(c, dtype=float).reshape(-1), (n,)) for c in cols])
+            if cols else np.zeros((0, n)),
+            np.full(n, 1.0 / n) if wts is None else np.asarray(wts, dtype=float))
+    _, feat, w = _NATIVE_TABLES[key]
     pts = np.stack([np.broadcast_to(np.asarray(v, dtype=float).reshape(-1), (P,)) for v in vals], axis=1) \
         if vals else np.zeros((P, 0))
     means, covs = red(pts, feat, w)
@@ -1025,10 +1033,8 @@ def _native_values(todo: Sequence[_DataNode], pos: dict, pairs: list, key: Any, 
     bad = ~(np.all(np.isfinite(means), axis=1) & np.all(np.isfinite(covs), axis=1))
     if bad.any():
         idx = np.flatnonzero(bad)
-        inners = list(pos)
-        f = _JOINT_CACHE[key[0]][0]
-        redo = _numpy_values(todo, inners, pos, f, cols, args, [np.asarray(v)[idx] for v in vals], len(idx),
-                             FE_CHUNK_ELEMENTS, ds)
+        redo = _numpy_values(todo, list(pos), pos, f, cols, args, [np.asarray(v)[idx] for v in vals],
+                             len(idx), FE_CHUNK_ELEMENTS, ds)
         for o, r in zip(outs, redo, strict=True):
             o[idx] = r
     return outs

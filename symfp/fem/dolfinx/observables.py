@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..observables import NodalObservables
+from ..observables import NodalObservables, weight_vectors
 from . import compat
 from .translate import to_ufl
 
@@ -80,17 +80,11 @@ def observable_recorder(V: Any, state: tuple[sp.Symbol, ...], *, weight: Any = N
     def weighted(g: Any, measure: Any = dx) -> np.ndarray:  # ∫ g w φ_i
         return owned(g * w * v * measure)
 
-    vectors: dict[str, np.ndarray] = {"mass": weighted(1.0)}
-    for i in range(d):
-        vectors[f"x{i}"] = weighted(x[i])
-        for j in range(i, d):
-            vectors[f"x{i}x{j}"] = weighted(x[i] * x[j])
     expectations = dict(expectations or {})
-    for name, expr in expectations.items():
-        vectors[f"E[{name}]"] = weighted(to_ufl(expr, state, x))
     regions = dict(regions or {})
-    for name, tag in regions.items():
-        vectors[f"region:{name}"] = weighted(1.0, dx(tag))
+    vectors = weight_vectors(weighted(1.0), weighted, [x[i] for i in range(d)],
+                             {name: to_ufl(expr, state, x) for name, expr in expectations.items()},
+                             {name: weighted(1.0, dx(tag)) for name, tag in regions.items()})
     # vertex quadrature weights on the owned dofs: m_i = ∫ φ_i, or ∫ w φ_i / w(x_i) for p = w u (the
     # Gibbs form): then Σ m_i p_i = Σ u_i ∫ w φ_i is the mass the scheme conserves. With ∫ φ_i instead,
     # Σ m_i p_i drifts with the transient and KL picks up a term linear in p − π (see module docstring)

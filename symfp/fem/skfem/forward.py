@@ -39,7 +39,7 @@ from ..checks import check_fe_problem
 from ..coefficients import numpy_function
 from ..initial import density_callable, is_point
 from ..mesh import NeutralMesh, box
-from ..observables import NodalObservables
+from ..observables import NodalObservables, weight_vectors
 from ..problem import (
     as_fokker_planck,
     check_forward_options,
@@ -291,24 +291,17 @@ def solve(fp: Any, mesh: Any, p0: Any, t_end: float, dt: float, scheme: str | No
 
     # observables: weight vectors ∫ g φ_i assembled once (dotted with u); the entropies' vertex
     # weights m_i = ∫ w φ_i / w_i act on the nodal density p
-    vectors = {"mass": ml}
-    for i in range(d):
-        vectors[f"x{i}"] = weighted(state[i])
-        for j in range(i, d):
-            vectors[f"x{i}x{j}"] = weighted(state[i] * state[j])
-    expectations = dict(expectations or {})
-    for name, expr in expectations.items():
-        e = sp.sympify(expr)
+    expectations = {name: sp.sympify(expr) for name, expr in dict(expectations or {}).items()}
+    for name, e in expectations.items():
         extra = e.free_symbols - set(state)
         if extra:
             raise InputError(f"{where}: expectation {name!r} = {e} has symbols {sorted(map(str, extra))} "
                              "that are not state variables")
-        vectors[f"E[{name}]"] = weighted(e)
     skfem = require_skfem(where)
-    for name in msh.region_names:
-        rb = skfem.Basis(sk.mesh, sk.element(1), elements=msh.region_cells(name),
-                         intorder=3 if gibbs is None else GIBBS_INTORDER)
-        vectors[f"region:{name}"] = weighted(1, rb)
+    regions = {name: weighted(1, skfem.Basis(sk.mesh, sk.element(1), elements=msh.region_cells(name),
+                                             intorder=3 if gibbs is None else GIBBS_INTORDER))
+               for name in msh.region_names}
+    vectors = weight_vectors(ml, weighted, list(state), expectations, regions)
     log_nodes = None
     if rho is not None:
         log_rho = sp.expand_log(sp.log(sp.sympify(rho)), force=True)
